@@ -1,0 +1,150 @@
+/*
+ * compute.h - the compute side of sluice: a client runtime for dataflow workers.
+ *
+ * sl_client owns one runtime thread that owns the connection to storage: it reads frames,
+ * routes each subscription's events to the queue of the dataflow worker that owns it, grants
+ * credit back to storage as the worker consumes, and answers heartbeats.  Each dataflow worker
+ * thread opens its own sl_queue, subscribes through it, and receives events from it: by blocking
+ * in sl_queue_next with a timeout, or by polling sl_queue_fd.  User code never runs on the
+ * runtime thread, and the runtime thread never waits for a worker: a worker that stops consuming
+ * stops granting credit, so storage stops sending to its subscriptions only.
+ *
+ * Threads: sl_client_* may be called from any thread.  A queue, and the subscriptions made
+ * through it, belong to one thread at a time (the one calling sl_queue_* on it).
+ */
+#ifndef SLUICE_COMPUTE_H
+#define SLUICE_COMPUTE_H
+
+#include "sluice/sluice.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_client sl_client;
+typedef struct sl_queue sl_queue;
+
+/* A subscription as seen by its worker: an id that is never reused within a client, so a stale
+ * one yields SL_ENOTSUB instead of touching freed memory. */
+typedef struct sl_sub {
+	uint64_t id;
+} sl_sub;
+
+typedef struct sl_client_config {
+	const char *server;     /* "HOST:PORT"; default 127.0.0.1:6876 */
+	uint32_t window;        /* credit window per subscription in bytes; default 256 KiB, min 128 KiB */
+	uint32_t max_frame;     /* largest frame accepted; default 4 MiB */
+	int connect_timeout_ms; /* default 5000 */
+	uint32_t heartbeat_ms;  /* Ping an idle connection this often; default 1000 */
+	uint32_t idle_timeout_ms; /* declare the connection dead after this much silence; default 10000 */
+} sl_client_config;
+
+SL_API void sl_client_config_init(sl_client_config *cfg);
+
+/* Connects to cfg->server, exchanges Hello, and starts the runtime thread.  cfg is read during
+ * the call only.  Errors: -ECONNREFUSED (and other -errno), SL_EVERSION, SL_ETIMEDOUT.
+ * On success free *out with sl_client_close. */
+SL_API int sl_client_open(const sl_client_config *cfg, sl_client **out);
+
+/* Stops the runtime thread and closes the connection.  Every queue must be closed first.
+ * Accepts NULL. */
+SL_API void sl_client_close(sl_client *c);
+
+/* One source as reported by ListSources. Owned by the array from sl_client_list_sources. */
+typedef struct sl_source_info {
+	char *name;
+	char *kind;
+	uint64_t id;
+	uint32_t workers;
+	uint64_t *uppers; /* per worker; SL_TIME_CLOSED when closed */
+	uint64_t upper;   /* minimum over uppers */
+} sl_source_info;
+
+/* Asks storage for its sources and waits up to timeout_ms (-1 = forever).  On success *out is
+ * an array of *n entries; free it with sl_source_info_free. */
+SL_API int sl_client_list_sources(sl_client *c, int timeout_ms, sl_source_info **out, size_t *n);
+SL_API void sl_source_info_free(sl_source_info *infos, size_t n);
+
+/* Sends one atomic batch to an ingest source and waits up to timeout_ms for storage to accept
+ * it.  Only diff and row of each update are used; storage picks the time and returns it in
+ * *time_out.  Errors: SL_ENOSOURCE, SL_EKIND (not an ingest source), SL_ETOOBIG, SL_EREJECTED
+ * (with the reason in the client's last error, see sl_client_last_error), SL_ETIMEDOUT. */
+SL_API int sl_client_append(sl_client *c, uint64_t source, const sl_update *ups, size_t n,
+                            int timeout_ms, uint64_t *time_out);
+
+/* The message of the last error frame received in answer to a request of this thread
+ * (thread-local copy; valid until the next call on this thread). */
+SL_API const char *sl_client_last_error(void);
+
+/* Opens a queue for the calling dataflow worker.  Free it with sl_queue_close. */
+SL_API int sl_queue_open(sl_client *c, sl_queue **out);
+
+/* Unsubscribes every subscription still made through q and frees it.  Accepts NULL. */
+SL_API void sl_queue_close(sl_queue *q);
+
+/* A file descriptor that is readable while q has events waiting (an eventfd).  Do not read or
+ * close it; use it with poll/epoll only. */
+SL_API int sl_queue_fd(const sl_queue *q);
+
+/* Subscribes (dataflow, source, worker) for this queue, starting at `from` (0 = everything).
+ * Returns at once: storage's answer arrives as SL_EV_SUBSCRIBED or SL_EV_SUBSCRIBE_ERROR.
+ * *out is written on success.  Errors: SL_EDUPLICATE when this client already subscribed the
+ * same triple. */
+SL_API int sl_subscribe(sl_queue *q, uint64_t dataflow, uint64_t source, uint32_t worker,
+                        uint64_t from, sl_sub *out);
+
+/* Ends a subscription; no further event for it is returned by sl_queue_next.  Storage frees
+ * everything the subscription held.  SL_ENOTSUB for an unknown or ended subscription. */
+SL_API int sl_unsubscribe(sl_queue *q, sl_sub sub);
+
+typedef enum sl_event_kind {
+	SL_EV_SUBSCRIBED = 1,  /* storage accepted: since and upper are set */
+	SL_EV_SUBSCRIBE_ERROR, /* storage refused: code and message are set; the sub has ended */
+	SL_EV_MESSAGES,        /* updates at one time: iterate with sl_event_updates */
+	SL_EV_PROGRESS,        /* frontier changes: iterate with sl_event_changes */
+	SL_EV_DISCONNECTED,    /* the connection to storage was lost: code, message; every sub ended */
+} sl_event_kind;
+
+typedef struct sl_event {
+	sl_event_kind kind;
+	sl_sub sub;
+	uint64_t dataflow;
+	uint64_t source;
+	uint32_t worker;
+	sl_collection collection; /* MESSAGES, PROGRESS */
+	uint64_t time;            /* MESSAGES: the time of every update in it */
+	uint32_t count;           /* MESSAGES: updates; PROGRESS: changes */
+	sl_bytes body;            /* MESSAGES/PROGRESS: encoded updates/changes (for the iterators) */
+	uint64_t frontier;        /* the subscription's frontier after this event: the minimum over
+	                             its ok and err collections; SL_TIME_CLOSED once closed */
+	uint64_t since;           /* SUBSCRIBED */
+	uint64_t upper;           /* SUBSCRIBED */
+	int code;                 /* SUBSCRIBE_ERROR, DISCONNECTED */
+	const char *message;      /* SUBSCRIBE_ERROR, DISCONNECTED */
+} sl_event;
+
+/* Waits up to timeout_ms (-1 = forever, 0 = don't wait) for the next event of q.  Returns 1 with
+ * *ev filled, 0 on timeout, or a negative error.  Everything *ev points to stays valid until the
+ * next sl_queue_next or sl_queue_close on q.  Taking an event counts as consuming it: its bytes
+ * are granted back to storage as credit. */
+SL_API int sl_queue_next(sl_queue *q, sl_event *ev, int timeout_ms);
+
+/* The current frontier of a subscription (SL_TIME_CLOSED once closed), or 0 if unknown. */
+SL_API uint64_t sl_sub_frontier(const sl_queue *q, sl_sub sub);
+
+/* Iterates over the updates of a MESSAGES event or the (time, delta) changes of a PROGRESS
+ * event: initialise with the event, then call next until it returns 0. */
+typedef struct sl_iter {
+	sl_bytes rest;
+} sl_iter;
+
+SL_API void sl_iter_init(sl_iter *it, const sl_event *ev);
+/* 1 with *row (borrowed from the event) and *diff, or 0 at the end. */
+SL_API int sl_iter_update(sl_iter *it, sl_bytes *row, int64_t *diff);
+/* 1 with *time and *delta, or 0 at the end. */
+SL_API int sl_iter_change(sl_iter *it, uint64_t *time, int64_t *delta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,83 @@
+/*
+ * sluice.h - types shared by the storage and the compute side of libsluice.
+ *
+ * An update is (row, time, diff): row is opaque bytes, time a u64, diff an i64, as in
+ * differential dataflow.  Every source has two collections, `ok` (data) and `err` (errors), and
+ * W workers (partitions).  A worker's frontier ("upper") is the least time at which it may still
+ * produce updates; SL_TIME_CLOSED means it never will again.
+ *
+ * Errors: every function that can fail returns 0 (or a count) on success and a negative code on
+ * failure: -errno for the operating system, SL_E* for sluice.  sl_strerror() names both.
+ */
+#ifndef SLUICE_SLUICE_H
+#define SLUICE_SLUICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SLUICE_BUILDING) && defined(__GNUC__)
+#define SL_API __attribute__((visibility("default")))
+#else
+#define SL_API
+#endif
+
+/* The frontier value meaning "closed": no update will ever be produced again.  Times of updates
+ * are therefore at most SL_TIME_CLOSED - 1. */
+#define SL_TIME_CLOSED UINT64_MAX
+
+/* The largest row (or err message) accepted anywhere, in bytes. */
+#define SL_ROW_MAX (64u * 1024u - 64u)
+
+/* sluice's own error codes.  They are negative, and far below any -errno. The same numbers,
+ * negated, travel on the wire as the code of Error and SubscribeError frames. */
+enum {
+	SL_EPROTO = -1000,    /* malformed frame or protocol violation */
+	SL_EVERSION = -1001,  /* protocol version not supported */
+	SL_ETOOBIG = -1002,   /* frame, row or batch larger than the limit */
+	SL_ENOSOURCE = -1003, /* no such source */
+	SL_ENOWORKER = -1004, /* worker out of range */
+	SL_EDUPLICATE = -1005, /* already subscribed / name or handle already in use */
+	SL_ENOTSUB = -1006,   /* not subscribed */
+	SL_EBADHANDLE = -1007, /* unknown subscription handle */
+	SL_ECREDIT = -1008,   /* credit grant would overflow */
+	SL_ECLOSED = -1009,   /* the worker, queue or runtime is closed */
+	SL_ETIME = -1010,     /* time is before the worker's upper, or frontier would go backwards */
+	SL_EARG = -1011,      /* invalid argument */
+	SL_ENOMEM = -1012,    /* out of memory */
+	SL_ETIMEDOUT = -1013, /* no answer in time */
+	SL_EDISCONNECTED = -1014, /* the connection to storage was lost */
+	SL_EREJECTED = -1015, /* the request was refused (e.g. an ingest batch with a bad row) */
+	SL_EIO = -1016,       /* a storage I/O error (disk full, ...) */
+	SL_EKIND = -1017,     /* operation not supported by this source's kind */
+	SL_EIDLE = -1018,     /* peer stopped answering heartbeats */
+};
+
+/* Returns a static, human-readable string for a code from any libsluice function. */
+SL_API const char *sl_strerror(int code);
+
+/* A borrowed byte view: valid as long as whoever owns the bytes says. */
+typedef struct sl_bytes {
+	const uint8_t *ptr;
+	size_t len;
+} sl_bytes;
+
+typedef enum sl_collection {
+	SL_OK = 0,  /* the data collection */
+	SL_ERR = 1, /* the error collection */
+} sl_collection;
+
+/* One update; row is borrowed. */
+typedef struct sl_update {
+	sl_bytes row;
+	uint64_t time;
+	int64_t diff;
+} sl_update;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,97 @@
+/*
+ * storage.h - embed a sluice storage runtime.
+ *
+ * The runtime owns one network thread: it accepts compute connections, serves their
+ * subscriptions from each worker's log (a subscription is a cursor into the log, bounded by the
+ * credit its client granted) and answers ListSources and ingest Appends.  The embedding program's
+ * own threads (its "storage workers") hand their captured update streams to the runtime with
+ * sl_source_append / sl_source_advance / sl_source_close_worker; those calls never block on the
+ * network and never run network code.
+ *
+ * Lifecycle: sl_storage_open (binds the listening socket) -> sl_source_register... ->
+ * sl_storage_start (starts the network thread) -> ... -> sl_storage_close.  Sources may also be
+ * registered after start.
+ */
+#ifndef SLUICE_STORAGE_H
+#define SLUICE_STORAGE_H
+
+#include "sluice/sluice.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_storage sl_storage;
+typedef struct sl_source sl_source;
+
+typedef struct sl_storage_config {
+	const char *listen;       /* "HOST:PORT"; port 0 picks an ephemeral port. Default 127.0.0.1:6876 */
+	uint32_t max_frame;       /* largest frame accepted or sent; default 4 MiB */
+	uint32_t heartbeat_ms;    /* Ping an idle connection this often; default 1000 */
+	uint32_t idle_timeout_ms; /* drop a connection silent for this long; default 10000 */
+	size_t out_high_water;    /* stop filling a connection's output above this; default 1 MiB */
+	uint64_t max_batch_bytes; /* largest ingest batch staged per connection; default 256 MiB */
+} sl_storage_config;
+
+/* Fills cfg with the defaults above. */
+SL_API void sl_storage_config_init(sl_storage_config *cfg);
+
+/* Creates a runtime and binds its listening socket (so a port-0 listener has its port now).
+ * cfg is read during the call only.  On success *out is owned by the caller: free it with
+ * sl_storage_close.  Errors: -errno from socket/bind/listen, SL_EARG for a bad address. */
+SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out);
+
+/* The TCP port the runtime listens on. */
+SL_API int sl_storage_port(const sl_storage *st);
+
+/* Starts the network thread.  Call once. */
+SL_API int sl_storage_start(sl_storage *st);
+
+/* Stops the network thread, closes every connection and frees every source and log.  Sources
+ * handles become invalid; the caller must have stopped every thread that appends first.
+ * Accepts NULL. */
+SL_API void sl_storage_close(sl_storage *st);
+
+/* Flags for sl_source_register. */
+#define SL_SOURCE_INGEST 0x01 /* clients may Append batches (the `ingest` kind) */
+
+/* Registers a source named `name` (unique) of the given kind (free text shown by ListSources)
+ * with `workers` workers, each starting with upper 0 and empty collections.  Thread-safe.
+ * *out stays valid until sl_storage_close.  Errors: SL_EDUPLICATE, SL_EARG. */
+SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind, uint32_t workers,
+                              unsigned flags, sl_source **out);
+
+SL_API uint64_t sl_source_id(const sl_source *src);
+SL_API uint32_t sl_source_workers(const sl_source *src);
+
+/* Appends n updates to one collection of one worker.  Every update's time must be >= the
+ * worker's upper (else SL_ETIME, nothing appended); rows at most SL_ROW_MAX bytes (else
+ * SL_ETOOBIG).  Updates become visible to subscribers at once, but a subscriber learns that a
+ * time is complete only through sl_source_advance.  Thread-safe; never blocks on the network.
+ * Rows are copied. */
+SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
+                            const sl_update *ups, size_t n);
+
+/* Advances the worker's upper to `upper` (> current; an equal value is a no-op, a lower one
+ * SL_ETIME).  SL_TIME_CLOSED closes the worker. Thread-safe. */
+SL_API int sl_source_advance(sl_source *src, uint32_t worker, uint64_t upper);
+
+/* Same as sl_source_advance(src, worker, SL_TIME_CLOSED). */
+SL_API int sl_source_close_worker(sl_source *src, uint32_t worker);
+
+/* The worker's current upper (SL_TIME_CLOSED once closed). Thread-safe. */
+SL_API uint64_t sl_source_upper(const sl_source *src, uint32_t worker);
+
+/* Appends one atomic batch to an ingest source the way a client Append does: every update
+ * gets the same time T = the largest upper over the source's workers, rows are routed to
+ * worker hash(row) mod W, and then every worker's upper advances to T + 1.  Updates' own time
+ * fields are ignored.  *time_out receives T.  Thread-safe. */
+SL_API int sl_source_ingest(sl_source *src, const sl_update *ups, size_t n, uint64_t *time_out);
+
+/* The worker an ingested row is routed to. */
+SL_API uint32_t sl_ingest_route(sl_bytes row, uint32_t workers);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

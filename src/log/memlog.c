@@ -1,0 +1,153 @@
+/*
+ * memlog.c - the in-memory log of log.h.
+ *
+ * Chunks of SLI_CHUNK bytes are found by position through a two-level table whose first level
+ * is allocated once, so a reader never sees the table move.  A block never straddles two chunks:
+ * when the next block does not fit, the writer leaves a skip marker (or, when fewer than a
+ * header's bytes are left, nothing: readers skip such a tail by arithmetic) and starts the next
+ * chunk.
+ */
+#include "log/log.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+#define SLI_CHUNK_SHIFT 20
+#define SLI_CHUNK ((uint64_t)1 << SLI_CHUNK_SHIFT)
+#define L2_SHIFT 10
+#define L2_SIZE ((size_t)1 << L2_SHIFT)
+#define L1_SIZE ((size_t)1 << 12) /* 2^12 * 2^10 chunks of 1 MiB: 4 TiB of history */
+#define SKIP_MARK 0xffffffffu
+
+struct sli_log {
+	_Atomic(uint8_t *) *_Atomic *l1; /* l1[i] -> array of L2_SIZE chunk pointers */
+	_Atomic uint64_t end;            /* committed position */
+	uint64_t wpos;                   /* where the reserved block starts (== end between commits) */
+	size_t nchunks;
+};
+
+static _Atomic(uint8_t *) *slot(const sli_log *log, uint64_t chunk, int create)
+{
+	size_t i = (size_t)(chunk >> L2_SHIFT), j = (size_t)(chunk & (L2_SIZE - 1));
+	if (i >= L1_SIZE)
+		return NULL;
+	_Atomic(uint8_t *) *l2 = atomic_load_explicit(&log->l1[i], memory_order_acquire);
+	if (l2 == NULL) {
+		if (!create)
+			return NULL;
+		l2 = calloc(L2_SIZE, sizeof(*l2));
+		if (l2 == NULL)
+			return NULL;
+		atomic_store_explicit(&log->l1[i], l2, memory_order_release);
+	}
+	return &l2[j];
+}
+
+static uint8_t *chunk_at(const sli_log *log, uint64_t pos)
+{
+	_Atomic(uint8_t *) *s = slot(log, pos >> SLI_CHUNK_SHIFT, 0);
+	return s ? atomic_load_explicit(s, memory_order_acquire) : NULL;
+}
+
+int sli_log_new(sli_log **out)
+{
+	sli_log *log = calloc(1, sizeof(*log));
+	if (log == NULL)
+		return SL_ENOMEM;
+	if ((log->l1 = calloc(L1_SIZE, sizeof(*log->l1))) == NULL) {
+		free(log);
+		return SL_ENOMEM;
+	}
+	*out = log;
+	return 0;
+}
+
+void sli_log_free(sli_log *log)
+{
+	if (log == NULL)
+		return;
+	for (size_t i = 0; i < L1_SIZE; i++) {
+		_Atomic(uint8_t *) *l2 = log->l1[i];
+		if (l2 == NULL)
+			continue;
+		for (size_t j = 0; j < L2_SIZE; j++)
+			free(l2[j]);
+		free(l2);
+	}
+	free(log->l1);
+	free(log);
+}
+
+uint8_t *sli_log_reserve(sli_log *log, size_t cap)
+{
+	uint64_t pos = log->wpos;
+	uint64_t off = pos & (SLI_CHUNK - 1);
+	uint8_t *c = chunk_at(log, pos);
+	if (c == NULL || off + SLI_BLOCK_HDR + cap > SLI_CHUNK) {
+		if (c != NULL) {
+			/* Close this chunk: readers jump to the next one. */
+			if (SLI_CHUNK - off >= 4)
+				sli_set_u32(c + off, SKIP_MARK);
+			pos = (pos | (SLI_CHUNK - 1)) + 1;
+		}
+		_Atomic(uint8_t *) *s = slot(log, pos >> SLI_CHUNK_SHIFT, 1);
+		if (s == NULL)
+			return NULL;
+		if ((c = malloc(SLI_CHUNK)) == NULL)
+			return NULL;
+		atomic_store_explicit(s, c, memory_order_release);
+		log->nchunks++;
+		log->wpos = pos;
+		off = 0;
+	}
+	return c + off + SLI_BLOCK_HDR;
+}
+
+void sli_log_commit(sli_log *log, uint32_t nbytes, uint64_t min_time, uint64_t max_time)
+{
+	uint8_t *h = chunk_at(log, log->wpos) + (log->wpos & (SLI_CHUNK - 1));
+	sli_set_u32(h, nbytes);
+	sli_set_u32(h + 4, 0); /* checksum: computed by the durable log only */
+	sli_set_u64(h + 8, min_time);
+	sli_set_u64(h + 16, max_time);
+	log->wpos += SLI_BLOCK_HDR + nbytes;
+	atomic_store_explicit(&log->end, log->wpos, memory_order_release);
+}
+
+uint64_t sli_log_end(const sli_log *log)
+{
+	return atomic_load_explicit(&log->end, memory_order_acquire);
+}
+
+uint64_t sli_log_start(const sli_log *log)
+{
+	(void)log;
+	return 0;
+}
+
+void sli_log_block(const sli_log *log, uint64_t pos, sli_block *b)
+{
+	for (;;) {
+		uint64_t off = pos & (SLI_CHUNK - 1);
+		const uint8_t *c = chunk_at(log, pos);
+		if (c == NULL || SLI_CHUNK - off < SLI_BLOCK_HDR || sli_get_u32(c + off) == SKIP_MARK) {
+			pos = (pos | (SLI_CHUNK - 1)) + 1;
+			continue;
+		}
+		const uint8_t *h = c + off;
+		b->nbytes = sli_get_u32(h);
+		b->min_time = sli_get_u64(h + 8);
+		b->max_time = sli_get_u64(h + 16);
+		b->events = h + SLI_BLOCK_HDR;
+		b->next = pos + SLI_BLOCK_HDR + b->nbytes;
+		return;
+	}
+}
+
+size_t sli_log_memory(const sli_log *log)
+{
+	return log->nchunks * SLI_CHUNK;
+}

@@ -1,0 +1,580 @@
+/*
+ * conn.c - one compute connection on the storage side: reading and decoding frames, answering
+ * requests, and writing the output buffer.  Runs on the network thread only.
+ *
+ * A misbehaving peer costs only its own connection: a malformed frame gets a fatal Error and
+ * the connection closes after it; a request that fails gets an error answer and the connection
+ * goes on.  A peer that does not read stops being read from once its output backs up, and is
+ * dropped after the idle timeout, so it cannot grow this process's memory.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/sock.h"
+#include "storage/storage_int.h"
+
+#define READ_CHUNK (256u * 1024u)
+#define MAX_SUBS_PER_CONN (1u << 20)
+#define CREDIT_LIMIT ((uint64_t)1 << 62)
+
+static void conn_update_interest(struct conn *c)
+{
+	if (c->dead)
+		return;
+	uint32_t ev = (c->reading ? SLI_READ : 0) | (c->want_write ? SLI_WRITE : 0);
+	sli_loop_mod(c->st->loop, c->fd, ev);
+}
+
+static void conn_kill(struct conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	sli_loop_del(c->st->loop, c->fd);
+}
+
+static void put_frame(struct conn *c, const sli_frame *f)
+{
+	if (sli_frame_encode(&c->out, f) != 0)
+		conn_kill(c); /* out of memory for one small frame: give this connection up */
+}
+
+/* Queues an Error frame; a fatal one closes the connection once it is flushed. */
+static void queue_error(struct conn *c, int code, int fatal, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	sli_frame f = {.type = SLI_ERROR};
+	f.u.error.code = code;
+	f.u.error.fatal = (uint8_t)(fatal != 0);
+	f.u.error.message = (sl_bytes){(const uint8_t *)msg, (size_t)n};
+	put_frame(c, &f);
+	if (fatal) {
+		c->closing = 1;
+		c->reading = 0;
+	}
+}
+
+static void sub_error(struct conn *c, uint32_t handle, int code, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	sli_frame f = {.type = SLI_SUBSCRIBE_ERROR};
+	f.u.subscribe_error.handle = handle;
+	f.u.subscribe_error.code = code;
+	f.u.subscribe_error.message = (sl_bytes){(const uint8_t *)msg, (size_t)n};
+	put_frame(c, &f);
+}
+
+static void append_error(struct conn *c, uint64_t batch, int code, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	sli_frame f = {.type = SLI_APPEND_ERROR};
+	f.u.append_error.batch = batch;
+	f.u.append_error.code = code;
+	f.u.append_error.message = (sl_bytes){(const uint8_t *)msg, (size_t)n};
+	put_frame(c, &f);
+}
+
+static void sub_free(struct conn *c, struct sub *s)
+{
+	sli_sub_detach(s);
+	sli_subtable_remove(&c->subs, s);
+	free(s);
+}
+
+static void on_hello(struct conn *c, const sli_hello *h)
+{
+	if (h->magic != SLI_MAGIC) {
+		queue_error(c, SL_EPROTO, 1, "not a sluice client (bad magic in Hello)");
+		return;
+	}
+	if (h->version != SLI_PROTO_VERSION) {
+		queue_error(c, SL_EVERSION, 1, "protocol version %u is not supported (this server speaks %u)",
+		            (unsigned)h->version, (unsigned)SLI_PROTO_VERSION);
+		return;
+	}
+	static const char name[] = "sluiced " "0.1";
+	sli_frame f = {.type = SLI_HELLO};
+	f.u.hello.magic = SLI_MAGIC;
+	f.u.hello.version = SLI_PROTO_VERSION;
+	f.u.hello.session = c->st->session;
+	f.u.hello.epoch = c->st->epoch;
+	f.u.hello.name = (sl_bytes){(const uint8_t *)name, sizeof(name) - 1};
+	put_frame(c, &f);
+	c->hello_done = 1;
+}
+
+static void on_subscribe(struct conn *c, const sli_subscribe *r)
+{
+	struct sl_source *src = sli_storage_find_source(c->st, r->source);
+	if (src == NULL) {
+		sub_error(c, r->handle, SL_ENOSOURCE, "no source with id %llu", (unsigned long long)r->source);
+		return;
+	}
+	if (r->worker >= src->nworkers) {
+		sub_error(c, r->handle, SL_ENOWORKER, "source %s has %u workers: worker %u is out of range",
+		          src->name, src->nworkers, r->worker);
+		return;
+	}
+	if (sli_sub_by_handle(&c->subs, r->handle) != NULL) {
+		sub_error(c, r->handle, SL_EDUPLICATE, "handle %u is already in use on this connection",
+		          r->handle);
+		return;
+	}
+	if (sli_sub_by_key(&c->subs, r->dataflow, r->source, r->worker) != NULL) {
+		sub_error(c, r->handle, SL_EDUPLICATE,
+		          "dataflow %llu already subscribes source %s worker %u on this connection",
+		          (unsigned long long)r->dataflow, src->name, r->worker);
+		return;
+	}
+	if (r->credit > CREDIT_LIMIT) {
+		sub_error(c, r->handle, SL_ECREDIT, "initial credit %llu exceeds %llu",
+		          (unsigned long long)r->credit, (unsigned long long)CREDIT_LIMIT);
+		return;
+	}
+	if (c->subs.count >= MAX_SUBS_PER_CONN) {
+		sub_error(c, r->handle, SL_ETOOBIG, "at most %u subscriptions per connection", MAX_SUBS_PER_CONN);
+		return;
+	}
+	struct sub *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		sub_error(c, r->handle, SL_ENOMEM, "out of memory");
+		return;
+	}
+	struct sworker *w = &src->w[r->worker];
+	s->conn = c;
+	s->w = w;
+	s->handle = r->handle;
+	s->dataflow = r->dataflow;
+	s->from = r->from;
+	s->credit = r->credit;
+	s->cursor[0] = sli_log_start(w->log[0]);
+	s->cursor[1] = sli_log_start(w->log[1]);
+	if (sli_subtable_insert(&c->subs, s) != 0) {
+		free(s);
+		sub_error(c, r->handle, SL_ENOMEM, "out of memory");
+		return;
+	}
+	s->wnext = w->subs;
+	if (w->subs)
+		w->subs->wprev = s;
+	w->subs = s;
+	sli_frame f = {.type = SLI_SUBSCRIBE_OK};
+	f.u.subscribe_ok.handle = r->handle;
+	f.u.subscribe_ok.since = 0;
+	f.u.subscribe_ok.upper = atomic_load(&w->upper);
+	put_frame(c, &f);
+	sli_serve_mark_ready(s);
+}
+
+static void on_unsubscribe(struct conn *c, const sli_unsubscribe *r)
+{
+	struct sub *s = sli_sub_by_key(&c->subs, r->dataflow, r->source, r->worker);
+	if (s == NULL) {
+		queue_error(c, SL_ENOTSUB, 0, "not subscribed: dataflow %llu source %llu worker %u",
+		            (unsigned long long)r->dataflow, (unsigned long long)r->source, r->worker);
+		return;
+	}
+	sli_frame f = {.type = SLI_UNSUBSCRIBE_OK};
+	f.u.unsubscribe_ok.handle = s->handle;
+	sub_free(c, s);
+	put_frame(c, &f);
+}
+
+static void on_credit(struct conn *c, const sli_credit *r)
+{
+	struct sub *s = sli_sub_by_handle(&c->subs, r->handle);
+	if (s == NULL) {
+		queue_error(c, SL_EBADHANDLE, 0, "credit for unknown handle %u", r->handle);
+		return;
+	}
+	if (r->bytes > CREDIT_LIMIT - s->credit) {
+		queue_error(c, SL_ECREDIT, 0, "credit for handle %u would exceed %llu bytes", r->handle,
+		            (unsigned long long)CREDIT_LIMIT);
+		return;
+	}
+	s->credit += r->bytes;
+	sli_serve_mark_ready(s);
+}
+
+static void stage_reset(struct conn *c)
+{
+	c->staging = 0;
+	c->stage_failed = 0;
+	c->stage_count = 0;
+	if (c->stage.cap > (1u << 20))
+		sli_buf_fini(&c->stage);
+	c->stage.len = 0;
+}
+
+static void stage_fail(struct conn *c, int code, const char *what)
+{
+	append_error(c, c->stage_batch, code, "%s", what);
+	c->stage_failed = 1;
+	sli_buf_fini(&c->stage);
+}
+
+static void on_append(struct conn *c, const sli_append *r)
+{
+	char msg[160];
+	if (c->staging && r->batch != c->stage_batch) {
+		queue_error(c, SL_EPROTO, 1, "Append for batch %llu while batch %llu is open",
+		            (unsigned long long)r->batch, (unsigned long long)c->stage_batch);
+		return;
+	}
+	if (!c->staging) {
+		c->staging = 1;
+		c->stage_batch = r->batch;
+		c->stage_source = r->source;
+		struct sl_source *src = sli_storage_find_source(c->st, r->source);
+		if (src == NULL) {
+			snprintf(msg, sizeof(msg), "no source with id %llu", (unsigned long long)r->source);
+			stage_fail(c, SL_ENOSOURCE, msg);
+		} else if (!(src->flags & SL_SOURCE_INGEST)) {
+			snprintf(msg, sizeof(msg), "source %s is of kind %s, which does not accept ingest",
+			         src->name, src->kind);
+			stage_fail(c, SL_EKIND, msg);
+		}
+	}
+	if (!c->stage_failed) {
+		sl_bytes rest = r->updates;
+		int64_t diff;
+		sl_bytes row;
+		for (uint32_t i = 0; i < r->count; i++) {
+			sli_updates_next(&rest, &diff, &row);
+			if (row.len > SL_ROW_MAX) {
+				snprintf(msg, sizeof(msg), "update %u: row of %zu bytes exceeds the limit of %u",
+				         c->stage_count + i + 1, row.len, SL_ROW_MAX);
+				stage_fail(c, SL_ETOOBIG, msg);
+				break;
+			}
+		}
+	}
+	if (!c->stage_failed) {
+		if (c->stage.len + r->updates.len > c->st->cfg.max_batch_bytes ||
+		    (uint64_t)c->stage_count + r->count > UINT32_MAX) {
+			snprintf(msg, sizeof(msg), "batch exceeds the limit of %llu bytes",
+			         (unsigned long long)c->st->cfg.max_batch_bytes);
+			stage_fail(c, SL_ETOOBIG, msg);
+		} else if (sli_buf_reserve(&c->stage, r->updates.len) != 0) {
+			stage_fail(c, SL_ENOMEM, "out of memory staging the batch");
+		} else {
+			memcpy(c->stage.ptr + c->stage.len, r->updates.ptr, r->updates.len);
+			c->stage.len += r->updates.len;
+			c->stage_count += r->count;
+		}
+	}
+	if (r->flags & SLI_APPEND_LAST) {
+		if (!c->stage_failed) {
+			struct sl_source *src = sli_storage_find_source(c->st, c->stage_source);
+			uint64_t t = 0;
+			int rc = sli_ingest_commit(src, c->stage.ptr, c->stage.len, c->stage_count, &t);
+			if (rc == 0) {
+				sli_frame f = {.type = SLI_APPEND_OK};
+				f.u.append_ok.batch = c->stage_batch;
+				f.u.append_ok.time = t;
+				put_frame(c, &f);
+			} else {
+				append_error(c, c->stage_batch, rc, "batch not committed: %s", sl_strerror(rc));
+			}
+		}
+		stage_reset(c);
+	}
+}
+
+static void on_frame(struct conn *c, const sli_frame *f)
+{
+	if (!c->hello_done) {
+		if (f->type != SLI_HELLO)
+			queue_error(c, SL_EPROTO, 1, "expected Hello, got %s", sli_frame_type_name(f->type));
+		else
+			on_hello(c, &f->u.hello);
+		return;
+	}
+	switch (f->type) {
+	case SLI_PING: {
+		sli_frame p = {.type = SLI_PONG};
+		p.u.ping.nonce = f->u.ping.nonce;
+		put_frame(c, &p);
+		break;
+	}
+	case SLI_PONG:
+		break;
+	case SLI_SUBSCRIBE:
+		on_subscribe(c, &f->u.subscribe);
+		break;
+	case SLI_UNSUBSCRIBE:
+		on_unsubscribe(c, &f->u.unsubscribe);
+		break;
+	case SLI_CREDIT:
+		on_credit(c, &f->u.credit);
+		break;
+	case SLI_LIST_SOURCES:
+		if (sli_encode_sources(c->st, &c->out) != 0)
+			conn_kill(c);
+		break;
+	case SLI_APPEND:
+		on_append(c, &f->u.append);
+		break;
+	case SLI_ERROR:
+		if (f->u.error.fatal)
+			conn_kill(c);
+		break;
+	default:
+		queue_error(c, SL_EPROTO, 1, "unexpected %s frame from a client", sli_frame_type_name(f->type));
+		break;
+	}
+}
+
+static void conn_read(struct conn *c)
+{
+	size_t max_frame = c->st->cfg.max_frame;
+	for (int rounds = 0; rounds < 16 && c->reading && !c->dead; rounds++) {
+		if (c->in_cap - c->in_len < READ_CHUNK / 4) {
+			size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
+			if (cap > max_frame + SLI_FRAME_HDR + READ_CHUNK)
+				cap = max_frame + SLI_FRAME_HDR + READ_CHUNK;
+			if (cap <= c->in_cap) {
+				if (c->in_cap == c->in_len)
+					break; /* cannot happen: a full frame always fits and is consumed */
+			} else {
+				uint8_t *p = realloc(c->in, cap);
+				if (p == NULL) {
+					conn_kill(c);
+					return;
+				}
+				c->in = p;
+				c->in_cap = cap;
+			}
+		}
+		ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+		if (n == 0) {
+			conn_kill(c); /* peer closed, possibly mid-frame: nothing of it was acted on */
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				conn_kill(c);
+			return;
+		}
+		c->in_len += (size_t)n;
+		c->last_rx_ms = sli_now_ms();
+		size_t off = 0;
+		while (!c->dead && !c->closing) {
+			sli_frame f;
+			ssize_t r = sli_frame_decode(c->in + off, c->in_len - off, (uint32_t)max_frame, &f);
+			if (r == 0)
+				break;
+			if (r == SL_ETOOBIG) {
+				queue_error(c, SL_ETOOBIG, 1, "frame length %u exceeds the maximum of %zu",
+				            sli_get_u32(c->in + off), max_frame);
+				break;
+			}
+			if (r < 0) {
+				uint8_t type = c->in[off + 4];
+				if (sli_frame_type_name(type)[0] == 'u') /* "unknown" */
+					queue_error(c, SL_EPROTO, 1, "unknown frame type 0x%02x", type);
+				else
+					queue_error(c, SL_EPROTO, 1, "malformed %s frame", sli_frame_type_name(type));
+				break;
+			}
+			on_frame(c, &f);
+			off += (size_t)r;
+		}
+		if (off > 0) {
+			memmove(c->in, c->in + off, c->in_len - off);
+			c->in_len -= off;
+		}
+		/* Backpressure: a peer that asks faster than it reads stops being read. */
+		if (c->out.len > 4 * c->st->cfg.out_high_water) {
+			c->reading = 0;
+			c->want_write = 1;
+			conn_update_interest(c);
+			return;
+		}
+	}
+}
+
+int sli_conn_flush(struct conn *c)
+{
+	while (c->out.len > 0 && !c->dead) {
+		ssize_t n = send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
+		if (n > 0) {
+			sli_buf_consume(&c->out, (size_t)n);
+			c->last_tx_ms = sli_now_ms();
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!c->want_write) {
+				c->want_write = 1;
+				conn_update_interest(c);
+			}
+			return 0;
+		}
+		conn_kill(c);
+		return -1;
+	}
+	if (c->dead)
+		return -1;
+	int changed = 0;
+	if (c->want_write) {
+		c->want_write = 0;
+		changed = 1;
+	}
+	if (!c->reading && !c->closing) {
+		c->reading = 1;
+		changed = 1;
+	}
+	if (changed)
+		conn_update_interest(c);
+	/* A big one-off buffer (a long sources list) is not kept for the connection's life. */
+	if (c->out.cap > 8 * c->st->cfg.out_high_water)
+		sli_buf_fini(&c->out);
+	return 0;
+}
+
+static void conn_io(sli_loop *l, int fd, uint32_t events, void *arg)
+{
+	struct conn *c = arg;
+	if (events & SLI_WRITE) {
+		sli_conn_flush(c);
+		sli_serve_conn(c);
+	}
+	if ((events & SLI_READ) && c->reading)
+		conn_read(c);
+	else if (events & SLI_HUP)
+		conn_kill(c);
+}
+
+void sli_conn_accept(sli_loop *l, int lfd, uint32_t events, void *arg)
+{
+	sl_storage *st = arg;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or out of fds: try again on the next readiness */
+		sli_set_nodelay(fd);
+		struct conn *c = calloc(1, sizeof(*c));
+		if (c == NULL || sli_subtable_init(&c->subs) != 0) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->st = st;
+		c->fd = fd;
+		c->reading = 1;
+		c->last_rx_ms = c->last_tx_ms = sli_now_ms();
+		sli_buf_init(&c->out);
+		sli_buf_init(&c->stage);
+		if (sli_loop_add(l, fd, SLI_READ, conn_io, c) != 0) {
+			sli_subtable_fini(&c->subs);
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->next = st->conns;
+		if (st->conns)
+			st->conns->prev = c;
+		st->conns = c;
+		st->nconns++;
+	}
+}
+
+void sli_conn_free(struct conn *c)
+{
+	for (size_t i = 0; i < c->subs.nbuckets; i++) {
+		struct sub *s = c->subs.by_handle[i], *next;
+		for (; s; s = next) {
+			next = s->hnext;
+			sli_sub_detach(s);
+			free(s);
+		}
+	}
+	sli_subtable_fini(&c->subs);
+	if (!c->dead)
+		sli_loop_del(c->st->loop, c->fd);
+	close(c->fd);
+	free(c->in);
+	sli_buf_fini(&c->out);
+	sli_buf_fini(&c->stage);
+	free(c);
+}
+
+void sli_conn_tick(sl_storage *st)
+{
+	uint64_t now = sli_now_ms();
+	for (struct conn *c = st->conns; c != NULL; c = c->next) {
+		if (c->dead || c->closing)
+			continue;
+		if (now - c->last_rx_ms > st->cfg.idle_timeout_ms) {
+			queue_error(c, SL_EIDLE, 1, "no traffic from the client for %u ms", st->cfg.idle_timeout_ms);
+			continue;
+		}
+		if (c->hello_done && now - c->last_tx_ms >= st->cfg.heartbeat_ms && c->out.len == 0) {
+			sli_frame f = {.type = SLI_PING};
+			f.u.ping.nonce = ++c->ping_nonce;
+			put_frame(c, &f);
+		}
+	}
+}
+
+void sli_conn_flush_all(sl_storage *st)
+{
+	for (struct conn *c = st->conns; c != NULL; c = c->next)
+		if (!c->dead && c->out.len > 0 && !c->want_write)
+			sli_conn_flush(c);
+}
+
+void sli_conn_sweep(sl_storage *st)
+{
+	struct conn *c = st->conns, *next;
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (c->closing && !c->dead) {
+			sli_conn_flush(c); /* best effort: the Error frame says why */
+			conn_kill(c);
+		}
+		if (!c->dead)
+			continue;
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			st->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		st->nconns--;
+		sli_conn_free(c);
+	}
+}

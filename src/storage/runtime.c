@@ -1,0 +1,153 @@
+/*
+ * runtime.c - the storage runtime's lifecycle: configuration, the listening socket, the network
+ * thread and its loop callbacks.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "net/sock.h"
+#include "storage/storage_int.h"
+
+SL_API void sl_storage_config_init(sl_storage_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen = "127.0.0.1:6876";
+	cfg->max_frame = SLI_FRAME_MAX_DEFAULT;
+	cfg->heartbeat_ms = 1000;
+	cfg->idle_timeout_ms = 10000;
+	cfg->out_high_water = 1u << 20;
+	cfg->max_batch_bytes = 256ull << 20;
+}
+
+static void on_wake(sli_loop *l, void *arg)
+{
+	sli_serve_dirty(arg);
+}
+
+static void on_tick(sli_loop *l, void *arg)
+{
+	sli_conn_tick(arg);
+}
+
+static void on_idle(sli_loop *l, void *arg)
+{
+	sl_storage *st = arg;
+	/* Requests of this round (Subscribe, Credit) may have made subscriptions ready. */
+	for (struct conn *c = st->conns; c != NULL; c = c->next)
+		if (c->ready_head != NULL)
+			sli_serve_conn(c);
+	/* Every frame produced in this round leaves in one write per connection. */
+	sli_conn_flush_all(st);
+	sli_conn_sweep(st);
+}
+
+SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
+{
+	sl_storage_config def;
+	if (cfg == NULL) {
+		sl_storage_config_init(&def);
+		cfg = &def;
+	}
+	sl_storage *st = calloc(1, sizeof(*st));
+	int rc;
+	if (st == NULL)
+		return SL_ENOMEM;
+	st->cfg = *cfg;
+	sl_storage_config_init(&def);
+	if (st->cfg.listen == NULL)
+		st->cfg.listen = def.listen;
+	if (st->cfg.max_frame == 0)
+		st->cfg.max_frame = def.max_frame;
+	if (st->cfg.max_frame < 2 * SLI_BLOCK_MAX || st->cfg.max_frame > SLI_FRAME_MAX_LIMIT) {
+		free(st);
+		return SL_EARG;
+	}
+	if (st->cfg.heartbeat_ms == 0)
+		st->cfg.heartbeat_ms = def.heartbeat_ms;
+	if (st->cfg.idle_timeout_ms == 0)
+		st->cfg.idle_timeout_ms = def.idle_timeout_ms;
+	if (st->cfg.out_high_water == 0)
+		st->cfg.out_high_water = def.out_high_water;
+	if (st->cfg.max_batch_bytes == 0)
+		st->cfg.max_batch_bytes = def.max_batch_bytes;
+	snprintf(st->listen, sizeof(st->listen), "%s", st->cfg.listen);
+	st->cfg.listen = st->listen;
+	pthread_mutex_init(&st->src_mu, NULL);
+	pthread_mutex_init(&st->dirty_mu, NULL);
+	if (getrandom(&st->session, sizeof(st->session), 0) != sizeof(st->session))
+		st->session = (uint64_t)getpid() ^ sli_now_ms();
+	if ((st->listen_fd = sli_listen_tcp(st->listen, &st->port)) < 0) {
+		rc = st->listen_fd;
+		goto err_free;
+	}
+	if ((rc = sli_loop_new(&st->loop)) != 0)
+		goto err_close;
+	if ((rc = sli_loop_add(st->loop, st->listen_fd, SLI_READ, sli_conn_accept, st)) != 0)
+		goto err_loop;
+	sli_loop_on_wake(st->loop, on_wake, st);
+	/* Ticks at a quarter of the heartbeat: timeouts are noticed within that much of late. */
+	uint32_t tick = st->cfg.heartbeat_ms / 4 ? st->cfg.heartbeat_ms / 4 : 1;
+	sli_loop_on_tick(st->loop, tick, on_tick, st);
+	sli_loop_on_idle(st->loop, on_idle, st);
+	*out = st;
+	return 0;
+err_loop:
+	sli_loop_free(st->loop);
+err_close:
+	close(st->listen_fd);
+err_free:
+	pthread_mutex_destroy(&st->src_mu);
+	pthread_mutex_destroy(&st->dirty_mu);
+	free(st);
+	return rc;
+}
+
+SL_API int sl_storage_port(const sl_storage *st)
+{
+	return st->port;
+}
+
+static void *storage_thread(void *arg)
+{
+	sl_storage *st = arg;
+	sli_loop_run(st->loop);
+	return NULL;
+}
+
+SL_API int sl_storage_start(sl_storage *st)
+{
+	if (st->started)
+		return SL_EARG;
+	int rc = pthread_create(&st->thread, NULL, storage_thread, st);
+	if (rc != 0)
+		return -rc;
+	st->started = 1;
+	return 0;
+}
+
+SL_API void sl_storage_close(sl_storage *st)
+{
+	if (st == NULL)
+		return;
+	if (st->started) {
+		sli_loop_stop(st->loop);
+		pthread_join(st->thread, NULL);
+	}
+	while (st->conns) {
+		struct conn *c = st->conns;
+		st->conns = c->next;
+		sli_conn_free(c);
+	}
+	sli_loop_del(st->loop, st->listen_fd);
+	close(st->listen_fd);
+	sli_loop_free(st->loop);
+	st->loop = NULL;
+	sli_sources_free(st);
+	pthread_mutex_destroy(&st->src_mu);
+	pthread_mutex_destroy(&st->dirty_mu);
+	free(st);
+}

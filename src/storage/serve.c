@@ -1,0 +1,215 @@
+/*
+ * serve.c - the scheduler that moves log bytes into connections.
+ *
+ * Every connection has a ring of ready subscriptions: those that may have something to send
+ * and the credit to send some of it.  The loop takes them round-robin, each for at most one
+ * quantum of bytes, until the connection's output reaches its high-water mark; a subscription
+ * with more to send goes back to the tail.  So one busy subscription cannot starve the others,
+ * and one without credit costs nothing until credit arrives: it leaves the ring, its cursor
+ * stays where it is, and the log is its buffer.
+ *
+ * Progress is folded: a subscription is told only the newest upper, and only once everything
+ * before it was sent, so nothing queues per elapsed time while it waits.
+ */
+#include <string.h>
+
+#include "storage/storage_int.h"
+
+#define SERVE_QUANTUM (64u * 1024u)
+#define PROGRESS_MAX_SIZE (1u + 4u + 2u * SLI_CHANGE_SIZE)
+
+void sli_serve_mark_ready(struct sub *s)
+{
+	if (s->ready)
+		return;
+	struct conn *c = s->conn;
+	s->ready = 1;
+	s->rnext = NULL;
+	if (c->ready_tail)
+		c->ready_tail->rnext = s;
+	else
+		c->ready_head = s;
+	c->ready_tail = s;
+}
+
+/* Removes s from its worker's subscriber list and its connection's ready ring. */
+void sli_sub_detach(struct sub *s)
+{
+	if (s->wprev)
+		s->wprev->wnext = s->wnext;
+	else
+		s->w->subs = s->wnext;
+	if (s->wnext)
+		s->wnext->wprev = s->wprev;
+	s->wnext = s->wprev = NULL;
+	if (s->ready) {
+		struct conn *c = s->conn;
+		struct sub **pp = &c->ready_head, *prev = NULL;
+		while (*pp != s) {
+			prev = *pp;
+			pp = &(*pp)->rnext;
+		}
+		*pp = s->rnext;
+		if (c->ready_tail == s)
+			c->ready_tail = prev;
+		s->ready = 0;
+	}
+}
+
+/* Bytes of the events of block b at times >= from. */
+static size_t filtered_size(const sli_block *b, uint64_t from)
+{
+	sl_bytes rest = {b->events, b->nbytes};
+	sli_event ev;
+	size_t n = 0;
+	while (sli_events_next(&rest, &ev) == 1)
+		if (ev.time >= from)
+			n += ev.size;
+	return n;
+}
+
+static void copy_filtered(uint8_t *dst, const sli_block *b, uint64_t from)
+{
+	sl_bytes rest = {b->events, b->nbytes};
+	const uint8_t *p = b->events;
+	sli_event ev;
+	while (sli_events_next(&rest, &ev) == 1) {
+		if (ev.time >= from) {
+			memcpy(dst, p, ev.size);
+			dst += ev.size;
+		}
+		p += ev.size;
+	}
+}
+
+/* Sends a PROGRESS event moving the subscription's frontier from sent_upper to `to` on both
+ * collections.  Returns 0, or 1 when the credit does not cover it. */
+static int send_progress(struct conn *c, struct sub *s, uint64_t to)
+{
+	uint64_t times[2];
+	int64_t deltas[2];
+	uint32_t n = 0;
+	if (to != SL_TIME_CLOSED) {
+		times[n] = to;
+		deltas[n++] = 1;
+	}
+	times[n] = s->sent_upper;
+	deltas[n++] = -1;
+	size_t size = 1 + 4 + (size_t)n * SLI_CHANGE_SIZE;
+	if (2 * size > s->credit)
+		return 1;
+	for (uint8_t coll = 0; coll < 2; coll++) {
+		ssize_t f = sli_data_begin(&c->out, s->handle, coll);
+		if (f < 0 || sli_put_progress(&c->out, times, deltas, n) != 0)
+			return 1; /* out of memory: leave it for the next round */
+		sli_frame_end(&c->out, (size_t)f);
+	}
+	s->credit -= 2 * size;
+	s->sent_upper = to;
+	return 0;
+}
+
+/* Sends what s may send, at most about one quantum.  Returns 1 when it has more to send and
+ * credit for it (so it belongs back on the ring). */
+static int serve_sub(struct conn *c, struct sub *s)
+{
+	struct sworker *w = s->w;
+	size_t budget = SERVE_QUANTUM;
+	size_t max_events = c->st->cfg.max_frame - 64;
+	int more = 0;
+
+	/* The moved initial capability comes before any data (timely's replay needs it). */
+	if (s->sent_upper < s->from && send_progress(c, s, s->from) != 0)
+		return 0;
+
+	/* Read the upper before the ends: every block below a time < upper is then within them. */
+	uint64_t upper = atomic_load_explicit(&w->upper, memory_order_acquire);
+	int caught_up = 1;
+	for (uint8_t coll = 0; coll < 2; coll++) {
+		sli_log *log = w->log[coll];
+		uint64_t end = sli_log_end(log);
+		ssize_t frame = -1;
+		size_t frame_bytes = 0;
+		while (s->cursor[coll] < end) {
+			sli_block b;
+			sli_log_block(log, s->cursor[coll], &b);
+			if (b.max_time < s->from) {
+				s->cursor[coll] = b.next;
+				continue;
+			}
+			int filter = b.min_time < s->from;
+			size_t size = filter ? filtered_size(&b, s->from) : b.nbytes;
+			if (size > s->credit || budget == 0) {
+				more |= size <= s->credit;
+				break;
+			}
+			if (frame >= 0 && frame_bytes + size > max_events) {
+				sli_frame_end(&c->out, (size_t)frame);
+				frame = -1;
+			}
+			if (frame < 0) {
+				if ((frame = sli_data_begin(&c->out, s->handle, coll)) < 0)
+					break;
+				frame_bytes = 0;
+			}
+			if (sli_buf_reserve(&c->out, size) != 0)
+				break;
+			if (filter)
+				copy_filtered(c->out.ptr + c->out.len, &b, s->from);
+			else
+				memcpy(c->out.ptr + c->out.len, b.events, size);
+			c->out.len += size;
+			frame_bytes += size;
+			s->credit -= size;
+			budget = size >= budget ? 0 : budget - size;
+			s->cursor[coll] = b.next;
+		}
+		if (frame >= 0)
+			sli_frame_end(&c->out, (size_t)frame);
+		if (s->cursor[coll] < end)
+			caught_up = 0;
+	}
+	uint64_t target = upper > s->from ? upper : s->from;
+	if (caught_up && target > s->sent_upper && s->sent_upper != SL_TIME_CLOSED)
+		send_progress(c, s, target);
+	return more;
+}
+
+void sli_serve_conn(struct conn *c)
+{
+	size_t high = c->st->cfg.out_high_water;
+	while (!c->dead && !c->closing && c->ready_head != NULL) {
+		if (c->out.len >= high) {
+			/* Hand the batch to the kernel; stop if it will not take it now. */
+			if (sli_conn_flush(c) != 0 || c->out.len >= high)
+				return;
+		}
+		struct sub *s = c->ready_head;
+		c->ready_head = s->rnext;
+		if (c->ready_head == NULL)
+			c->ready_tail = NULL;
+		s->ready = 0;
+		if (serve_sub(c, s))
+			sli_serve_mark_ready(s);
+	}
+}
+
+void sli_serve_dirty(sl_storage *st)
+{
+	pthread_mutex_lock(&st->dirty_mu);
+	struct sworker *w = st->dirty;
+	st->dirty = NULL;
+	pthread_mutex_unlock(&st->dirty_mu);
+	for (struct sworker *next; w != NULL; w = next) {
+		next = w->dirty_next;
+		/* An exchange, not a store: it acquires what the appender published before it set
+		 * the flag, and an append after this point queues the worker again (which rewrites
+		 * dirty_next: hence `next` was read first). */
+		atomic_exchange(&w->dirty, 0);
+		for (struct sub *s = w->subs; s != NULL; s = s->wnext)
+			sli_serve_mark_ready(s);
+	}
+	for (struct conn *c = st->conns; c != NULL; c = c->next)
+		if (c->ready_head != NULL)
+			sli_serve_conn(c);
+}

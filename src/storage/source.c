@@ -1,0 +1,383 @@
+/*
+ * source.c - the source registry and the embedding API through which storage workers hand
+ * their update streams to the runtime: append, advance, close, and the atomic ingest commit.
+ *
+ * Appends encode updates straight into the worker's log, grouping consecutive updates at one
+ * time into one MESSAGES event, so the bytes in the log are the bytes a Data frame carries.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/storage_int.h"
+
+SL_API uint64_t sl_source_id(const sl_source *src) { return src->id; }
+SL_API uint32_t sl_source_workers(const sl_source *src) { return src->nworkers; }
+
+SL_API uint64_t sl_source_upper(const sl_source *src, uint32_t worker)
+{
+	if (worker >= src->nworkers)
+		return 0;
+	return atomic_load_explicit(&src->w[worker].upper, memory_order_acquire);
+}
+
+struct sl_source *sli_storage_find_source(sl_storage *st, uint64_t id)
+{
+	struct sl_source *s = NULL;
+	pthread_mutex_lock(&st->src_mu);
+	if (id >= 1 && id <= st->nsources)
+		s = st->sources[id - 1];
+	pthread_mutex_unlock(&st->src_mu);
+	return s;
+}
+
+static void source_free(struct sl_source *s)
+{
+	if (s == NULL)
+		return;
+	if (s->w) {
+		for (uint32_t i = 0; i < s->nworkers; i++) {
+			sli_log_free(s->w[i].log[0]);
+			sli_log_free(s->w[i].log[1]);
+			pthread_mutex_destroy(&s->w[i].mu);
+		}
+	}
+	free(s->w);
+	free(s->name);
+	free(s->kind);
+	free(s);
+}
+
+SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind, uint32_t workers,
+                              unsigned flags, sl_source **out)
+{
+	if (st == NULL || name == NULL || name[0] == '\0' || kind == NULL || workers == 0 ||
+	    workers > (1u << 20))
+		return SL_EARG;
+	struct sl_source *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return SL_ENOMEM;
+	s->st = st;
+	s->nworkers = workers;
+	s->flags = flags;
+	if ((s->name = strdup(name)) == NULL || (s->kind = strdup(kind)) == NULL ||
+	    (s->w = calloc(workers, sizeof(*s->w))) == NULL)
+		goto err_nomem;
+	for (uint32_t i = 0; i < workers; i++) {
+		struct sworker *w = &s->w[i];
+		pthread_mutex_init(&w->mu, NULL);
+		w->src = s;
+		w->index = i;
+		if (sli_log_new(&w->log[0]) != 0 || sli_log_new(&w->log[1]) != 0) {
+			/* w->mu of the workers after i were never initialised: destroy-free is fine for
+			 * zeroed mutexes on glibc, and source_free expects all of them. */
+			for (uint32_t j = i + 1; j < workers; j++)
+				pthread_mutex_init(&s->w[j].mu, NULL);
+			goto err_nomem;
+		}
+	}
+	pthread_mutex_lock(&st->src_mu);
+	for (size_t i = 0; i < st->nsources; i++) {
+		if (strcmp(st->sources[i]->name, name) == 0) {
+			pthread_mutex_unlock(&st->src_mu);
+			source_free(s);
+			return SL_EDUPLICATE;
+		}
+	}
+	if (st->nsources == st->cap_sources) {
+		size_t cap = st->cap_sources ? st->cap_sources * 2 : 8;
+		struct sl_source **t = realloc(st->sources, cap * sizeof(*t));
+		if (t == NULL) {
+			pthread_mutex_unlock(&st->src_mu);
+			source_free(s);
+			return SL_ENOMEM;
+		}
+		st->sources = t;
+		st->cap_sources = cap;
+	}
+	st->sources[st->nsources++] = s;
+	s->id = st->nsources;
+	pthread_mutex_unlock(&st->src_mu);
+	*out = s;
+	return 0;
+err_nomem:
+	source_free(s);
+	return SL_ENOMEM;
+}
+
+void sli_sources_free(sl_storage *st)
+{
+	for (size_t i = 0; i < st->nsources; i++)
+		source_free(st->sources[i]);
+	free(st->sources);
+	st->sources = NULL;
+	st->nsources = st->cap_sources = 0;
+}
+
+void sli_worker_touch(struct sworker *w)
+{
+	sl_storage *st = w->src->st;
+	if (atomic_exchange(&w->dirty, 1) != 0)
+		return;
+	pthread_mutex_lock(&st->dirty_mu);
+	w->dirty_next = st->dirty;
+	st->dirty = w;
+	pthread_mutex_unlock(&st->dirty_mu);
+	if (st->loop)
+		sli_loop_wake(st->loop);
+}
+
+/* Block being filled by an append: where events go and how far they reach. */
+struct blockw {
+	sli_log *log;
+	uint8_t *base;
+	size_t len;
+	uint64_t min_time, max_time;
+	uint8_t *ev;      /* open MESSAGES event header, or NULL */
+	uint64_t ev_time;
+	uint32_t ev_count;
+};
+
+static void block_close_event(struct blockw *b)
+{
+	if (b->ev == NULL)
+		return;
+	uint8_t *end = b->base + b->len;
+	sli_set_u32(b->ev + 9, b->ev_count);
+	sli_set_u32(b->ev + 13, (uint32_t)(end - b->ev - SLI_MESSAGES_HDR));
+	b->ev = NULL;
+}
+
+static void block_commit(struct blockw *b)
+{
+	block_close_event(b);
+	if (b->base != NULL && b->len > 0)
+		sli_log_commit(b->log, (uint32_t)b->len, b->min_time, b->max_time);
+	b->base = NULL;
+	b->len = 0;
+}
+
+/* Appends one update, opening a new event or block as needed.  0 or SL_ENOMEM. */
+static int block_put(struct blockw *b, uint64_t time, int64_t diff, sl_bytes row)
+{
+	size_t need = SLI_UPDATE_HDR + row.len;
+	int same = b->ev != NULL && b->ev_time == time;
+	if (b->base != NULL && b->len + need + (same ? 0 : SLI_MESSAGES_HDR) > SLI_BLOCK_MAX)
+		block_commit(b), same = 0;
+	if (b->base == NULL) {
+		if ((b->base = sli_log_reserve(b->log, SLI_BLOCK_MAX)) == NULL)
+			return SL_ENOMEM;
+		b->len = 0;
+		b->min_time = UINT64_MAX;
+		b->max_time = 0;
+	}
+	if (!same) {
+		block_close_event(b);
+		b->ev = b->base + b->len;
+		b->ev[0] = SLI_EV_MESSAGES;
+		sli_set_u64(b->ev + 1, time);
+		b->len += SLI_MESSAGES_HDR;
+		b->ev_time = time;
+		b->ev_count = 0;
+	}
+	uint8_t *p = b->base + b->len;
+	sli_set_u64(p, (uint64_t)diff);
+	sli_set_u32(p + 8, (uint32_t)row.len);
+	if (row.len)
+		memcpy(p + SLI_UPDATE_HDR, row.ptr, row.len);
+	b->len += need;
+	b->ev_count++;
+	if (time < b->min_time)
+		b->min_time = time;
+	if (time > b->max_time)
+		b->max_time = time;
+	return 0;
+}
+
+/* Appends with w->mu held and the updates already validated. */
+static int worker_append_locked(struct sworker *w, sl_collection coll, const sl_update *ups, size_t n)
+{
+	struct blockw b = {.log = w->log[coll]};
+	for (size_t i = 0; i < n; i++) {
+		int rc = block_put(&b, ups[i].time, ups[i].diff, ups[i].row);
+		if (rc != 0) {
+			block_commit(&b);
+			return rc;
+		}
+	}
+	block_commit(&b);
+	return 0;
+}
+
+SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
+                            const sl_update *ups, size_t n)
+{
+	if (src == NULL || worker >= src->nworkers || (coll != SL_OK && coll != SL_ERR))
+		return SL_EARG;
+	struct sworker *w = &src->w[worker];
+	int rc = 0;
+	pthread_mutex_lock(&w->mu);
+	uint64_t upper = atomic_load(&w->upper);
+	for (size_t i = 0; i < n; i++) {
+		if (upper == SL_TIME_CLOSED) {
+			rc = SL_ECLOSED;
+			break;
+		}
+		if (ups[i].time < upper || ups[i].time == SL_TIME_CLOSED) {
+			rc = SL_ETIME;
+			break;
+		}
+		if (ups[i].row.len > SL_ROW_MAX) {
+			rc = SL_ETOOBIG;
+			break;
+		}
+	}
+	if (rc == 0 && n > 0)
+		rc = worker_append_locked(w, coll, ups, n);
+	pthread_mutex_unlock(&w->mu);
+	if (rc == 0 && n > 0)
+		sli_worker_touch(w);
+	return rc;
+}
+
+SL_API int sl_source_advance(sl_source *src, uint32_t worker, uint64_t upper)
+{
+	if (src == NULL || worker >= src->nworkers)
+		return SL_EARG;
+	struct sworker *w = &src->w[worker];
+	int rc = 0;
+	pthread_mutex_lock(&w->mu);
+	uint64_t cur = atomic_load(&w->upper);
+	if (upper < cur)
+		rc = SL_ETIME;
+	else if (upper > cur)
+		atomic_store_explicit(&w->upper, upper, memory_order_release);
+	pthread_mutex_unlock(&w->mu);
+	if (rc == 0 && upper > cur)
+		sli_worker_touch(w);
+	return rc;
+}
+
+SL_API int sl_source_close_worker(sl_source *src, uint32_t worker)
+{
+	return sl_source_advance(src, worker, SL_TIME_CLOSED);
+}
+
+SL_API uint32_t sl_ingest_route(sl_bytes row, uint32_t workers)
+{
+	/* FNV-1a: stable across processes and versions, which routing must be. */
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < row.len; i++) {
+		h ^= row.ptr[i];
+		h *= 1099511628211ull;
+	}
+	return workers ? (uint32_t)(h % workers) : 0;
+}
+
+/* Commits one batch of encoded updates (the APPEND update encoding) atomically: all workers are
+ * locked while the time is chosen, the rows are appended and the uppers advance past it, so no
+ * subscriber can see the batch's time complete with part of the batch missing. */
+int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbytes, uint32_t count,
+                      uint64_t *time_out)
+{
+	uint32_t W = src->nworkers;
+	int rc = 0;
+	for (uint32_t i = 0; i < W; i++)
+		pthread_mutex_lock(&src->w[i].mu);
+	uint64_t t = 0;
+	for (uint32_t i = 0; i < W; i++) {
+		uint64_t u = atomic_load(&src->w[i].upper);
+		if (u == SL_TIME_CLOSED) {
+			rc = SL_ECLOSED;
+			goto out;
+		}
+		if (u > t)
+			t = u;
+	}
+	if (t >= SL_TIME_CLOSED - 1) {
+		rc = SL_ETIME;
+		goto out;
+	}
+	struct blockw *bw = calloc(W, sizeof(*bw));
+	if (bw == NULL) {
+		rc = SL_ENOMEM;
+		goto out;
+	}
+	sl_bytes rest = {updates, nbytes};
+	int64_t diff;
+	sl_bytes row;
+	for (uint32_t k = 0; k < count && rc == 0; k++) {
+		if (sli_updates_next(&rest, &diff, &row) != 1) {
+			rc = SL_EPROTO;
+			break;
+		}
+		uint32_t wi = sl_ingest_route(row, W);
+		bw[wi].log = src->w[wi].log[SL_OK];
+		rc = block_put(&bw[wi], t, diff, row);
+	}
+	for (uint32_t i = 0; i < W; i++)
+		if (bw[i].log)
+			block_commit(&bw[i]);
+	free(bw);
+	/* Even a failed batch may have committed blocks (out of memory midway): the uppers still
+	 * advance, so what was written is at least consistent for readers. */
+	for (uint32_t i = 0; i < W; i++)
+		atomic_store_explicit(&src->w[i].upper, t + 1, memory_order_release);
+	if (rc == 0)
+		*time_out = t;
+out:
+	for (uint32_t i = W; i-- > 0;)
+		pthread_mutex_unlock(&src->w[i].mu);
+	for (uint32_t i = 0; i < W; i++)
+		sli_worker_touch(&src->w[i]);
+	return rc;
+}
+
+SL_API int sl_source_ingest(sl_source *src, const sl_update *ups, size_t n, uint64_t *time_out)
+{
+	sli_buf b;
+	sli_buf_init(&b);
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (ups[i].row.len > SL_ROW_MAX)
+			rc = SL_ETOOBIG;
+		else
+			rc = sli_put_update(&b, ups[i].diff, ups[i].row);
+	}
+	if (rc == 0)
+		rc = sli_ingest_commit(src, b.ptr, b.len, (uint32_t)n, time_out);
+	sli_buf_fini(&b);
+	return rc;
+}
+
+int sli_encode_sources(sl_storage *st, sli_buf *b)
+{
+	pthread_mutex_lock(&st->src_mu);
+	size_t hdr = b->len;
+	int rc = sli_buf_reserve(b, SLI_FRAME_HDR + 4);
+	if (rc != 0)
+		goto out;
+	b->len += SLI_FRAME_HDR;
+	b->ptr[hdr + 4] = SLI_SOURCES;
+	sli_set_u32(b->ptr + b->len, (uint32_t)st->nsources);
+	b->len += 4;
+	for (size_t i = 0; i < st->nsources; i++) {
+		struct sl_source *s = st->sources[i];
+		size_t nl = strlen(s->name), kl = strlen(s->kind);
+		if ((rc = sli_buf_reserve(b, 8 + 4 + nl + 4 + kl + 4 + 8 * (size_t)s->nworkers)) != 0)
+			goto out;
+		uint8_t *p = b->ptr + b->len;
+		sli_set_u64(p, s->id), p += 8;
+		sli_set_u32(p, (uint32_t)nl), p += 4;
+		memcpy(p, s->name, nl), p += nl;
+		sli_set_u32(p, (uint32_t)kl), p += 4;
+		memcpy(p, s->kind, kl), p += kl;
+		sli_set_u32(p, s->nworkers), p += 4;
+		for (uint32_t w = 0; w < s->nworkers; w++, p += 8)
+			sli_set_u64(p, atomic_load(&s->w[w].upper));
+		b->len = (size_t)(p - b->ptr);
+	}
+	sli_frame_end(b, hdr);
+out:
+	pthread_mutex_unlock(&st->src_mu);
+	return rc;
+}

@@ -1,0 +1,144 @@
+/*
+ * storage_int.h - the storage runtime's internal structures, shared by the files of
+ * src/storage.  Threads: everything marked "loop" is touched by the network thread only;
+ * sources' appending threads touch a worker under its `mu`, and uppers/log ends atomically.
+ */
+#ifndef SLUICE_STORAGE_INT_H
+#define SLUICE_STORAGE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "log/log.h"
+#include "net/loop.h"
+#include "proto/proto.h"
+#include "sluice/storage.h"
+
+struct sub;
+struct conn;
+
+/* One worker of one source: two logs and an upper. */
+struct sworker {
+	pthread_mutex_t mu;   /* serialises writers */
+	sli_log *log[2];      /* SL_OK, SL_ERR */
+	_Atomic uint64_t upper;
+	atomic_int dirty;     /* queued on the storage's dirty list */
+	struct sworker *dirty_next;
+	struct sl_source *src;
+	uint32_t index;
+	struct sub *subs;     /* loop: subscribers, linked by sub->wnext/wprev */
+};
+
+struct sl_source {
+	sl_storage *st;
+	uint64_t id;
+	char *name;
+	char *kind;
+	uint32_t nworkers;
+	unsigned flags;
+	struct sworker *w;
+};
+
+/* A subscription: a cursor per collection into one worker's logs, plus credit. */
+struct sub {
+	struct conn *conn;
+	struct sworker *w;
+	uint32_t handle;
+	uint64_t dataflow;
+	uint64_t from;
+	uint64_t credit;      /* event bytes storage may still send */
+	uint64_t cursor[2];   /* next block position per collection */
+	uint64_t sent_upper;  /* frontier the client has been told */
+	int ready;            /* on the connection's ready ring */
+	struct sub *rnext;    /* ready ring */
+	struct sub *wnext, *wprev; /* worker's subscriber list */
+	struct sub *hnext;    /* handle hash chain */
+	struct sub *knext;    /* (dataflow, source, worker) hash chain */
+};
+
+struct subtable {
+	struct sub **by_handle;
+	struct sub **by_key;
+	size_t nbuckets; /* power of two */
+	size_t count;
+};
+
+struct conn {
+	sl_storage *st;
+	int fd;
+	uint8_t *in;
+	size_t in_len, in_cap;
+	sli_buf out;
+	int hello_done;
+	int closing;       /* a fatal error was queued: flush and close */
+	int dead;          /* closed: freed by the next sweep */
+	int want_write;    /* registered for SLI_WRITE */
+	int reading;       /* registered for SLI_READ */
+	uint64_t last_rx_ms, last_tx_ms;
+	uint64_t ping_nonce;
+	struct subtable subs;
+	struct sub *ready_head, *ready_tail;
+	/* ingest staging: one batch at a time */
+	uint64_t stage_batch;
+	uint64_t stage_source;
+	int staging;
+	int stage_failed;  /* the batch already got an AppendError; drop until its last frame */
+	uint32_t stage_count;
+	sli_buf stage;
+	struct conn *next, *prev;
+};
+
+struct sl_storage {
+	sl_storage_config cfg;
+	char listen[128];
+	int listen_fd;
+	int port;
+	sli_loop *loop;
+	pthread_t thread;
+	int started;
+	uint64_t session;
+	uint64_t epoch;
+
+	pthread_mutex_t src_mu; /* guards the source table */
+	struct sl_source **sources;
+	size_t nsources, cap_sources;
+
+	pthread_mutex_t dirty_mu;
+	struct sworker *dirty;  /* workers with news since the loop last looked */
+
+	struct conn *conns;     /* loop */
+	size_t nconns;
+};
+
+/* source.c */
+struct sl_source *sli_storage_find_source(sl_storage *st, uint64_t id);
+void sli_worker_touch(struct sworker *w);
+int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbytes, uint32_t count,
+                      uint64_t *time_out);
+void sli_sources_free(sl_storage *st);
+int sli_encode_sources(sl_storage *st, sli_buf *b);
+
+/* subs.c */
+int sli_subtable_init(struct subtable *t);
+void sli_subtable_fini(struct subtable *t);
+struct sub *sli_sub_by_handle(struct subtable *t, uint32_t handle);
+struct sub *sli_sub_by_key(struct subtable *t, uint64_t dataflow, uint64_t source, uint32_t worker);
+int sli_subtable_insert(struct subtable *t, struct sub *s);
+void sli_subtable_remove(struct subtable *t, struct sub *s);
+
+/* conn.c */
+void sli_conn_accept(sli_loop *l, int fd, uint32_t events, void *arg);
+void sli_conn_free(struct conn *c);
+void sli_conn_tick(sl_storage *st);
+void sli_conn_flush_all(sl_storage *st);
+int sli_conn_flush(struct conn *c);
+void sli_conn_sweep(sl_storage *st);
+
+/* serve.c */
+void sli_serve_mark_ready(struct sub *s);
+void sli_serve_conn(struct conn *c);
+void sli_serve_dirty(sl_storage *st);
+void sli_sub_detach(struct sub *s);
+
+#endif
