@@ -1,0 +1,170 @@
+/*
+ * runtime.h - internals shared by the compute runtime's files (client.c, queue.c).
+ *
+ * Three threads touch a subscription (struct sli_csub): the worker that made it (through its
+ * queue), the runtime thread (which owns the connection), and whoever takes the client mutex to
+ * check for duplicates.  Each field below says which one owns it.  Lifetime is a reference count:
+ * one reference for the worker (held while the subscription is in its queue's id map), one for
+ * the runtime (from the Subscribe command until the runtime "releases" it: Unsubscribed,
+ * SubscribeError or connection lost), one per command in flight that names it.  The runtime's
+ * last act on a subscription is to push a RELEASE item into its queue; the queue drops the
+ * runtime's reference when it takes (or discards) that item.  Everything the runtime pushed
+ * before the RELEASE is therefore covered by the runtime's reference.
+ *
+ * A queue is reference-counted the same way: one for its worker (until sl_queue_close) and one
+ * per subscription object still alive, so the runtime may keep pushing to a closed queue (the
+ * items are dropped at once) until its last subscription is released.
+ */
+#ifndef SLUICE_COMPUTE_RUNTIME_H
+#define SLUICE_COMPUTE_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "compute/frontier.h"
+#include "net/loop.h"
+#include "proto/proto.h"
+#include "sluice/compute.h"
+
+/* worker-side state of a subscription */
+enum { SLI_SUB_PENDING, SLI_SUB_LIVE, SLI_SUB_ENDED };
+/* runtime-side state of a subscription */
+enum { SLI_R_NEW, SLI_R_SUBSCRIBING, SLI_R_LIVE, SLI_R_UNSUBSCRIBING, SLI_R_RELEASED };
+
+typedef struct sli_csub {
+	atomic_int refs;
+	/* immutable after sl_subscribe */
+	uint64_t id;
+	uint64_t dataflow;
+	uint64_t source;
+	uint32_t worker;
+	uint64_t from;
+	sl_queue *q;
+	/* worker thread */
+	struct sli_csub *qnext; /* chain in the queue's id map */
+	int wstate;
+	sli_frontier wok, werr;
+	uint64_t frontier;
+	uint64_t ungranted; /* consumed bytes not yet granted back */
+	/* client mutex */
+	struct sli_csub *tnext; /* chain in the client's triple registry */
+	int registered;
+	/* runtime thread */
+	int rstate;
+	uint32_t handle;
+	sli_frontier rok, rerr; /* what the runtime received: the resume point for a reconnect */
+} sli_csub;
+
+enum { SLI_QI_DATA = 1, SLI_QI_SUBSCRIBED, SLI_QI_SUBERR, SLI_QI_DISCONNECTED, SLI_QI_RELEASE };
+
+/* One queue item: a whole Data frame's events (one malloc per frame), or a control event. */
+typedef struct sli_qitem {
+	struct sli_qitem *next;
+	int kind;
+	sli_csub *sub; /* NULL for DISCONNECTED */
+	uint8_t collection;
+	uint64_t since, upper;
+	int code;
+	const char *message; /* points into data[] */
+	size_t len;
+	uint8_t data[]; /* DATA: the events; SUBERR/DISCONNECTED: the message, NUL-terminated */
+} sli_qitem;
+
+enum { SLI_CMD_SUB = 1, SLI_CMD_UNSUB, SLI_CMD_CREDIT, SLI_CMD_LIST, SLI_CMD_APPEND };
+
+typedef struct sli_cmd {
+	struct sli_cmd *next;
+	int kind;
+	sli_csub *sub;  /* SUB, UNSUB, CREDIT: one reference owned by the command */
+	uint64_t bytes; /* CREDIT */
+	uint64_t seq;   /* LIST: request number; APPEND: batch id */
+	sli_buf frames; /* APPEND: the encoded frames, built by the caller's thread */
+} sli_cmd;
+
+struct sl_client {
+	sl_client_config cfg;
+	char server[128];
+	uint32_t credit_batch; /* grant credit once this many bytes were consumed: window / 4 */
+	int fd;
+	sli_loop *loop;
+	pthread_t thread;
+
+	/* mu protects everything up to the runtime-only section */
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* request answers and death */
+	sli_cmd *cmd_head, *cmd_tail;
+	int dead;
+	int dead_code;
+	char dead_msg[256];
+	uint64_t next_sub_id;
+	sli_csub **tbuckets; /* triple registry: user-live subscriptions, for SL_EDUPLICATE */
+	size_t tcap, tcount;
+	/* ListSources: one request at a time (list_mu) */
+	pthread_mutex_t list_mu;
+	uint64_t list_seq;      /* last request number handed out */
+	uint64_t list_wait;     /* the request a caller waits for, 0 = none */
+	int list_done, list_rc;
+	sl_source_info *list_out;
+	size_t list_n;
+	/* Append: one batch at a time (append_mu) */
+	pthread_mutex_t append_mu;
+	uint64_t append_seq;
+	uint64_t append_wait;
+	int append_done, append_rc;
+	uint64_t append_time;
+	char *append_msg;
+
+	/* runtime thread only */
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+	sli_buf out;
+	int want_write;
+	int connected;
+	sli_csub **slots; /* handle -> subscription holding it on the wire */
+	uint32_t nslots;
+	uint32_t *freeh; /* free handles (a stack) */
+	uint32_t nfree;
+	sli_cmd *list_head, *list_tail; /* ListSources sent, answers pending (FIFO) */
+	uint64_t last_rx, last_ping, ping_nonce;
+	int losing; /* inside conn_lost */
+};
+
+struct sl_queue {
+	sl_client *c;
+	atomic_int refs;
+	int efd;
+	pthread_mutex_t mu; /* protects head/tail/closed/signaled/waiting */
+	pthread_cond_t cv;
+	sli_qitem *head, *tail;
+	int closed, signaled, waiting;
+	/* worker thread */
+	sli_qitem *cur; /* the item the last event came from; freed by the next call */
+	sl_bytes rest;  /* DATA: events of cur not yet returned */
+	sli_csub **buckets; /* id map of the subscriptions made through this queue */
+	size_t bcap, bcount;
+	/* runtime thread */
+	int disc_mark; /* got its Disconnected already, while ending everything */
+};
+
+/* queue.c */
+void sli_queue_push(sl_queue *q, sli_qitem *it);
+sli_qitem *sli_qitem_new(int kind, sli_csub *sub, size_t len);
+void sli_qitem_discard(sli_qitem *it);
+void sli_csub_unref(sli_csub *s);
+
+/* client.c */
+/* Sets the calling thread's sl_client_last_error message. */
+void sli_set_last_error(const char *fmt, ...);
+/* Frees a command and what it owns. */
+void sli_cmd_free(sli_cmd *cmd);
+/* Appends a command and wakes the runtime.  Takes cmd (also when the client is closing). */
+void sli_client_post(sl_client *c, sli_cmd *cmd);
+/* Removes s from the triple registry if it is there (takes c->mu). */
+void sli_client_unregister(sl_client *c, sli_csub *s);
+/* Registers s's triple, gives s its id and posts its Subscribe command (which takes one
+ * reference to s).  SL_EDUPLICATE if the triple is taken, SL_EDISCONNECTED if the connection is
+ * gone, SL_ENOMEM. */
+int sli_client_subscribe(sl_client *c, sli_csub *s);
+
+#endif
