@@ -133,7 +133,8 @@ static int serve_sub(struct conn *c, struct sub *s)
 		while (s->cursor[coll] < end) {
 			sli_block b;
 			sli_log_block(log, s->cursor[coll], &b);
-			if (b.max_time < s->from) {
+			/* Blocks without events (upper markers of a durable log) carry nothing to send. */
+			if (b.nbytes == 0 || b.max_time < s->from) {
 				s->cursor[coll] = b.next;
 				continue;
 			}
