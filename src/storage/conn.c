@@ -45,21 +45,28 @@ static void put_frame(struct conn *c, const sli_frame *f)
 }
 
 /* Queues an Error frame; a fatal one closes the connection once it is flushed. */
-static void queue_error(struct conn *c, int code, int fatal, const char *fmt, ...)
+/* Formats an error message into msg[256] and returns it as a byte view (truncated to fit). */
+#define ERRMSG_MAX 256
+static sl_bytes format_message(char *msg, const char *fmt, va_list ap)
 {
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	int n = vsnprintf(msg, ERRMSG_MAX, fmt, ap);
 	if (n < 0)
 		n = 0;
-	if ((size_t)n >= sizeof(msg))
-		n = sizeof(msg) - 1;
+	if (n >= ERRMSG_MAX)
+		n = ERRMSG_MAX - 1;
+	return (sl_bytes){(const uint8_t *)msg, (size_t)n};
+}
+
+static void queue_error(struct conn *c, int code, int fatal, const char *fmt, ...)
+{
+	char msg[ERRMSG_MAX];
+	va_list ap;
 	sli_frame f = {.type = SLI_ERROR};
+	va_start(ap, fmt);
+	f.u.error.message = format_message(msg, fmt, ap);
+	va_end(ap);
 	f.u.error.code = code;
 	f.u.error.fatal = (uint8_t)(fatal != 0);
-	f.u.error.message = (sl_bytes){(const uint8_t *)msg, (size_t)n};
 	put_frame(c, &f);
 	if (fatal) {
 		c->closing = 1;
@@ -69,37 +76,27 @@ static void queue_error(struct conn *c, int code, int fatal, const char *fmt, ..
 
 static void sub_error(struct conn *c, uint32_t handle, int code, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[ERRMSG_MAX];
 	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(msg))
-		n = sizeof(msg) - 1;
 	sli_frame f = {.type = SLI_SUBSCRIBE_ERROR};
+	va_start(ap, fmt);
+	f.u.subscribe_error.message = format_message(msg, fmt, ap);
+	va_end(ap);
 	f.u.subscribe_error.handle = handle;
 	f.u.subscribe_error.code = code;
-	f.u.subscribe_error.message = (sl_bytes){(const uint8_t *)msg, (size_t)n};
 	put_frame(c, &f);
 }
 
 static void append_error(struct conn *c, uint64_t batch, int code, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[ERRMSG_MAX];
 	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(msg))
-		n = sizeof(msg) - 1;
 	sli_frame f = {.type = SLI_APPEND_ERROR};
+	va_start(ap, fmt);
+	f.u.append_error.message = format_message(msg, fmt, ap);
+	va_end(ap);
 	f.u.append_error.batch = batch;
 	f.u.append_error.code = code;
-	f.u.append_error.message = (sl_bytes){(const uint8_t *)msg, (size_t)n};
 	put_frame(c, &f);
 }
 
