@@ -413,7 +413,7 @@ static void conn_read(struct conn *c)
 			c->in_len -= off;
 		}
 		/* Backpressure: a peer that asks faster than it reads stops being read. */
-		if (c->out.len > 4 * c->st->cfg.out_high_water) {
+		if (c->out.len - c->out_off > 4 * c->st->cfg.out_high_water) {
 			c->reading = 0;
 			c->want_write = 1;
 			conn_update_interest(c);
@@ -424,16 +424,24 @@ static void conn_read(struct conn *c)
 
 int sli_conn_flush(struct conn *c)
 {
-	while (c->out.len > 0 && !c->dead) {
-		ssize_t n = send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
+	while (c->out_off < c->out.len && !c->dead) {
+		ssize_t n = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
 		if (n > 0) {
-			sli_buf_consume(&c->out, (size_t)n);
+			/* Advance an offset rather than moving the unsent rest down after every
+			 * partial send; the buffer is reset once it is all out. */
+			c->out_off += (size_t)n;
+			if (c->out_off == c->out.len)
+				c->out_off = c->out.len = 0;
 			c->last_tx_ms = sli_now_ms();
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (c->out_off > 0) { /* once per full socket, not per send */
+				sli_buf_consume(&c->out, c->out_off);
+				c->out_off = 0;
+			}
 			if (!c->want_write) {
 				c->want_write = 1;
 				conn_update_interest(c);
@@ -539,7 +547,7 @@ void sli_conn_tick(sl_storage *st)
 			queue_error(c, SL_EIDLE, 1, "no traffic from the client for %u ms", st->cfg.idle_timeout_ms);
 			continue;
 		}
-		if (c->hello_done && now - c->last_tx_ms >= st->cfg.heartbeat_ms && c->out.len == 0) {
+		if (c->hello_done && now - c->last_tx_ms >= st->cfg.heartbeat_ms && c->out.len == c->out_off) {
 			sli_frame f = {.type = SLI_PING};
 			f.u.ping.nonce = ++c->ping_nonce;
 			put_frame(c, &f);
@@ -550,7 +558,7 @@ void sli_conn_tick(sl_storage *st)
 void sli_conn_flush_all(sl_storage *st)
 {
 	for (struct conn *c = st->conns; c != NULL; c = c->next)
-		if (!c->dead && c->out.len > 0 && !c->want_write)
+		if (!c->dead && c->out.len > c->out_off && !c->want_write)
 			sli_conn_flush(c);
 }
 

@@ -25,6 +25,7 @@ void sli_serve_mark_ready(struct sub *s)
 	struct conn *c = s->conn;
 	s->ready = 1;
 	s->rnext = NULL;
+	s->rprev = c->ready_tail;
 	if (c->ready_tail)
 		c->ready_tail->rnext = s;
 	else
@@ -44,14 +45,15 @@ void sli_sub_detach(struct sub *s)
 	s->wnext = s->wprev = NULL;
 	if (s->ready) {
 		struct conn *c = s->conn;
-		struct sub **pp = &c->ready_head, *prev = NULL;
-		while (*pp != s) {
-			prev = *pp;
-			pp = &(*pp)->rnext;
-		}
-		*pp = s->rnext;
-		if (c->ready_tail == s)
-			c->ready_tail = prev;
+		if (s->rprev)
+			s->rprev->rnext = s->rnext;
+		else
+			c->ready_head = s->rnext;
+		if (s->rnext)
+			s->rnext->rprev = s->rprev;
+		else
+			c->ready_tail = s->rprev;
+		s->rnext = s->rprev = NULL;
 		s->ready = 0;
 	}
 }
@@ -180,15 +182,18 @@ void sli_serve_conn(struct conn *c)
 {
 	size_t high = c->st->cfg.out_high_water;
 	while (!c->dead && !c->closing && c->ready_head != NULL) {
-		if (c->out.len >= high) {
+		if (c->out.len - c->out_off >= high) {
 			/* Hand the batch to the kernel; stop if it will not take it now. */
-			if (sli_conn_flush(c) != 0 || c->out.len >= high)
+			if (sli_conn_flush(c) != 0 || c->out.len - c->out_off >= high)
 				return;
 		}
 		struct sub *s = c->ready_head;
 		c->ready_head = s->rnext;
 		if (c->ready_head == NULL)
 			c->ready_tail = NULL;
+		else
+			c->ready_head->rprev = NULL;
+		s->rnext = NULL;
 		s->ready = 0;
 		if (serve_sub(c, s))
 			sli_serve_mark_ready(s);

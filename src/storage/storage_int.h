@@ -51,7 +51,7 @@ struct sub {
 	uint64_t cursor[2];   /* next block position per collection */
 	uint64_t sent_upper;  /* frontier the client has been told */
 	int ready;            /* on the connection's ready ring */
-	struct sub *rnext;    /* ready ring */
+	struct sub *rnext, *rprev; /* ready ring (doubly linked: O(1) removal) */
 	struct sub *wnext, *wprev; /* worker's subscriber list */
 	struct sub *hnext;    /* handle hash chain */
 	struct sub *knext;    /* (dataflow, source, worker) hash chain */
@@ -70,6 +70,7 @@ struct conn {
 	uint8_t *in;
 	size_t in_len, in_cap;
 	sli_buf out;
+	size_t out_off;    /* bytes of out already sent */
 	int hello_done;
 	int closing;       /* a fatal error was queued: flush and close */
 	int dead;          /* closed: freed by the next sweep */
