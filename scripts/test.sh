@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# test.sh - everything CI runs: installs the dependencies, builds and tests sluice twice (a
+# normal build and an ASan/UBSan build, ctest in each), then builds the libFuzzer targets with
+# clang and runs each for a bounded time.  Exits non-zero on any failure.
+#
+# Environment: JOBS (parallel build jobs, default nproc), FUZZ_SECONDS (per fuzz target,
+# default 60), SKIP_ASAN=1 / SKIP_FUZZ=1 to leave a stage out when iterating locally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=${JOBS:-$(nproc)}
+B=${BUILD_PREFIX:-build} # build dirs: $B, $B-asan, $B-fuzz
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+passed=0
+failed=0
+status=0
+
+./scripts/install-deps.sh
+
+# run_ctest DIR: runs ctest in DIR and adds its counts to the totals.
+run_ctest() {
+	local dir=$1 rc=0 line
+	(cd "$dir" && ctest --output-on-failure --timeout 900 -j "$JOBS") 2>&1 | tee "$dir/ctest.log" || rc=$?
+	line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$dir/ctest.log" | tail -n 1 || true)
+	if [[ $line =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+		failed=$((failed + BASH_REMATCH[1]))
+		passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+	fi
+	if [[ $rc -ne 0 || -z $line ]]; then
+		echo "test.sh: ctest failed in $dir" >&2
+		status=1
+	fi
+}
+
+echo "==== normal build"
+cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$B" -j "$JOBS"
+run_ctest "$B"
+
+if [[ ${SKIP_ASAN:-0} != 1 ]]; then
+	echo "==== ASan/UBSan build"
+	cmake -S . -B "$B-asan" -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
+	cmake --build "$B-asan" -j "$JOBS"
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+	run_ctest "$B-asan"
+fi
+
+if [[ ${SKIP_FUZZ:-0} != 1 ]]; then
+	echo "==== libFuzzer (clang, ${FUZZ_SECONDS}s per target)"
+	shopt -s nullglob
+	targets=()
+	for f in fuzz/fuzz_*.c; do
+		targets+=("$(basename "${f%.c}")")
+	done
+	if [[ ${#targets[@]} -eq 0 ]]; then
+		echo "test.sh: no fuzz targets in fuzz/"
+	else
+		# The library itself is instrumented too (fuzzer-no-link), or the fuzzer would see
+		# coverage of the harness only.
+		CC=clang cmake -S . -B "$B-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON \
+			-DSLUICE_TESTS=OFF -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined"
+		cmake --build "$B-fuzz" -j "$JOBS" --target "${targets[@]}"
+		for t in "${targets[@]}"; do
+			corpus=$PWD/$B-fuzz/corpus-$t
+			mkdir -p "$corpus"
+			seeds=()
+			if [[ -d fuzz/corpus/$t ]]; then
+				seeds=("$PWD/fuzz/corpus/$t")
+			elif [[ -d fuzz/corpus ]]; then
+				seeds=("$PWD/fuzz/corpus") # one target: its seeds lie in corpus/ itself
+			fi
+			echo "---- $t"
+			if (cd "$B-fuzz" && ASAN_OPTIONS=detect_leaks=1 "./fuzz/$t" -max_total_time="$FUZZ_SECONDS" \
+				-print_final_stats=1 "$corpus" "${seeds[@]}") >"$B-fuzz/$t.log" 2>&1; then
+				tail -n 12 "$B-fuzz/$t.log"
+				passed=$((passed + 1))
+			else
+				tail -n 60 "$B-fuzz/$t.log" >&2
+				echo "test.sh: fuzz target $t failed (log: $B-fuzz/$t.log)" >&2
+				failed=$((failed + 1))
+				status=1
+			fi
+		done
+	fi
+fi
+
+echo "tests: $passed passed, $failed failed"
+exit "$status"

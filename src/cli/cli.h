@@ -1,0 +1,73 @@
+/*
+ * cli.h - helpers shared by the sluiced and sluice programs (compiled into both, not part of
+ * libsluice): a buffered output writer, the row escapes of the command-line contract, and a
+ * small option parser.
+ */
+#ifndef SLUICE_CLI_H
+#define SLUICE_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- buffered output (one write(2) per flush, never per line) ---- */
+
+typedef struct cli_out {
+	int fd;
+	char *buf;
+	size_t len, cap;
+	int err; /* first write error (-errno), sticky */
+} cli_out;
+
+/* 0 or -ENOMEM. */
+int cli_out_init(cli_out *o, int fd, size_t cap);
+/* Flushes, then frees the buffer.  Returns the sticky error (0 if every write succeeded). */
+int cli_out_fini(cli_out *o);
+/* Writes everything buffered.  0 or the sticky -errno. */
+int cli_out_flush(cli_out *o);
+void cli_out_put(cli_out *o, const void *p, size_t n);
+void cli_out_str(cli_out *o, const char *s);
+void cli_out_char(cli_out *o, char c);
+void cli_out_u64(cli_out *o, uint64_t v);
+void cli_out_i64(cli_out *o, int64_t v);
+/* Writes row bytes with tab, newline and backslash as \t, \n, \\. */
+void cli_out_escaped(cli_out *o, const uint8_t *p, size_t n);
+
+/* ---- escapes ---- */
+
+/* Undoes \t, \n and \\ in s[0, n) in place.  Returns the new length, or -1 with a reason in
+ * why (e.g. "invalid escape \q") for any other backslash sequence. */
+ssize_t cli_unescape(char *s, size_t n, char *why, size_t whylen);
+
+/* ---- arguments ---- */
+
+typedef struct cli_opt {
+	const char *name; /* long option without "--" */
+	int has_arg;
+} cli_opt;
+
+typedef struct cli_args {
+	int argc;
+	char **argv;
+	int i;          /* next argument */
+	int only_positional; /* after "--" */
+} cli_args;
+
+enum { CLI_END = 0, CLI_OPTION = 1, CLI_POSITIONAL = 2, CLI_BAD = -1 };
+
+void cli_args_init(cli_args *a, int argc, char **argv, int first);
+
+/* Returns CLI_OPTION with *opt (an element of opts, which ends with a NULL name) and *val (its
+ * argument or NULL), CLI_POSITIONAL with *val, CLI_END, or CLI_BAD with a one-line message in
+ * err.  Accepts "--name value", "--name=value", "-h" for help, and "--" before positionals. */
+int cli_args_next(cli_args *a, const cli_opt *opts, const cli_opt **opt, const char **val,
+                  char *err, size_t errlen);
+
+/* Parses a decimal u64 (no sign, no spaces).  0 or -1. */
+int cli_parse_u64(const char *s, uint64_t *out);
+/* Parses a decimal i64 with an optional sign.  0 or -1. */
+int cli_parse_i64(const char *s, size_t n, int64_t *out);
+/* 0 if s is HOST:PORT that the library accepts (IPv4 or localhost; empty host = any). */
+int cli_check_hostport(const char *s);
+
+#endif

@@ -1,0 +1,833 @@
+/*
+ * sluice.c - the command-line client: tail, sources, ingest (bench and stat come later).
+ *
+ * Output follows DESIGN.md's command-line contract exactly: tab-separated lines, rows escaped
+ * (\t, \n, \\), errors as one line on stderr.  Exit status: 0 on success, 1 for a runtime failure
+ * (unknown source, refused connection, rejected batch), 2 for bad arguments.
+ *
+ * `sluice tail` runs one compute queue on the main thread: it subscribes every worker of the
+ * source, and polls the queue's fd together with a signalfd for SIGINT/SIGTERM, so a signal ends
+ * the run cleanly (printing the consolidated result with --consolidate).  Output goes through
+ * one large buffer flushed whenever the queue runs dry.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "sluice/compute.h"
+
+#define DEFAULT_SERVER "127.0.0.1:6876"
+#define CONNECT_RETRY_MS 5000
+#define REQUEST_TIMEOUT_MS 30000
+#define OUT_BUF (1u << 20)
+#define DRAIN_MAX 4096 /* events taken before the signal fd is looked at again */
+
+static const char usage_main[] =
+	"usage: sluice COMMAND [OPTIONS]\n"
+	"\n"
+	"Commands:\n"
+	"  tail      print the updates of a source as they arrive\n"
+	"  sources   list the sources of a storage server\n"
+	"  ingest    append rows from stdin to an ingest source, as one atomic batch\n"
+	"  bench     (not implemented yet)\n"
+	"  stat      (not implemented yet)\n"
+	"\n"
+	"Run 'sluice COMMAND --help' for the options of a command.\n";
+
+static const char usage_tail[] =
+	"usage: sluice tail [--server HOST:PORT] [--from T] [--until T] [--progress] [--consolidate]\n"
+	"                   SOURCE\n"
+	"\n"
+	"Subscribes to every worker of SOURCE and prints one tab-separated line per update:\n"
+	"  ok TIME DIFF ROW        an update of the ok collection\n"
+	"  err TIME DIFF MESSAGE   an update of the err collection\n"
+	"  progress TIME           (--progress) the minimum frontier over all workers advanced\n"
+	"  progress closed         (--progress) the source closed before --until was reached\n"
+	"A tab, newline or backslash in a row is printed as \\t, \\n, \\\\.\n"
+	"\n"
+	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER ")\n"
+	"  --from T             only updates at times >= T\n"
+	"  --until T            stop once every worker's frontier is >= T; only updates at times < T\n"
+	"  --progress           print progress lines\n"
+	"  --consolidate        print nothing while running; at the end print 'ok ROW COUNT' lines,\n"
+	"                       then 'err MESSAGE COUNT' lines, sorted by row, zero counts left out\n"
+	"Without --until it runs until the source closes or SIGINT/SIGTERM.\n";
+
+static const char usage_sources[] =
+	"usage: sluice sources [--server HOST:PORT]\n"
+	"\n"
+	"Prints one tab-separated line per source: NAME ID KIND WORKERS UPPER\n"
+	"(UPPER is the minimum over all workers, or 'closed').\n"
+	"\n"
+	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER ")\n";
+
+static const char usage_ingest[] =
+	"usage: sluice ingest [--server HOST:PORT] [--updates] SOURCE\n"
+	"\n"
+	"Reads stdin and appends it to the ingest source SOURCE as one atomic batch: one row per line\n"
+	"(diff +1), or with --updates lines 'DIFF<TAB>ROW' (DIFF a non-zero integer).  Rows use the\n"
+	"escapes \\t, \\n, \\\\.  Prints the time storage gave the batch.  Any bad line rejects the\n"
+	"whole batch: 'line L: reason' on stderr, exit status 1.\n"
+	"\n"
+	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER ")\n"
+	"  --updates            read DIFF<TAB>ROW lines\n";
+
+static int bad_args(const char *cmd, const char *msg)
+{
+	fprintf(stderr, "sluice: %s (see sluice %s --help)\n", msg, cmd);
+	return 2;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Connects, retrying a refused connection for about CONNECT_RETRY_MS (the server may be
+ * starting).  Prints the one-line error itself.  0 or the error. */
+static int connect_server(const char *server, sl_client **out)
+{
+	sl_client_config cfg;
+	uint64_t deadline = now_ms() + CONNECT_RETRY_MS;
+	int rc, delay = 50;
+
+	sl_client_config_init(&cfg);
+	cfg.server = server;
+	for (;;) {
+		rc = sl_client_open(&cfg, out);
+		if (rc != -ECONNREFUSED || now_ms() >= deadline)
+			break;
+		sleep_ms(delay);
+		if (delay < 500)
+			delay *= 2;
+	}
+	if (rc != 0)
+		fprintf(stderr, "sluice: cannot connect to %s: %s\n", server, sl_strerror(rc));
+	return rc;
+}
+
+/* Finds SOURCE by name.  Prints the error itself.  0 with *infos (free with sl_source_info_free)
+ * and *found, or non-zero. */
+static int find_source(sl_client *c, const char *server, const char *name, sl_source_info **infos,
+                       size_t *n, sl_source_info **found)
+{
+	size_t i;
+	int rc;
+
+	if ((rc = sl_client_list_sources(c, REQUEST_TIMEOUT_MS, infos, n)) != 0) {
+		fprintf(stderr, "sluice: cannot list the sources of %s: %s\n", server, sl_strerror(rc));
+		return rc;
+	}
+	for (i = 0; i < *n; i++) {
+		if (strcmp((*infos)[i].name, name) == 0) {
+			*found = &(*infos)[i];
+			return 0;
+		}
+	}
+	fprintf(stderr, "sluice: unknown source %s\n", name);
+	sl_source_info_free(*infos, *n);
+	*infos = NULL;
+	return SL_ENOSOURCE;
+}
+
+/* Exit status for a failed write to stdout: a closed pipe (`| head`) is not an error. */
+static int out_status(int rc)
+{
+	if (rc == 0 || rc == -EPIPE)
+		return 0;
+	fprintf(stderr, "sluice: cannot write the output: %s\n", sl_strerror(rc));
+	return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* consolidation: counts per (collection, row) */
+
+typedef struct centry {
+	uint64_t hash; /* 0 = empty slot */
+	uint8_t *row;
+	uint32_t len;
+	uint8_t coll;
+	int64_t count;
+} centry;
+
+typedef struct ctable {
+	centry *slots;
+	size_t cap, used;
+} ctable;
+
+static uint64_t row_hash(uint8_t coll, const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ coll;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	h ^= h >> 29;
+	return h ? h : 1;
+}
+
+static int ctable_grow(ctable *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 4096, i, j;
+	centry *s = calloc(cap, sizeof(*s));
+
+	if (s == NULL)
+		return -1;
+	for (i = 0; i < t->cap; i++) {
+		if (t->slots[i].hash == 0)
+			continue;
+		for (j = t->slots[i].hash & (cap - 1); s[j].hash != 0; j = (j + 1) & (cap - 1))
+			;
+		s[j] = t->slots[i];
+	}
+	free(t->slots);
+	t->slots = s;
+	t->cap = cap;
+	return 0;
+}
+
+static int ctable_add(ctable *t, uint8_t coll, sl_bytes row, int64_t diff)
+{
+	uint64_t h = row_hash(coll, row.ptr, row.len);
+	size_t j;
+	centry *e;
+
+	if ((t->used + 1) * 4 > t->cap * 3 && ctable_grow(t) != 0)
+		return -1;
+	for (j = h & (t->cap - 1);; j = (j + 1) & (t->cap - 1)) {
+		e = &t->slots[j];
+		if (e->hash == 0)
+			break;
+		if (e->hash == h && e->coll == coll && e->len == row.len &&
+		    memcmp(e->row, row.ptr, row.len) == 0) {
+			e->count += diff;
+			return 0;
+		}
+	}
+	if ((e->row = malloc(row.len ? row.len : 1)) == NULL)
+		return -1;
+	memcpy(e->row, row.ptr, row.len);
+	e->hash = h;
+	e->len = (uint32_t)row.len;
+	e->coll = coll;
+	e->count = diff;
+	t->used++;
+	return 0;
+}
+
+static int centry_cmp(const void *a, const void *b)
+{
+	const centry *x = *(const centry *const *)a, *y = *(const centry *const *)b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = n ? memcmp(x->row, y->row, n) : 0;
+
+	if (c != 0)
+		return c;
+	return (x->len > y->len) - (x->len < y->len);
+}
+
+static int ctable_print(ctable *t, cli_out *o)
+{
+	static const char *const names[2] = {"ok\t", "err\t"};
+	centry **list;
+	size_t i, n;
+	int coll;
+
+	if ((list = malloc((t->used + 1) * sizeof(*list))) == NULL)
+		return -1;
+	for (coll = 0; coll < 2; coll++) {
+		for (i = 0, n = 0; i < t->cap; i++) {
+			if (t->slots[i].hash != 0 && t->slots[i].coll == coll && t->slots[i].count != 0)
+				list[n++] = &t->slots[i];
+		}
+		qsort(list, n, sizeof(*list), centry_cmp);
+		for (i = 0; i < n; i++) {
+			cli_out_str(o, names[coll]);
+			cli_out_escaped(o, list[i]->row, list[i]->len);
+			cli_out_char(o, '\t');
+			cli_out_i64(o, list[i]->count);
+			cli_out_char(o, '\n');
+		}
+	}
+	free(list);
+	return 0;
+}
+
+static void ctable_fini(ctable *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->cap; i++)
+		free(t->slots[i].row);
+	free(t->slots);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sluice tail */
+
+typedef struct tail {
+	const char *server, *name;
+	uint64_t from, until;
+	int has_until, progress, consolidate;
+	uint32_t workers;
+	uint64_t *frontier; /* per worker */
+	uint64_t shown;     /* the last minimum frontier printed (or passed over) */
+	int seen_until;     /* an update at a time >= until arrived: the source was open there */
+	ctable table;
+	cli_out out;
+} tail;
+
+static uint64_t tail_min_frontier(const tail *t)
+{
+	uint64_t m = SL_TIME_CLOSED;
+	uint32_t w;
+
+	for (w = 0; w < t->workers; w++) {
+		if (t->frontier[w] < m)
+			m = t->frontier[w];
+	}
+	return m;
+}
+
+/* Takes one event.  Returns 1 when tail is done, 0 to go on, or -1 after printing a fatal
+ * error. */
+static int tail_event(tail *t, const sl_event *ev)
+{
+	static const char *const names[2] = {"ok\t", "err\t"};
+	sl_iter it;
+	sl_bytes row;
+	int64_t diff;
+	uint64_t m;
+
+	switch (ev->kind) {
+	case SL_EV_SUBSCRIBED:
+		return 0;
+	case SL_EV_SUBSCRIBE_ERROR:
+		fprintf(stderr, "sluice: cannot subscribe to %s worker %" PRIu32 ": %s\n", t->name,
+		        ev->worker, ev->message ? ev->message : sl_strerror(ev->code));
+		return -1;
+	case SL_EV_DISCONNECTED:
+		fprintf(stderr, "sluice: lost the connection to %s: %s\n", t->server,
+		        ev->message ? ev->message : sl_strerror(ev->code));
+		return -1;
+	case SL_EV_MESSAGES:
+		if (t->has_until && ev->time >= t->until)
+			t->seen_until = 1;
+		if (ev->time >= t->from && (!t->has_until || ev->time < t->until) &&
+		    ev->collection <= SL_ERR) {
+			sl_iter_init(&it, ev);
+			while (sl_iter_update(&it, &row, &diff) == 1) {
+				if (t->consolidate) {
+					if (ctable_add(&t->table, (uint8_t)ev->collection, row, diff) != 0) {
+						fprintf(stderr, "sluice: out of memory\n");
+						return -1;
+					}
+					continue;
+				}
+				cli_out_str(&t->out, names[ev->collection]);
+				cli_out_u64(&t->out, ev->time);
+				cli_out_char(&t->out, '\t');
+				cli_out_i64(&t->out, diff);
+				cli_out_char(&t->out, '\t');
+				cli_out_escaped(&t->out, row.ptr, row.len);
+				cli_out_char(&t->out, '\n');
+			}
+		}
+		break;
+	case SL_EV_PROGRESS:
+		break;
+	default:
+		return 0;
+	}
+
+	if (ev->worker < t->workers && ev->frontier > t->frontier[ev->worker])
+		t->frontier[ev->worker] = ev->frontier;
+	m = tail_min_frontier(t);
+	if (m <= t->shown)
+		return 0;
+	/* A frontier may jump from below --until straight to closed (a replay of a closed source,
+	 * or a batch that ends it).  If updates at or after --until arrived, the source was open
+	 * there: --until was reached first, as a live run would have seen it. */
+	if (m == SL_TIME_CLOSED && !t->seen_until) {
+		t->shown = m;
+		if (t->progress && !t->consolidate)
+			cli_out_str(&t->out, "progress\tclosed\n");
+		return 1;
+	}
+	if (t->has_until && m >= t->until) {
+		if (t->progress && !t->consolidate && t->shown < t->until) {
+			cli_out_str(&t->out, "progress\t");
+			cli_out_u64(&t->out, t->until);
+			cli_out_char(&t->out, '\n');
+		}
+		t->shown = m;
+		return 1;
+	}
+	t->shown = m;
+	if (t->progress && !t->consolidate) {
+		cli_out_str(&t->out, "progress\t");
+		cli_out_u64(&t->out, m);
+		cli_out_char(&t->out, '\n');
+	}
+	return 0;
+}
+
+static int cmd_tail(int argc, char **argv)
+{
+	static const cli_opt opts[] = {
+		{"server", 1},   {"from", 1},        {"until", 1}, {"progress", 0},
+		{"consolidate", 0}, {"help", 0}, {NULL, 0},
+	};
+	tail t;
+	const cli_opt *opt;
+	const char *val;
+	char err[256];
+	cli_args a;
+	sl_client *c = NULL;
+	sl_queue *q = NULL;
+	sl_source_info *infos = NULL, *src;
+	size_t ninfos = 0;
+	sl_event ev;
+	sl_sub sub;
+	uint64_t dataflow;
+	sigset_t sigs;
+	struct pollfd pfd[2];
+	struct signalfd_siginfo si;
+	uint32_t w;
+	int k, rc, status = 0, done = 0, n;
+
+	memset(&t, 0, sizeof(t));
+	t.server = DEFAULT_SERVER;
+	cli_args_init(&a, argc, argv, 2);
+	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
+		if (k == CLI_BAD)
+			return bad_args("tail", err);
+		if (k == CLI_POSITIONAL) {
+			if (t.name != NULL) {
+				snprintf(err, sizeof(err), "unexpected argument '%s'", val);
+				return bad_args("tail", err);
+			}
+			t.name = val;
+		} else if (strcmp(opt->name, "help") == 0) {
+			fputs(usage_tail, stdout);
+			return 0;
+		} else if (strcmp(opt->name, "server") == 0) {
+			t.server = val;
+		} else if (strcmp(opt->name, "from") == 0) {
+			if (cli_parse_u64(val, &t.from) != 0 || t.from == SL_TIME_CLOSED) {
+				snprintf(err, sizeof(err), "--from %s is not a time", val);
+				return bad_args("tail", err);
+			}
+		} else if (strcmp(opt->name, "until") == 0) {
+			if (cli_parse_u64(val, &t.until) != 0 || t.until == SL_TIME_CLOSED) {
+				snprintf(err, sizeof(err), "--until %s is not a time", val);
+				return bad_args("tail", err);
+			}
+			t.has_until = 1;
+		} else if (strcmp(opt->name, "progress") == 0) {
+			t.progress = 1;
+		} else if (strcmp(opt->name, "consolidate") == 0) {
+			t.consolidate = 1;
+		}
+	}
+	if (t.name == NULL)
+		return bad_args("tail", "missing SOURCE");
+	if (cli_check_hostport(t.server) != 0) {
+		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", t.server);
+		return bad_args("tail", err);
+	}
+
+	/* Block the signals before the runtime thread exists, so only the signalfd sees them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if ((pfd[1].fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+		fprintf(stderr, "sluice: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+	if (cli_out_init(&t.out, STDOUT_FILENO, OUT_BUF) != 0) {
+		fprintf(stderr, "sluice: out of memory\n");
+		return 1;
+	}
+
+	if (connect_server(t.server, &c) != 0) {
+		status = 1;
+		goto out;
+	}
+	if (find_source(c, t.server, t.name, &infos, &ninfos, &src) != 0) {
+		status = 1;
+		goto out;
+	}
+	t.workers = src->workers;
+	if (t.has_until && t.until == 0)
+		goto out; /* every frontier is >= 0: nothing to wait for */
+	if ((t.frontier = calloc(t.workers ? t.workers : 1, sizeof(*t.frontier))) == NULL ||
+	    (rc = sl_queue_open(c, &q)) != 0) {
+		fprintf(stderr, "sluice: cannot open a queue: %s\n",
+		        sl_strerror(t.frontier ? rc : SL_ENOMEM));
+		status = 1;
+		goto out;
+	}
+	dataflow = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ now_ms();
+	for (w = 0; w < t.workers; w++) {
+		if ((rc = sl_subscribe(q, dataflow, src->id, w, t.from, &sub)) != 0) {
+			fprintf(stderr, "sluice: cannot subscribe to %s worker %" PRIu32 ": %s\n", t.name,
+			        w, sl_strerror(rc));
+			status = 1;
+			goto out;
+		}
+	}
+	if (t.workers == 0)
+		done = 1;
+
+	pfd[0].fd = sl_queue_fd(q);
+	pfd[0].events = POLLIN;
+	pfd[1].events = POLLIN;
+	while (!done) {
+		for (n = 0; n < DRAIN_MAX && !done; n++) {
+			rc = sl_queue_next(q, &ev, 0);
+			if (rc == 0)
+				break;
+			if (rc < 0) {
+				fprintf(stderr, "sluice: %s\n", sl_strerror(rc));
+				status = 1;
+				goto out;
+			}
+			if ((rc = tail_event(&t, &ev)) < 0) {
+				status = 1;
+				goto out;
+			}
+			done = rc;
+		}
+		if (done)
+			break;
+		if (!t.consolidate && cli_out_flush(&t.out) != 0)
+			goto out;
+		if (poll(pfd, 2, n == DRAIN_MAX ? 0 : 1000) < 0 && errno != EINTR) {
+			fprintf(stderr, "sluice: poll: %s\n", strerror(errno));
+			status = 1;
+			goto out;
+		}
+		if (pfd[1].revents & POLLIN) {
+			if (read(pfd[1].fd, &si, sizeof(si)) > 0)
+				break;
+		}
+	}
+	if (t.consolidate && ctable_print(&t.table, &t.out) != 0) {
+		fprintf(stderr, "sluice: out of memory\n");
+		status = 1;
+	}
+
+out:
+	rc = cli_out_fini(&t.out);
+	if (status == 0)
+		status = out_status(rc);
+	sl_queue_close(q);
+	sl_client_close(c);
+	sl_source_info_free(infos, ninfos);
+	ctable_fini(&t.table);
+	free(t.frontier);
+	close(pfd[1].fd);
+	return status;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sluice sources */
+
+static int cmd_sources(int argc, char **argv)
+{
+	static const cli_opt opts[] = {{"server", 1}, {"help", 0}, {NULL, 0}};
+	const char *server = DEFAULT_SERVER, *val;
+	const cli_opt *opt;
+	char err[256];
+	cli_args a;
+	sl_client *c = NULL;
+	sl_source_info *infos = NULL;
+	size_t n = 0, i;
+	cli_out o;
+	int k, rc, status = 0;
+
+	cli_args_init(&a, argc, argv, 2);
+	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
+		if (k == CLI_BAD)
+			return bad_args("sources", err);
+		if (k == CLI_POSITIONAL) {
+			snprintf(err, sizeof(err), "unexpected argument '%s'", val);
+			return bad_args("sources", err);
+		}
+		if (strcmp(opt->name, "help") == 0) {
+			fputs(usage_sources, stdout);
+			return 0;
+		}
+		server = val;
+	}
+	if (cli_check_hostport(server) != 0) {
+		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", server);
+		return bad_args("sources", err);
+	}
+	if (cli_out_init(&o, STDOUT_FILENO, 64u << 10) != 0)
+		return 1;
+	if (connect_server(server, &c) != 0) {
+		status = 1;
+		goto out;
+	}
+	if ((rc = sl_client_list_sources(c, REQUEST_TIMEOUT_MS, &infos, &n)) != 0) {
+		fprintf(stderr, "sluice: cannot list the sources of %s: %s\n", server, sl_strerror(rc));
+		status = 1;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		cli_out_escaped(&o, (const uint8_t *)infos[i].name, strlen(infos[i].name));
+		cli_out_char(&o, '\t');
+		cli_out_u64(&o, infos[i].id);
+		cli_out_char(&o, '\t');
+		cli_out_escaped(&o, (const uint8_t *)infos[i].kind, strlen(infos[i].kind));
+		cli_out_char(&o, '\t');
+		cli_out_u64(&o, infos[i].workers);
+		cli_out_char(&o, '\t');
+		if (infos[i].upper == SL_TIME_CLOSED)
+			cli_out_str(&o, "closed");
+		else
+			cli_out_u64(&o, infos[i].upper);
+		cli_out_char(&o, '\n');
+	}
+out:
+	rc = cli_out_fini(&o);
+	if (status == 0)
+		status = out_status(rc);
+	sl_source_info_free(infos, n);
+	sl_client_close(c);
+	return status;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sluice ingest */
+
+/* Reads all of fd.  0 with *buf (malloc'd, one spare byte) and *len, or -errno. */
+static int read_all(int fd, char **buf, size_t *len)
+{
+	size_t cap = 1u << 16, n = 0;
+	char *b = malloc(cap), *nb;
+	ssize_t got;
+
+	if (b == NULL)
+		return -ENOMEM;
+	for (;;) {
+		if (cap - n < 4096) {
+			if ((nb = realloc(b, cap * 2)) == NULL) {
+				free(b);
+				return -ENOMEM;
+			}
+			b = nb;
+			cap *= 2;
+		}
+		got = read(fd, b + n, cap - n - 1);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			free(b);
+			return -errno;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+/* Parses the batch in place.  0 with *ups / *n, or -1 after printing "line L: reason". */
+static int parse_batch(char *buf, size_t len, int updates, sl_update **ups_out, size_t *n_out)
+{
+	size_t cap = 1024, n = 0, lineno = 0, rowlen;
+	sl_update *ups = malloc(cap * sizeof(*ups)), *nu;
+	char *p = buf, *end = buf + len, *nl, *row, *tab, why[128];
+	ssize_t ulen;
+	int64_t diff;
+
+	if (ups == NULL) {
+		fprintf(stderr, "sluice: out of memory\n");
+		return -1;
+	}
+	while (p < end) {
+		lineno++;
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		row = p;
+		rowlen = (size_t)(nl - p);
+		diff = 1;
+		if (updates) {
+			tab = memchr(p, '\t', rowlen);
+			if (tab == NULL) {
+				fprintf(stderr, "line %zu: expected DIFF<TAB>ROW\n", lineno);
+				goto err;
+			}
+			if (cli_parse_i64(p, (size_t)(tab - p), &diff) != 0) {
+				fprintf(stderr, "line %zu: bad diff '%.*s' (expected a 64-bit integer)\n",
+				        lineno, (int)((tab - p) > 32 ? 32 : (tab - p)), p);
+				goto err;
+			}
+			if (diff == 0) {
+				fprintf(stderr, "line %zu: diff must not be 0\n", lineno);
+				goto err;
+			}
+			row = tab + 1;
+			rowlen = (size_t)(nl - row);
+		}
+		if ((ulen = cli_unescape(row, rowlen, why, sizeof(why))) < 0) {
+			fprintf(stderr, "line %zu: %s\n", lineno, why);
+			goto err;
+		}
+		if ((size_t)ulen > SL_ROW_MAX) {
+			fprintf(stderr, "line %zu: row longer than %u bytes\n", lineno, SL_ROW_MAX);
+			goto err;
+		}
+		if (n == cap) {
+			if ((nu = realloc(ups, cap * 2 * sizeof(*ups))) == NULL) {
+				fprintf(stderr, "sluice: out of memory\n");
+				goto err;
+			}
+			ups = nu;
+			cap *= 2;
+		}
+		ups[n].row.ptr = (const uint8_t *)row;
+		ups[n].row.len = (size_t)ulen;
+		ups[n].time = 0;
+		ups[n].diff = diff;
+		n++;
+		p = nl + 1;
+	}
+	*ups_out = ups;
+	*n_out = n;
+	return 0;
+err:
+	free(ups);
+	return -1;
+}
+
+static int cmd_ingest(int argc, char **argv)
+{
+	static const cli_opt opts[] = {{"server", 1}, {"updates", 0}, {"help", 0}, {NULL, 0}};
+	const char *server = DEFAULT_SERVER, *name = NULL, *val;
+	const cli_opt *opt;
+	char err[256], *buf = NULL;
+	cli_args a;
+	sl_client *c = NULL;
+	sl_source_info *infos = NULL, *src;
+	size_t ninfos = 0, len = 0, n = 0;
+	sl_update *ups = NULL;
+	uint64_t t;
+	int k, rc, status = 1, updates = 0;
+
+	cli_args_init(&a, argc, argv, 2);
+	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
+		if (k == CLI_BAD)
+			return bad_args("ingest", err);
+		if (k == CLI_POSITIONAL) {
+			if (name != NULL) {
+				snprintf(err, sizeof(err), "unexpected argument '%s'", val);
+				return bad_args("ingest", err);
+			}
+			name = val;
+		} else if (strcmp(opt->name, "help") == 0) {
+			fputs(usage_ingest, stdout);
+			return 0;
+		} else if (strcmp(opt->name, "server") == 0) {
+			server = val;
+		} else if (strcmp(opt->name, "updates") == 0) {
+			updates = 1;
+		}
+	}
+	if (name == NULL)
+		return bad_args("ingest", "missing SOURCE");
+	if (cli_check_hostport(server) != 0) {
+		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", server);
+		return bad_args("ingest", err);
+	}
+
+	/* The whole batch is checked before anything is sent: a bad line means nothing is sent. */
+	if ((rc = read_all(STDIN_FILENO, &buf, &len)) != 0) {
+		fprintf(stderr, "sluice: cannot read stdin: %s\n", sl_strerror(rc));
+		return 1;
+	}
+	if (parse_batch(buf, len, updates, &ups, &n) != 0)
+		goto out;
+	if (connect_server(server, &c) != 0)
+		goto out;
+	if (find_source(c, server, name, &infos, &ninfos, &src) != 0)
+		goto out;
+	rc = sl_client_append(c, src->id, ups, n, REQUEST_TIMEOUT_MS, &t);
+	if (rc == SL_EKIND) {
+		fprintf(stderr, "sluice: source %s is not an ingest source\n", name);
+	} else if (rc == SL_EREJECTED) {
+		const char *msg = sl_client_last_error();
+
+		fprintf(stderr, "sluice: batch rejected: %s\n",
+		        msg && *msg ? msg : sl_strerror(rc));
+	} else if (rc != 0) {
+		fprintf(stderr, "sluice: cannot ingest into %s: %s\n", name, sl_strerror(rc));
+	} else {
+		printf("%" PRIu64 "\n", t);
+		status = fflush(stdout) == 0 ? 0 : 1;
+	}
+out:
+	sl_source_info_free(infos, ninfos);
+	sl_client_close(c);
+	free(ups);
+	free(buf);
+	return status;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (cmd == NULL) {
+		fprintf(stderr, "sluice: missing COMMAND: tail, sources or ingest (see sluice --help)\n");
+		return 2;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage_main, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "tail") == 0)
+		return cmd_tail(argc, argv);
+	if (strcmp(cmd, "sources") == 0)
+		return cmd_sources(argc, argv);
+	if (strcmp(cmd, "ingest") == 0)
+		return cmd_ingest(argc, argv);
+	if (strcmp(cmd, "bench") == 0 || strcmp(cmd, "stat") == 0) {
+		fprintf(stderr, "sluice: %s is not implemented yet\n", cmd);
+		return 2;
+	}
+	fprintf(stderr, "sluice: unknown command '%s' (see sluice --help)\n", cmd);
+	return 2;
+}

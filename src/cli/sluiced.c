@@ -1,0 +1,217 @@
+/*
+ * sluiced.c - the storage server: a libsluice storage runtime hosting built-in sources.
+ *
+ *   sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]... [--cluster ADDR,... --process I]
+ *
+ * Startup order matters to clients: sources are registered before the network thread starts
+ * and before the "listening on" line is printed, so a client that waits for that line never
+ * sees a source missing.  SIGINT and SIGTERM are blocked in every thread and taken by sigwait in
+ * the main thread: then the sources stop, the runtime closes and the exit status is 0.
+ * Bad arguments: one line on stderr, exit status 2.  A failure to start: exit status 1.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "sluice/storage.h"
+#include "sources/sources.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:6876"
+#define DEFAULT_DATA_DIR "./sluice-data"
+#define MAX_CLUSTER 256
+
+static const char usage[] =
+	"usage: sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]...\n"
+	"               [--cluster ADDR,ADDR,... --process I]\n"
+	"\n"
+	"Runs a sluice storage server hosting the given sources.\n"
+	"\n"
+	"  --listen HOST:PORT   address to listen on (default " DEFAULT_LISTEN "; port 0 picks a\n"
+	"                       free port, shown in the \"listening on\" line)\n"
+	"  --data-dir DIR       where the durable logs live (default " DEFAULT_DATA_DIR ")\n"
+	"  --source SPEC        host a source; SPEC is NAME=KIND[,key=value...]:\n"
+	"                         NAME=counter[,workers=W][,max=N][,keep=K][,rate=R][,errors=E]\n"
+	"                         NAME=file,path=P[,format=text|csv][,columns=C][,workers=W]\n"
+	"                         NAME=ingest[,workers=W]\n"
+	"  --cluster ADDR,...   the addresses of every process of a storage cluster\n"
+	"  --process I          which address of --cluster is this process (0-based)\n"
+	"  --help               show this help\n";
+
+static int bad_args(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "sluiced: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (see sluiced --help)\n");
+	return 2;
+}
+
+/* mkdir -p.  0 or -errno. */
+static int make_dirs(const char *path)
+{
+	char buf[4096];
+	size_t n = strlen(path), i;
+	struct stat sb;
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = path[i];
+	}
+	if (stat(path, &sb) != 0)
+		return -errno;
+	if (!S_ISDIR(sb.st_mode))
+		return -ENOTDIR;
+	return 0;
+}
+
+static int run(int argc, char **argv, const char **specs, sli_source_runner **runners)
+{
+	static const cli_opt opts[] = {
+		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
+		{"help", 0},   {NULL, 0},
+	};
+	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
+	const char *val;
+	const cli_opt *opt;
+	char err[512], *addrs[MAX_CLUSTER], cluster_buf[8192], *p;
+	size_t nspecs = 0, naddrs = 0, i;
+	uint64_t proc_index = 0;
+	sl_storage_config cfg;
+	sl_storage *st;
+	sigset_t sigs;
+	cli_args a;
+	int rc, sig, status = 0, k;
+	const char *colon;
+
+	cli_args_init(&a, argc, argv, 1);
+	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
+		if (k == CLI_BAD)
+			return bad_args("%s", err);
+		if (k == CLI_POSITIONAL)
+			return bad_args("unexpected argument '%s'", val);
+		if (strcmp(opt->name, "help") == 0) {
+			fputs(usage, stdout);
+			return 0;
+		} else if (strcmp(opt->name, "listen") == 0) {
+			listen = val;
+		} else if (strcmp(opt->name, "data-dir") == 0) {
+			data_dir = val;
+		} else if (strcmp(opt->name, "source") == 0) {
+			specs[nspecs++] = val;
+		} else if (strcmp(opt->name, "cluster") == 0) {
+			cluster = val;
+		} else if (strcmp(opt->name, "process") == 0) {
+			process = val;
+		}
+	}
+
+	if (listen != NULL && cli_check_hostport(listen) != 0)
+		return bad_args("bad --listen address '%s': expected HOST:PORT", listen);
+	if (*data_dir == '\0')
+		return bad_args("%s", "--data-dir must not be empty");
+	if ((cluster == NULL) != (process == NULL))
+		return bad_args("%s", "--cluster and --process go together");
+	if (cluster != NULL) {
+		if (strlen(cluster) >= sizeof(cluster_buf))
+			return bad_args("%s", "--cluster list too long");
+		strcpy(cluster_buf, cluster);
+		for (p = strtok(cluster_buf, ","); p != NULL; p = strtok(NULL, ",")) {
+			if (naddrs == MAX_CLUSTER)
+				return bad_args("%s", "--cluster lists too many addresses");
+			if (cli_check_hostport(p) != 0)
+				return bad_args("bad --cluster address '%s': expected HOST:PORT", p);
+			addrs[naddrs++] = p;
+		}
+		if (naddrs == 0)
+			return bad_args("%s", "--cluster needs at least one address");
+		if (cli_parse_u64(process, &proc_index) != 0 || proc_index >= naddrs) {
+			snprintf(err, sizeof(err), "--process %s is not in 0..%zu", process, naddrs - 1);
+			return bad_args("%s", err);
+		}
+		if (naddrs > 1) {
+			fprintf(stderr,
+			        "sluiced: --cluster with more than one process is not supported yet\n");
+			return 2;
+		}
+		if (listen == NULL)
+			listen = addrs[proc_index];
+	}
+	if (listen == NULL)
+		listen = DEFAULT_LISTEN;
+
+	/* Every thread started from here on inherits the blocked signals; sigwait takes them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((rc = make_dirs(data_dir)) != 0) {
+		fprintf(stderr, "sluiced: cannot create data directory %s: %s\n", data_dir,
+		        sl_strerror(rc));
+		return 1;
+	}
+
+	sl_storage_config_init(&cfg);
+	cfg.listen = listen;
+	if ((rc = sl_storage_open(&cfg, &st)) != 0) {
+		fprintf(stderr, "sluiced: cannot listen on %s: %s\n", listen, sl_strerror(rc));
+		return 1;
+	}
+	for (i = 0; i < nspecs; i++) {
+		if ((rc = sli_source_start(st, specs[i], &runners[i], err, sizeof(err))) != 0) {
+			fprintf(stderr, "sluiced: %s\n", err);
+			status = (rc == SL_EARG || rc == SL_EDUPLICATE) ? 2 : 1;
+			goto out_stop;
+		}
+	}
+	if ((rc = sl_storage_start(st)) != 0) {
+		fprintf(stderr, "sluiced: cannot start the storage runtime: %s\n", sl_strerror(rc));
+		status = 1;
+		goto out_stop;
+	}
+	colon = strrchr(listen, ':');
+	if (colon == listen)
+		fprintf(stderr, "sluiced: listening on 0.0.0.0:%d\n", sl_storage_port(st));
+	else
+		fprintf(stderr, "sluiced: listening on %.*s:%d\n", (int)(colon - listen), listen,
+		        sl_storage_port(st));
+
+	do {
+		rc = sigwait(&sigs, &sig);
+	} while (rc != 0 && rc == EINTR);
+
+out_stop:
+	for (i = 0; i < nspecs; i++)
+		sli_source_stop(runners[i]);
+	sl_storage_close(st);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	const char **specs = calloc((size_t)argc + 1, sizeof(*specs));
+	sli_source_runner **runners = calloc((size_t)argc + 1, sizeof(*runners));
+	int status;
+
+	if (specs == NULL || runners == NULL) {
+		fprintf(stderr, "sluiced: out of memory\n");
+		status = 1;
+	} else {
+		status = run(argc, argv, specs, runners);
+	}
+	free(runners);
+	free(specs);
+	return status;
+}
