@@ -44,6 +44,9 @@ void sli_log_free(sli_log *log);
 uint8_t *sli_log_reserve(sli_log *log, size_t cap);
 /* Writer: publishes the block of nbytes (<= the reserved cap) written at the reserved place. */
 void sli_log_commit(sli_log *log, uint32_t nbytes, uint64_t min_time, uint64_t max_time);
+/* Writer: why the last sli_log_reserve returned NULL: SL_ENOMEM, or for a disk log (disklog.h)
+ * the -errno of creating a segment (-ENOSPC: the disk is full, -EIO); 0 after a success. */
+int sli_log_error(const sli_log *log);
 
 /* The position just past the last committed block (acquire). */
 uint64_t sli_log_end(const sli_log *log);

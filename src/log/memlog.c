@@ -1,11 +1,15 @@
 /*
  * memlog.c - the in-memory log of log.h.
  *
- * Chunks of SLI_CHUNK bytes are found by position through a two-level table whose first level
- * is allocated once, so a reader never sees the table move.  A block never straddles two chunks:
- * when the next block does not fit, the writer leaves a skip marker (or, when fewer than a
- * header's bytes are left, nothing: readers skip such a tail by arithmetic) and starts the next
- * chunk.
+ * Chunks of CHUNK(log) bytes (1 MiB for a memory log) are found by position through a two-level
+ * table whose first level is allocated once, so a reader never sees the table move.  A block
+ * never straddles two chunks: when the next block does not fit, the writer leaves a skip marker
+ * (or, when fewer than a header's bytes are left, nothing: readers skip such a tail by
+ * arithmetic) and starts the next chunk.
+ *
+ * The same code serves the durable log (disklog.c): there a chunk is a segment file mapped
+ * MAP_SHARED, its size is the segment size, disklog.c creates it, and each commit also writes
+ * the block's CRC-32C into the header's checksum slot.  A memory log leaves that slot 0.
  */
 #include "log/log.h"
 
@@ -13,10 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log/disklog.h"
 #include "proto/proto.h"
 
-#define SLI_CHUNK_SHIFT 20
-#define SLI_CHUNK ((uint64_t)1 << SLI_CHUNK_SHIFT)
+#define SLI_CHUNK_SHIFT 20 /* chunk size of a memory log */
+#define CHUNK(log) ((uint64_t)1 << (log)->shift)
 #define L2_SHIFT 10
 #define L2_SIZE ((size_t)1 << L2_SHIFT)
 #define L1_SIZE ((size_t)1 << 12) /* 2^12 * 2^10 chunks of 1 MiB: 4 TiB of history */
@@ -27,6 +32,10 @@ struct sli_log {
 	_Atomic uint64_t end;            /* committed position */
 	uint64_t wpos;                   /* where the reserved block starts (== end between commits) */
 	size_t nchunks;
+	unsigned shift;           /* chunk size is 1 << shift */
+	uint64_t start;           /* position of the first block */
+	int err;                  /* why the last sli_log_reserve returned NULL, 0 after a success */
+	struct sli_disklog *disk; /* NULL: a memory log, whose chunks are malloc'd */
 };
 
 static _Atomic(uint8_t *) *slot(const sli_log *log, uint64_t chunk, int create)
@@ -48,11 +57,11 @@ static _Atomic(uint8_t *) *slot(const sli_log *log, uint64_t chunk, int create)
 
 static uint8_t *chunk_at(const sli_log *log, uint64_t pos)
 {
-	_Atomic(uint8_t *) *s = slot(log, pos >> SLI_CHUNK_SHIFT, 0);
+	_Atomic(uint8_t *) *s = slot(log, pos >> log->shift, 0);
 	return s ? atomic_load_explicit(s, memory_order_acquire) : NULL;
 }
 
-int sli_log_new(sli_log **out)
+int sli_log_new_chunked(sli_log **out, unsigned shift, struct sli_disklog *d)
 {
 	sli_log *log = calloc(1, sizeof(*log));
 	if (log == NULL)
@@ -61,8 +70,42 @@ int sli_log_new(sli_log **out)
 		free(log);
 		return SL_ENOMEM;
 	}
+	log->shift = shift;
+	log->disk = d;
 	*out = log;
 	return 0;
+}
+
+int sli_log_new(sli_log **out)
+{
+	return sli_log_new_chunked(out, SLI_CHUNK_SHIFT, NULL);
+}
+
+int sli_log_adopt(sli_log *log, uint64_t base, uint8_t *chunk)
+{
+	_Atomic(uint8_t *) *s = slot(log, base >> log->shift, 1);
+	if (s == NULL)
+		return SL_ENOMEM;
+	atomic_store_explicit(s, chunk, memory_order_release);
+	log->nchunks++;
+	return 0;
+}
+
+void sli_log_set_bounds(sli_log *log, uint64_t start, uint64_t end)
+{
+	log->start = start;
+	log->wpos = end;
+	atomic_store_explicit(&log->end, end, memory_order_release);
+}
+
+struct sli_disklog *sli_log_disk(const sli_log *log)
+{
+	return log->disk;
+}
+
+int sli_log_error(const sli_log *log)
+{
+	return log->err;
 }
 
 void sli_log_free(sli_log *log)
@@ -73,46 +116,59 @@ void sli_log_free(sli_log *log)
 		_Atomic(uint8_t *) *l2 = log->l1[i];
 		if (l2 == NULL)
 			continue;
-		for (size_t j = 0; j < L2_SIZE; j++)
+		for (size_t j = 0; j < L2_SIZE && log->disk == NULL; j++)
 			free(l2[j]);
 		free(l2);
 	}
 	free(log->l1);
+	sli_disklog_release(log->disk); /* the chunks were its mappings */
 	free(log);
 }
 
 uint8_t *sli_log_reserve(sli_log *log, size_t cap)
 {
 	uint64_t pos = log->wpos;
-	uint64_t off = pos & (SLI_CHUNK - 1);
+	uint64_t off = pos & (CHUNK(log) - 1);
 	uint8_t *c = chunk_at(log, pos);
-	if (c == NULL || off + SLI_BLOCK_HDR + cap > SLI_CHUNK) {
+	if (c == NULL || off + SLI_BLOCK_HDR + cap > CHUNK(log)) {
 		if (c != NULL) {
 			/* Close this chunk: readers jump to the next one. */
-			if (SLI_CHUNK - off >= 4)
+			if (CHUNK(log) - off >= 4)
 				sli_set_u32(c + off, SKIP_MARK);
-			pos = (pos | (SLI_CHUNK - 1)) + 1;
+			pos = (pos | (CHUNK(log) - 1)) + 1;
 		}
-		_Atomic(uint8_t *) *s = slot(log, pos >> SLI_CHUNK_SHIFT, 1);
-		if (s == NULL)
+		_Atomic(uint8_t *) *s = slot(log, pos >> log->shift, 1);
+		if (s == NULL) {
+			log->err = SL_ENOMEM;
 			return NULL;
-		if ((c = malloc(SLI_CHUNK)) == NULL)
+		}
+		if (log->disk != NULL) {
+			int rc = sli_disklog_segment(log->disk, pos, &c);
+			if (rc != 0) {
+				log->err = rc;
+				return NULL;
+			}
+		} else if ((c = malloc(CHUNK(log))) == NULL) {
+			log->err = SL_ENOMEM;
 			return NULL;
+		}
 		atomic_store_explicit(s, c, memory_order_release);
 		log->nchunks++;
 		log->wpos = pos;
 		off = 0;
 	}
+	log->err = 0;
 	return c + off + SLI_BLOCK_HDR;
 }
 
 void sli_log_commit(sli_log *log, uint32_t nbytes, uint64_t min_time, uint64_t max_time)
 {
-	uint8_t *h = chunk_at(log, log->wpos) + (log->wpos & (SLI_CHUNK - 1));
+	uint8_t *h = chunk_at(log, log->wpos) + (log->wpos & (CHUNK(log) - 1));
 	sli_set_u32(h, nbytes);
-	sli_set_u32(h + 4, 0); /* checksum: computed by the durable log only */
 	sli_set_u64(h + 8, min_time);
 	sli_set_u64(h + 16, max_time);
+	/* checksum: computed by the durable log only */
+	sli_set_u32(h + 4, log->disk != NULL ? sli_block_checksum(h) : 0);
 	log->wpos += SLI_BLOCK_HDR + nbytes;
 	atomic_store_explicit(&log->end, log->wpos, memory_order_release);
 }
@@ -124,17 +180,16 @@ uint64_t sli_log_end(const sli_log *log)
 
 uint64_t sli_log_start(const sli_log *log)
 {
-	(void)log;
-	return 0;
+	return log->start;
 }
 
 void sli_log_block(const sli_log *log, uint64_t pos, sli_block *b)
 {
 	for (;;) {
-		uint64_t off = pos & (SLI_CHUNK - 1);
+		uint64_t off = pos & (CHUNK(log) - 1);
 		const uint8_t *c = chunk_at(log, pos);
-		if (c == NULL || SLI_CHUNK - off < SLI_BLOCK_HDR || sli_get_u32(c + off) == SKIP_MARK) {
-			pos = (pos | (SLI_CHUNK - 1)) + 1;
+		if (c == NULL || CHUNK(log) - off < SLI_BLOCK_HDR || sli_get_u32(c + off) == SKIP_MARK) {
+			pos = (pos | (CHUNK(log) - 1)) + 1;
 			continue;
 		}
 		const uint8_t *h = c + off;
@@ -149,5 +204,5 @@ void sli_log_block(const sli_log *log, uint64_t pos, sli_block *b)
 
 size_t sli_log_memory(const sli_log *log)
 {
-	return log->nchunks * SLI_CHUNK;
+	return log->nchunks * CHUNK(log);
 }

@@ -1,0 +1,117 @@
+/*
+ * disklog.h - the durable log: the log of log.h kept in memory-mapped segment files.
+ *
+ * A disk log is an sli_log like any other: sli_log_reserve, sli_log_commit, sli_log_block,
+ * sli_log_end, sli_log_start and sli_log_free (log.h) work on it unchanged, with the same
+ * threading (one writer, lock-free readers).  What this header adds is opening a directory
+ * (with recovery), durability (sli_log_sync), upper markers, and the reason an append failed.
+ *
+ * What a crash can cost (the caller picks when to call sli_log_sync):
+ *   - process crash (SIGKILL, abort, OOM kill): nothing committed.  Blocks are written straight
+ *     into MAP_SHARED mappings of the files, so they are in the kernel's page cache the moment
+ *     sli_log_commit returns, and the kernel writes them back even if the process is gone.
+ *   - machine crash (power loss, kernel panic): everything committed before the last successful
+ *     sli_log_sync survives; blocks committed after it may be lost.  Policies built on that:
+ *       fsync=always   sli_log_sync before every upper is published: no published upper is lost;
+ *       fsync=interval sli_log_sync from a timer: at most one interval of uppers is lost;
+ *       fsync=never    the kernel writes back when it likes (about 30 s on Linux by default).
+ *     The kernel writes dirty pages back in any order, so the part of the log after the last
+ *     sync can come back with holes; open then refuses with SL_EIO naming the file and offset
+ *     rather than guessing what was lost (see disklog.c, "Recovery").
+ */
+#ifndef SLUICE_DISKLOG_H
+#define SLUICE_DISKLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "log/log.h"
+
+#define SLI_DISKLOG_SEGMENT_DEFAULT ((uint64_t)64 << 20)
+#define SLI_DISKLOG_SEGMENT_MIN ((uint64_t)128 << 10) /* must hold a header and SLI_BLOCK_MAX */
+#define SLI_DISKLOG_SEGMENT_MAX ((uint64_t)1 << 30)
+
+typedef struct sli_disklog_opts {
+	/* Bytes per segment file: a power of two in [SEGMENT_MIN, SEGMENT_MAX]; 0 means
+	 * SLI_DISKLOG_SEGMENT_DEFAULT.  A directory must always be opened with the size it was
+	 * written with: open refuses files of another size or alignment (SL_EIO naming one),
+	 * except that a lone segment smaller than this is taken for a short one and extended. */
+	uint64_t segment_size;
+	/* Warnings of a successful open ("truncated torn tail at FILE offset N"), one call each, on
+	 * the opening thread before sli_disklog_open returns.  NULL: the last one goes to err. */
+	void (*warn)(void *arg, const char *msg);
+	void *warn_arg;
+	/* Fault injection for tests: allocates len bytes of the new segment file fd (and extends a
+	 * short last segment at open) in place of posix_fallocate.  Returns 0 or a positive errno
+	 * (ENOSPC, EIO, ...), like posix_fallocate.  NULL: posix_fallocate. */
+	int (*allocate)(void *arg, int fd, off_t len);
+	void *allocate_arg;
+} sli_disklog_opts;
+
+/* sli_disklog_open opens the durable log kept in the directory dir (created, with its parents,
+ * if missing), recovering what the files hold: afterwards sli_log_end is the end of the last
+ * intact block and sli_disklog_recovered_upper the last upper marker before it.
+ *
+ * opts may be NULL (all defaults); it is copied.  Returns 0 and *out (free with sli_log_free),
+ * or a negative code with a one-line reason in err[0, errlen) (err may be NULL):
+ *   SL_EIO        the files are corrupt (a bad block followed by a good one, a bad block before
+ *                 the last segment, a missing segment, a file of the wrong size): the message
+ *                 names the file and the byte offset in it, and no file was modified;
+ *   -EWOULDBLOCK  another open log (in this process or another) holds the directory;
+ *   -errno        the operating system refused (ENOSPC extending a short segment, EACCES, ...);
+ *   SL_EARG       bad segment size; SL_ENOMEM.
+ * On success err holds the last warning, or "" when there was none.
+ *
+ * Recovery may modify the last segment, and only it: a torn tail (a block the crash cut, and
+ * whatever an uncommitted block left after the end) is zeroed, a last segment that holds no
+ * intact block (created just before the crash) is removed, a short one is extended.
+ * The calling thread becomes the log's writer. */
+int sli_disklog_open(const char *dir, const sli_disklog_opts *opts, sli_log **out, char *err,
+                     size_t errlen);
+
+/* The upper of the last upper marker recovered at open, 0 when there was none (or for a
+ * memory log). */
+uint64_t sli_disklog_recovered_upper(const sli_log *log);
+
+/* sli_log_mark_upper appends an upper marker: a block with nbytes 0 and min_time = max_time =
+ * upper, which readers serving Data skip (a block with nbytes == 0 carries no events).  Writer
+ * only.  Returns 0, or the error sli_log_error reports (-ENOSPC, -EIO, SL_ENOMEM).  Works on a
+ * memory log too. */
+int sli_log_mark_upper(sli_log *log, uint64_t upper);
+
+/* sli_log_sync makes every block committed before the call durable against a machine crash:
+ * msync(MS_SYNC) of the range written since the last sync (each segment it spans), and an
+ * fsync of the directory when a segment was created since.  Blocks until the device reports
+ * the data written (milliseconds on a disk).  Returns 0 or -errno (-EIO).
+ *
+ * Any thread, concurrently with the writer and readers (it only reads sli_log_end and the
+ * mappings); concurrent calls serialise.  A failure is sticky: the kernel reports a writeback
+ * error once and may drop the pages it could not write, so every later call returns the same
+ * error instead of claiming durability that is not there.  A memory log returns 0. */
+int sli_log_sync(sli_log *log);
+
+/*
+ * Internal: the seam between memlog.c (which owns struct sli_log, its chunk table and the
+ * read/write path of log.h for both kinds) and disklog.c (which supplies the chunks of a disk
+ * log as segment mappings).  Not for other callers.
+ */
+struct sli_disklog;
+
+/* memlog.c: a log whose chunks are 1 << shift bytes, taken from d (NULL: malloc). */
+int sli_log_new_chunked(sli_log **out, unsigned shift, struct sli_disklog *d);
+/* memlog.c: installs the recovered chunk at base (a multiple of the chunk size). */
+int sli_log_adopt(sli_log *log, uint64_t base, uint8_t *chunk);
+/* memlog.c: sets the first position and the end (and where the writer continues). */
+void sli_log_set_bounds(sli_log *log, uint64_t start, uint64_t end);
+/* memlog.c: the disk log behind log, or NULL for a memory log. */
+struct sli_disklog *sli_log_disk(const sli_log *log);
+
+/* disklog.c: creates, allocates and maps the segment at base; *out is its mapping.  Writer. */
+int sli_disklog_segment(struct sli_disklog *d, uint64_t base, uint8_t **out);
+/* disklog.c: unmaps every segment and frees d (called by sli_log_free). */
+void sli_disklog_release(struct sli_disklog *d);
+/* disklog.c: the checksum of the block whose header is at h (its nbytes of events follow). */
+uint32_t sli_block_checksum(const uint8_t *h);
+
+#endif
