@@ -24,6 +24,14 @@ extern "C" {
 typedef struct sl_storage sl_storage;
 typedef struct sl_source sl_source;
 
+/* When the durable log is forced to the device (see docs/ARCHITECTURE.md, "Durability").
+ * Every policy survives a crash of the process: committed blocks are in the page cache. */
+typedef enum sl_fsync_mode {
+	SL_FSYNC_INTERVAL = 0, /* a background thread syncs every fsync_interval_ms (default) */
+	SL_FSYNC_ALWAYS,       /* sync before an upper is published: survives a machine crash */
+	SL_FSYNC_NEVER,        /* leave it to the kernel's writeback */
+} sl_fsync_mode;
+
 typedef struct sl_storage_config {
 	const char *listen;       /* "HOST:PORT"; port 0 picks an ephemeral port. Default 127.0.0.1:6876 */
 	uint32_t max_frame;       /* largest frame accepted or sent; default 4 MiB */
@@ -31,6 +39,14 @@ typedef struct sl_storage_config {
 	uint32_t idle_timeout_ms; /* drop a connection silent for this long; default 10000 */
 	size_t out_high_water;    /* stop filling a connection's output above this; default 1 MiB */
 	uint64_t max_batch_bytes; /* largest ingest batch staged per connection; default 256 MiB */
+	const char *data_dir;     /* durable logs live here; NULL keeps every log in memory */
+	sl_fsync_mode fsync;      /* default SL_FSYNC_INTERVAL */
+	uint32_t fsync_interval_ms; /* default 1000 */
+	uint64_t segment_size;    /* bytes per log segment file, a power of two; default 16 MiB */
+	/* Called with a one-line notice the operator should see (e.g. a torn log tail truncated
+	 * at recovery), on the thread that caused it.  NULL: notices are dropped. */
+	void (*warn)(void *arg, const char *msg);
+	void *warn_arg;
 } sl_storage_config;
 
 /* Fills cfg with the defaults above. */
@@ -40,6 +56,15 @@ SL_API void sl_storage_config_init(sl_storage_config *cfg);
  * cfg is read during the call only.  On success *out is owned by the caller: free it with
  * sl_storage_close.  Errors: -errno from socket/bind/listen, SL_EARG for a bad address. */
 SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out);
+
+/* A one-line description of why the last sl_storage_open or sl_source_register on this
+ * thread failed (e.g. "log sources/c/0/ok is corrupt: block at 0000000000000000.seg offset
+ * 4096 fails its checksum"), or "" . */
+SL_API const char *sl_storage_last_error(void);
+
+/* How many times this data directory has been opened (1 on the first start); 0 without a
+ * data directory.  Sent in Hello, so clients can tell a restarted process from the same one. */
+SL_API uint64_t sl_storage_epoch(const sl_storage *st);
 
 /* The TCP port the runtime listens on. */
 SL_API int sl_storage_port(const sl_storage *st);
@@ -55,9 +80,14 @@ SL_API void sl_storage_close(sl_storage *st);
 /* Flags for sl_source_register. */
 #define SL_SOURCE_INGEST 0x01 /* clients may Append batches (the `ingest` kind) */
 
-/* Registers a source named `name` (unique) of the given kind (free text shown by ListSources)
- * with `workers` workers, each starting with upper 0 and empty collections.  Thread-safe.
- * *out stays valid until sl_storage_close.  Errors: SL_EDUPLICATE, SL_EARG. */
+/* Registers a source named `name` (unique; letters, digits, '_', '-', '.') of the given kind
+ * (free text shown by ListSources) with `workers` workers.  Without a data directory each
+ * worker starts with upper 0 and empty collections.  With one, the source's logs are opened
+ * and recovered: each worker starts at its durable upper with everything before it, and any
+ * update at a time not yet complete when the process stopped is dropped (the source produces
+ * those times again).  Thread-safe.  *out stays valid until sl_storage_close.
+ * Errors: SL_EDUPLICATE, SL_EARG, SL_EIO (corrupt log, or a data directory made for another
+ * kind or worker count: see sl_storage_last_error), -errno. */
 SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind, uint32_t workers,
                               unsigned flags, sl_source **out);
 
@@ -66,14 +96,16 @@ SL_API uint32_t sl_source_workers(const sl_source *src);
 
 /* Appends n updates to one collection of one worker.  Every update's time must be >= the
  * worker's upper (else SL_ETIME, nothing appended); rows at most SL_ROW_MAX bytes (else
- * SL_ETOOBIG).  Updates become visible to subscribers at once, but a subscriber learns that a
- * time is complete only through sl_source_advance.  Thread-safe; never blocks on the network.
- * Rows are copied. */
+ * SL_ETOOBIG).  Subscribers receive a time's updates once sl_source_advance has moved the
+ * upper past it.  A full disk fails with -ENOSPC (what was appended before stays; retry once
+ * space returns).  Thread-safe; never blocks on the network.  Rows are copied. */
 SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
                             const sl_update *ups, size_t n);
 
 /* Advances the worker's upper to `upper` (> current; an equal value is a no-op, a lower one
- * SL_ETIME).  SL_TIME_CLOSED closes the worker. Thread-safe. */
+ * SL_ETIME).  SL_TIME_CLOSED closes the worker.  With a data directory the upper is written to
+ * the log first (and with SL_FSYNC_ALWAYS synced) and only then published, so no subscriber
+ * ever sees a frontier that a crash could take back.  Thread-safe. */
 SL_API int sl_source_advance(sl_source *src, uint32_t worker, uint64_t upper);
 
 /* Same as sl_source_advance(src, worker, SL_TIME_CLOSED). */

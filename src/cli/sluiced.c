@@ -2,6 +2,7 @@
  * sluiced.c - the storage server: a libsluice storage runtime hosting built-in sources.
  *
  *   sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]... [--cluster ADDR,... --process I]
+ *           [--fsync always|interval|never]
  *
  * Startup order matters to clients: sources are registered before the network thread starts
  * and before the "listening on" line is printed, so a client that waits for that line never
@@ -34,6 +35,10 @@ static const char usage[] =
 	"  --listen HOST:PORT   address to listen on (default " DEFAULT_LISTEN "; port 0 picks a\n"
 	"                       free port, shown in the \"listening on\" line)\n"
 	"  --data-dir DIR       where the durable logs live (default " DEFAULT_DATA_DIR ")\n"
+	"  --fsync MODE         when logs are forced to disk: always (before every frontier is\n"
+	"                       published: survives a machine crash), interval (every second:\n"
+	"                       a machine crash loses at most the last second; default), never\n"
+	"                       (the kernel decides).  Every mode survives a crash of sluiced.\n"
 	"  --source SPEC        host a source; SPEC is NAME=KIND[,key=value...]:\n"
 	"                         NAME=counter[,workers=W][,max=N][,keep=K][,rate=R][,errors=E]\n"
 	"                         NAME=file,path=P[,format=text|csv][,columns=C][,workers=W]\n"
@@ -75,13 +80,19 @@ static int make_dirs(const char *path)
 	return 0;
 }
 
+static void print_notice(void *arg, const char *msg)
+{
+	fprintf(stderr, "sluiced: %s\n", msg);
+}
+
 static int run(int argc, char **argv, const char **specs, sli_source_runner **runners)
 {
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
-		{"help", 0},   {NULL, 0},
+		{"fsync", 1},  {"help", 0},   {NULL, 0},
 	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
+	sl_fsync_mode fsync_mode = SL_FSYNC_INTERVAL;
 	const char *val;
 	const cli_opt *opt;
 	char err[512], *addrs[MAX_CLUSTER], cluster_buf[8192], *p;
@@ -113,6 +124,15 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			cluster = val;
 		} else if (strcmp(opt->name, "process") == 0) {
 			process = val;
+		} else if (strcmp(opt->name, "fsync") == 0) {
+			if (strcmp(val, "always") == 0)
+				fsync_mode = SL_FSYNC_ALWAYS;
+			else if (strcmp(val, "interval") == 0)
+				fsync_mode = SL_FSYNC_INTERVAL;
+			else if (strcmp(val, "never") == 0)
+				fsync_mode = SL_FSYNC_NEVER;
+			else
+				return bad_args("bad --fsync '%s': expected always, interval or never", val);
 		}
 	}
 
@@ -165,8 +185,12 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 
 	sl_storage_config_init(&cfg);
 	cfg.listen = listen;
+	cfg.data_dir = data_dir;
+	cfg.fsync = fsync_mode;
+	cfg.warn = print_notice;
 	if ((rc = sl_storage_open(&cfg, &st)) != 0) {
-		fprintf(stderr, "sluiced: cannot listen on %s: %s\n", listen, sl_strerror(rc));
+		fprintf(stderr, "sluiced: %s\n",
+		        sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
 		return 1;
 	}
 	for (i = 0; i < nspecs; i++) {

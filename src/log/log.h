@@ -48,6 +48,15 @@ void sli_log_commit(sli_log *log, uint32_t nbytes, uint64_t min_time, uint64_t m
  * the -errno of creating a segment (-ENOSPC: the disk is full, -EIO); 0 after a success. */
 int sli_log_error(const sli_log *log);
 
+/* Writer: a transaction over one log.  After sli_log_hold, commits stay invisible to readers
+ * until sli_log_publish; sli_log_truncate(log, sli_log_end(log)) drops them instead. */
+void sli_log_hold(sli_log *log);
+void sli_log_publish(sli_log *log);
+/* Writer: drops every block from pos (a block position) on, zeroing their bytes (on disk too).
+ * Only for blocks no reader can have seen: those of a hold, or before any reader exists
+ * (recovery dropping the incomplete tail). */
+void sli_log_truncate(sli_log *log, uint64_t pos);
+
 /* The position just past the last committed block (acquire). */
 uint64_t sli_log_end(const sli_log *log);
 /* The position of the first block. */

@@ -36,6 +36,7 @@ struct sli_log {
 	uint64_t start;           /* position of the first block */
 	int err;                  /* why the last sli_log_reserve returned NULL, 0 after a success */
 	struct sli_disklog *disk; /* NULL: a memory log, whose chunks are malloc'd */
+	int held;                 /* commits do not move `end` until sli_log_publish */
 };
 
 static _Atomic(uint8_t *) *slot(const sli_log *log, uint64_t chunk, int create)
@@ -142,7 +143,9 @@ uint8_t *sli_log_reserve(sli_log *log, size_t cap)
 			log->err = SL_ENOMEM;
 			return NULL;
 		}
-		if (log->disk != NULL) {
+		if ((c = atomic_load_explicit(s, memory_order_relaxed)) != NULL) {
+			/* A chunk that a truncation emptied: write over it again. */
+		} else if (log->disk != NULL) {
 			int rc = sli_disklog_segment(log->disk, pos, &c);
 			if (rc != 0) {
 				log->err = rc;
@@ -152,8 +155,10 @@ uint8_t *sli_log_reserve(sli_log *log, size_t cap)
 			log->err = SL_ENOMEM;
 			return NULL;
 		}
-		atomic_store_explicit(s, c, memory_order_release);
-		log->nchunks++;
+		if (atomic_load_explicit(s, memory_order_relaxed) != c) {
+			atomic_store_explicit(s, c, memory_order_release);
+			log->nchunks++;
+		}
 		log->wpos = pos;
 		off = 0;
 	}
@@ -170,7 +175,39 @@ void sli_log_commit(sli_log *log, uint32_t nbytes, uint64_t min_time, uint64_t m
 	/* checksum: computed by the durable log only */
 	sli_set_u32(h + 4, log->disk != NULL ? sli_block_checksum(h) : 0);
 	log->wpos += SLI_BLOCK_HDR + nbytes;
+	if (!log->held)
+		atomic_store_explicit(&log->end, log->wpos, memory_order_release);
+}
+
+void sli_log_hold(sli_log *log)
+{
+	log->held = 1;
+}
+
+void sli_log_publish(sli_log *log)
+{
+	log->held = 0;
 	atomic_store_explicit(&log->end, log->wpos, memory_order_release);
+}
+
+void sli_log_truncate(sli_log *log, uint64_t pos)
+{
+	uint64_t end = log->wpos;
+	if (pos < log->start)
+		pos = log->start;
+	for (uint64_t p = pos; p < end;) {
+		uint64_t stop = (p | (CHUNK(log) - 1)) + 1;
+		if (stop > end)
+			stop = end;
+		uint8_t *c = chunk_at(log, p);
+		if (c != NULL)
+			memset(c + (p & (CHUNK(log) - 1)), 0, stop - p);
+		p = stop;
+	}
+	log->wpos = pos < end ? pos : end;
+	log->held = 0;
+	if (atomic_load_explicit(&log->end, memory_order_relaxed) > log->wpos)
+		atomic_store_explicit(&log->end, log->wpos, memory_order_release);
 }
 
 uint64_t sli_log_end(const sli_log *log)

@@ -175,6 +175,8 @@ int sli_source_register_spec(sl_storage *st, const sli_spec *sp, uint32_t worker
 
 	if (rc == SL_EDUPLICATE)
 		spec_error(err, errlen, "source '%s' is defined twice", sp->name);
+	else if (rc != 0 && sl_storage_last_error()[0] != '\0')
+		spec_error(err, errlen, "cannot register source '%s': %s", sp->name, sl_storage_last_error());
 	else if (rc != 0)
 		spec_error(err, errlen, "cannot register source '%s': %s", sp->name, sl_strerror(rc));
 	return rc;

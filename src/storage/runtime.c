@@ -21,6 +21,14 @@ SL_API void sl_storage_config_init(sl_storage_config *cfg)
 	cfg->idle_timeout_ms = 10000;
 	cfg->out_high_water = 1u << 20;
 	cfg->max_batch_bytes = 256ull << 20;
+	cfg->fsync = SL_FSYNC_INTERVAL;
+	cfg->fsync_interval_ms = 1000;
+	cfg->segment_size = 16u << 20;
+}
+
+SL_API uint64_t sl_storage_epoch(const sl_storage *st)
+{
+	return st->epoch;
 }
 
 static void on_wake(sli_loop *l, void *arg)
@@ -74,14 +82,32 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 		st->cfg.out_high_water = def.out_high_water;
 	if (st->cfg.max_batch_bytes == 0)
 		st->cfg.max_batch_bytes = def.max_batch_bytes;
+	if (st->cfg.fsync_interval_ms == 0)
+		st->cfg.fsync_interval_ms = def.fsync_interval_ms;
+	if (st->cfg.segment_size == 0)
+		st->cfg.segment_size = def.segment_size;
 	snprintf(st->listen, sizeof(st->listen), "%s", st->cfg.listen);
 	st->cfg.listen = st->listen;
+	sli_storage_set_error("%s", "");
+	if (st->cfg.data_dir != NULL) {
+		if ((st->data_dir = strdup(st->cfg.data_dir)) == NULL) {
+			free(st);
+			return SL_ENOMEM;
+		}
+		st->cfg.data_dir = st->data_dir;
+		if ((rc = sli_storage_open_data_dir(st)) != 0) {
+			free(st->data_dir);
+			free(st);
+			return rc;
+		}
+	}
 	pthread_mutex_init(&st->src_mu, NULL);
 	pthread_mutex_init(&st->dirty_mu, NULL);
 	if (getrandom(&st->session, sizeof(st->session), 0) != sizeof(st->session))
 		st->session = (uint64_t)getpid() ^ sli_now_ms();
 	if ((st->listen_fd = sli_listen_tcp(st->listen, &st->port)) < 0) {
 		rc = st->listen_fd;
+		sli_storage_set_error("cannot listen on %s: %s", st->listen, sl_strerror(rc));
 		goto err_free;
 	}
 	if ((rc = sli_loop_new(&st->loop)) != 0)
@@ -93,6 +119,8 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	uint32_t tick = st->cfg.heartbeat_ms / 4 ? st->cfg.heartbeat_ms / 4 : 1;
 	sli_loop_on_tick(st->loop, tick, on_tick, st);
 	sli_loop_on_idle(st->loop, on_idle, st);
+	if ((rc = sli_sync_start(st)) != 0)
+		goto err_loop;
 	*out = st;
 	return 0;
 err_loop:
@@ -102,6 +130,7 @@ err_close:
 err_free:
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
+	free(st->data_dir);
 	free(st);
 	return rc;
 }
@@ -146,7 +175,9 @@ SL_API void sl_storage_close(sl_storage *st)
 	close(st->listen_fd);
 	sli_loop_free(st->loop);
 	st->loop = NULL;
+	sli_sync_stop(st);
 	sli_sources_free(st);
+	free(st->data_dir);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
 	free(st);

@@ -140,6 +140,12 @@ static int serve_sub(struct conn *c, struct sub *s)
 				s->cursor[coll] = b.next;
 				continue;
 			}
+			/* A time's updates leave only once the time is complete (below the upper): a
+			 * subscriber never holds part of a time, so resuming from its frontier after a
+			 * reconnect or a restart is exact, and a restarted source may regenerate the
+			 * incomplete times the log dropped. */
+			if (b.max_time >= upper)
+				break;
 			int filter = b.min_time < s->from;
 			size_t size = filter ? filtered_size(&b, s->from) : b.nbytes;
 			if (size > s->credit || budget == 0) {

@@ -47,12 +47,29 @@ static void source_free(struct sl_source *s)
 	free(s);
 }
 
+static int name_taken(sl_storage *st, const char *name)
+{
+	for (size_t i = 0; i < st->nsources; i++)
+		if (strcmp(st->sources[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
 SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind, uint32_t workers,
                               unsigned flags, sl_source **out)
 {
+	int rc = SL_ENOMEM;
+	sli_storage_set_error("%s", "");
 	if (st == NULL || name == NULL || name[0] == '\0' || kind == NULL || workers == 0 ||
 	    workers > (1u << 20))
 		return SL_EARG;
+	pthread_mutex_lock(&st->src_mu);
+	int taken = name_taken(st, name);
+	pthread_mutex_unlock(&st->src_mu);
+	if (taken) {
+		sli_storage_set_error("a source named %s is already registered", name);
+		return SL_EDUPLICATE;
+	}
 	struct sl_source *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return SL_ENOMEM;
@@ -61,35 +78,32 @@ SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind
 	s->flags = flags;
 	if ((s->name = strdup(name)) == NULL || (s->kind = strdup(kind)) == NULL ||
 	    (s->w = calloc(workers, sizeof(*s->w))) == NULL)
-		goto err_nomem;
+		goto err_free;
 	for (uint32_t i = 0; i < workers; i++) {
-		struct sworker *w = &s->w[i];
-		pthread_mutex_init(&w->mu, NULL);
-		w->src = s;
-		w->index = i;
-		if (sli_log_new(&w->log[0]) != 0 || sli_log_new(&w->log[1]) != 0) {
-			/* w->mu of the workers after i were never initialised: destroy-free is fine for
-			 * zeroed mutexes on glibc, and source_free expects all of them. */
-			for (uint32_t j = i + 1; j < workers; j++)
-				pthread_mutex_init(&s->w[j].mu, NULL);
-			goto err_nomem;
-		}
+		pthread_mutex_init(&s->w[i].mu, NULL);
+		s->w[i].src = s;
+		s->w[i].index = i;
+	}
+	if (st->cfg.data_dir != NULL) {
+		if ((rc = sli_source_open_durable(st, s)) != 0)
+			goto err_free;
+	} else {
+		for (uint32_t i = 0; i < workers; i++)
+			if (sli_log_new(&s->w[i].log[0]) != 0 || sli_log_new(&s->w[i].log[1]) != 0)
+				goto err_free;
 	}
 	pthread_mutex_lock(&st->src_mu);
-	for (size_t i = 0; i < st->nsources; i++) {
-		if (strcmp(st->sources[i]->name, name) == 0) {
-			pthread_mutex_unlock(&st->src_mu);
-			source_free(s);
-			return SL_EDUPLICATE;
-		}
+	if (name_taken(st, name)) {
+		pthread_mutex_unlock(&st->src_mu);
+		rc = SL_EDUPLICATE;
+		goto err_free;
 	}
 	if (st->nsources == st->cap_sources) {
 		size_t cap = st->cap_sources ? st->cap_sources * 2 : 8;
 		struct sl_source **t = realloc(st->sources, cap * sizeof(*t));
 		if (t == NULL) {
 			pthread_mutex_unlock(&st->src_mu);
-			source_free(s);
-			return SL_ENOMEM;
+			goto err_free;
 		}
 		st->sources = t;
 		st->cap_sources = cap;
@@ -99,9 +113,9 @@ SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind
 	pthread_mutex_unlock(&st->src_mu);
 	*out = s;
 	return 0;
-err_nomem:
+err_free:
 	source_free(s);
-	return SL_ENOMEM;
+	return rc;
 }
 
 void sli_sources_free(sl_storage *st)
@@ -201,7 +215,7 @@ static int worker_append_locked(struct sworker *w, sl_collection coll, const sl_
 		int rc = block_put(&b, ups[i].time, ups[i].diff, ups[i].row);
 		if (rc != 0) {
 			block_commit(&b);
-			return rc;
+			return sli_log_error(w->log[coll]) ? sli_log_error(w->log[coll]) : rc;
 		}
 	}
 	block_commit(&b);
@@ -249,7 +263,7 @@ SL_API int sl_source_advance(sl_source *src, uint32_t worker, uint64_t upper)
 	uint64_t cur = atomic_load(&w->upper);
 	if (upper < cur)
 		rc = SL_ETIME;
-	else if (upper > cur)
+	else if (upper > cur && (rc = sli_worker_persist_upper(src->st, w, upper)) == 0)
 		atomic_store_explicit(&w->upper, upper, memory_order_release);
 	pthread_mutex_unlock(&w->mu);
 	if (rc == 0 && upper > cur)
@@ -274,13 +288,21 @@ SL_API uint32_t sl_ingest_route(sl_bytes row, uint32_t workers)
 }
 
 /* Commits one batch of encoded updates (the APPEND update encoding) atomically: all workers are
- * locked while the time is chosen, the rows are appended and the uppers advance past it, so no
- * subscriber can see the batch's time complete with part of the batch missing. */
+ * locked while the time is chosen; the rows are appended under a hold (invisible to readers),
+ * and either every worker's upper is recorded and the whole batch published at once, or, on any
+ * failure (a full disk), every log is cut back to where it was and no upper moves. */
 int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbytes, uint32_t count,
                       uint64_t *time_out)
 {
 	uint32_t W = src->nworkers;
+	struct blockw *bw = calloc(W, sizeof(*bw));
+	uint64_t *mark = calloc(2 * (size_t)W, sizeof(*mark));
 	int rc = 0;
+	if (bw == NULL || mark == NULL) {
+		free(bw);
+		free(mark);
+		return SL_ENOMEM;
+	}
 	for (uint32_t i = 0; i < W; i++)
 		pthread_mutex_lock(&src->w[i].mu);
 	uint64_t t = 0;
@@ -297,10 +319,11 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 		rc = SL_ETIME;
 		goto out;
 	}
-	struct blockw *bw = calloc(W, sizeof(*bw));
-	if (bw == NULL) {
-		rc = SL_ENOMEM;
-		goto out;
+	for (uint32_t i = 0; i < W; i++) {
+		for (int coll = 0; coll < 2; coll++) {
+			mark[2 * i + coll] = sli_log_end(src->w[i].log[coll]);
+			sli_log_hold(src->w[i].log[coll]);
+		}
 	}
 	sl_bytes rest = {updates, nbytes};
 	int64_t diff;
@@ -312,23 +335,38 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 		}
 		uint32_t wi = sl_ingest_route(row, W);
 		bw[wi].log = src->w[wi].log[SL_OK];
-		rc = block_put(&bw[wi], t, diff, row);
+		if ((rc = block_put(&bw[wi], t, diff, row)) != 0 && sli_log_error(bw[wi].log) != 0)
+			rc = sli_log_error(bw[wi].log);
 	}
 	for (uint32_t i = 0; i < W; i++)
 		if (bw[i].log)
 			block_commit(&bw[i]);
-	free(bw);
-	/* Even a failed batch may have committed blocks (out of memory midway): the uppers still
-	 * advance, so what was written is at least consistent for readers. */
-	for (uint32_t i = 0; i < W; i++)
-		atomic_store_explicit(&src->w[i].upper, t + 1, memory_order_release);
-	if (rc == 0)
+	for (uint32_t i = 0; i < W && rc == 0; i++)
+		rc = sli_worker_mark_upper(src->st, &src->w[i], t + 1);
+	for (uint32_t i = 0; i < W; i++) {
+		for (int coll = 0; coll < 2; coll++) {
+			if (rc != 0)
+				sli_log_truncate(src->w[i].log[coll], mark[2 * i + coll]);
+			else
+				sli_log_publish(src->w[i].log[coll]);
+		}
+	}
+	/* A sync covers what is published, so it comes after; the uppers only after it. */
+	for (uint32_t i = 0; i < W && rc == 0; i++)
+		rc = sli_worker_sync(src->st, &src->w[i]);
+	if (rc == 0) {
+		for (uint32_t i = 0; i < W; i++)
+			atomic_store_explicit(&src->w[i].upper, t + 1, memory_order_release);
 		*time_out = t;
+	}
 out:
 	for (uint32_t i = W; i-- > 0;)
 		pthread_mutex_unlock(&src->w[i].mu);
-	for (uint32_t i = 0; i < W; i++)
-		sli_worker_touch(&src->w[i]);
+	if (rc == 0)
+		for (uint32_t i = 0; i < W; i++)
+			sli_worker_touch(&src->w[i]);
+	free(bw);
+	free(mark);
 	return rc;
 }
 

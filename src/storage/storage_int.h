@@ -93,6 +93,7 @@ struct conn {
 struct sl_storage {
 	sl_storage_config cfg;
 	char listen[128];
+	char *data_dir;         /* owned copy of cfg.data_dir */
 	int listen_fd;
 	int port;
 	sli_loop *loop;
@@ -108,6 +109,11 @@ struct sl_storage {
 	pthread_mutex_t dirty_mu;
 	struct sworker *dirty;  /* workers with news since the loop last looked */
 
+	pthread_mutex_t sync_mu; /* SL_FSYNC_INTERVAL's background sync */
+	pthread_cond_t sync_cv;
+	pthread_t sync_tid;
+	int sync_running, sync_stop;
+
 	struct conn *conns;     /* loop */
 	size_t nconns;
 };
@@ -119,6 +125,17 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
                       uint64_t *time_out);
 void sli_sources_free(sl_storage *st);
 int sli_encode_sources(sl_storage *st, sli_buf *b);
+
+/* durable.c */
+void sli_storage_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int sli_storage_open_data_dir(sl_storage *st);
+int sli_source_open_durable(sl_storage *st, struct sl_source *s);
+int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper);
+int sli_worker_sync(sl_storage *st, struct sworker *w);
+/* mark, then sync: the upper may be published once this returns 0.  Caller holds w->mu. */
+int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper);
+int sli_sync_start(sl_storage *st);
+void sli_sync_stop(sl_storage *st);
 
 /* subs.c */
 int sli_subtable_init(struct subtable *t);

@@ -1,0 +1,304 @@
+/*
+ * durable.c - how the storage runtime keeps its logs on disk: where they live under the data
+ * directory, how a worker is recovered to a consistent upper, how an upper is made durable
+ * before it is published, the epoch, and the background sync of SL_FSYNC_INTERVAL.
+ *
+ * Layout:  DATA/epoch                     decimal count of opens of this directory
+ *          DATA/sources/NAME/source       "kind KIND\nworkers W\n": refused if it changes
+ *          DATA/sources/NAME/W/ok, .../err one durable log each (src/log/disklog.c)
+ *
+ * Every advance writes an upper marker into both logs of the worker, after the blocks it
+ * covers.  At recovery the worker's upper is the smaller of the two logs' last markers, and
+ * each log is cut after its last marker at or below it: what follows are updates at times that
+ * were not complete yet, which no subscriber was sent (serve.c sends only complete times) and
+ * which the source produces again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/disklog.h"
+#include "storage/storage_int.h"
+
+static _Thread_local char last_error[512];
+
+SL_API const char *sl_storage_last_error(void)
+{
+	return last_error;
+}
+
+void sli_storage_set_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return SL_EARG;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Writes data to path atomically (temporary file, fsync, rename, fsync of the directory). */
+static int write_file_atomic(const char *dir, const char *name, const char *data)
+{
+	char tmp[4096], path[4096];
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	size_t len = strlen(data);
+	int rc = 0;
+	if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0)
+		rc = errno ? -errno : SL_EIO;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		unlink(tmp);
+		return rc;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+int sli_storage_open_data_dir(sl_storage *st)
+{
+	const char *dir = st->cfg.data_dir;
+	int rc = mkdir_p(dir);
+	if (rc != 0) {
+		sli_storage_set_error("cannot create data directory %s: %s", dir, sl_strerror(rc));
+		return rc;
+	}
+	char path[4096], buf[64] = "";
+	snprintf(path, sizeof(path), "%s/epoch", dir);
+	FILE *f = fopen(path, "r");
+	uint64_t epoch = 0;
+	if (f != NULL) {
+		if (fgets(buf, sizeof(buf), f) == NULL || sscanf(buf, "%" SCNu64, &epoch) != 1) {
+			fclose(f);
+			sli_storage_set_error("%s does not hold an epoch number", path);
+			return SL_EIO;
+		}
+		fclose(f);
+	}
+	st->epoch = epoch + 1;
+	snprintf(buf, sizeof(buf), "%" PRIu64 "\n", st->epoch);
+	if ((rc = write_file_atomic(dir, "epoch", buf)) != 0) {
+		sli_storage_set_error("cannot write %s: %s", path, sl_strerror(rc));
+		return rc;
+	}
+	return 0;
+}
+
+static int valid_name(const char *name)
+{
+	for (const char *p = name; *p; p++)
+		if (!(*p == '_' || *p == '-' || *p == '.' || (*p >= '0' && *p <= '9') ||
+		      (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+			return 0;
+	return name[0] != '\0' && name[0] != '.';
+}
+
+/* Creates or checks DATA/sources/NAME/source. */
+static int check_source_meta(const char *sdir, const struct sl_source *s)
+{
+	char path[4096], want[256], have[256];
+	snprintf(path, sizeof(path), "%s/source", sdir);
+	snprintf(want, sizeof(want), "kind %s\nworkers %u\n", s->kind, s->nworkers);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		int rc = write_file_atomic(sdir, "source", want);
+		if (rc != 0)
+			sli_storage_set_error("cannot write %s: %s", path, sl_strerror(rc));
+		return rc;
+	}
+	ssize_t n = read(fd, have, sizeof(have) - 1);
+	close(fd);
+	have[n > 0 ? n : 0] = '\0';
+	if (strcmp(have, want) != 0) {
+		char *nl;
+		while ((nl = strchr(have, '\n')) != NULL)
+			*nl = nl[1] ? ',' : '\0';
+		sli_storage_set_error("source %s in %s was created with %s; now it is kind %s with %u "
+		                      "workers: use another --data-dir or the original spec",
+		                      s->name, sdir, have, s->kind, s->nworkers);
+		return SL_EIO;
+	}
+	return 0;
+}
+
+/* The position just past the last upper marker at or below `upper` (the log's start if none). */
+static uint64_t cut_position(const sli_log *log, uint64_t upper)
+{
+	uint64_t pos = sli_log_start(log), end = sli_log_end(log), cut = pos;
+	while (pos < end) {
+		sli_block b;
+		sli_log_block(log, pos, &b);
+		if (b.nbytes == 0 && b.min_time <= upper)
+			cut = b.next;
+		pos = b.next;
+	}
+	return cut;
+}
+
+static void on_log_warning(void *arg, const char *msg)
+{
+	sl_storage *st = arg;
+	if (st->cfg.warn)
+		st->cfg.warn(st->cfg.warn_arg, msg);
+}
+
+int sli_source_open_durable(sl_storage *st, struct sl_source *s)
+{
+	char sdir[4096], ldir[4200], err[512];
+	int rc;
+	if (!valid_name(s->name)) {
+		sli_storage_set_error("source name %s: only letters, digits, '_', '-' and '.' may be used",
+		                      s->name);
+		return SL_EARG;
+	}
+	snprintf(sdir, sizeof(sdir), "%s/sources/%s", st->cfg.data_dir, s->name);
+	if ((rc = mkdir_p(sdir)) != 0) {
+		sli_storage_set_error("cannot create %s: %s", sdir, sl_strerror(rc));
+		return rc;
+	}
+	if ((rc = check_source_meta(sdir, s)) != 0)
+		return rc;
+	sli_disklog_opts opts = {.segment_size = st->cfg.segment_size, .warn = on_log_warning,
+	                         .warn_arg = st};
+	for (uint32_t i = 0; i < s->nworkers; i++) {
+		struct sworker *w = &s->w[i];
+		uint64_t upper = SL_TIME_CLOSED;
+		for (int coll = 0; coll < 2; coll++) {
+			snprintf(ldir, sizeof(ldir), "%s/%u/%s", sdir, i, coll ? "err" : "ok");
+			err[0] = '\0';
+			if ((rc = sli_disklog_open(ldir, &opts, &w->log[coll], err, sizeof(err))) != 0) {
+				sli_storage_set_error("cannot open log %s: %s", ldir, err[0] ? err : sl_strerror(rc));
+				return rc;
+			}
+			uint64_t u = sli_disklog_recovered_upper(w->log[coll]);
+			if (u < upper)
+				upper = u;
+		}
+		for (int coll = 0; coll < 2; coll++)
+			sli_log_truncate(w->log[coll], cut_position(w->log[coll], upper));
+		atomic_store(&w->upper, upper);
+	}
+	return 0;
+}
+
+int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper)
+{
+	if (st->cfg.data_dir == NULL)
+		return 0;
+	for (int coll = 0; coll < 2; coll++) {
+		int rc = sli_log_mark_upper(w->log[coll], upper);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int sli_worker_sync(sl_storage *st, struct sworker *w)
+{
+	if (st->cfg.data_dir == NULL || st->cfg.fsync != SL_FSYNC_ALWAYS)
+		return 0;
+	for (int coll = 0; coll < 2; coll++) {
+		int rc = sli_log_sync(w->log[coll]);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper)
+{
+	int rc = sli_worker_mark_upper(st, w, upper);
+	return rc != 0 ? rc : sli_worker_sync(st, w);
+}
+
+static void *sync_thread(void *arg)
+{
+	sl_storage *st = arg;
+	pthread_mutex_lock(&st->sync_mu);
+	while (!st->sync_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)st->cfg.fsync_interval_ms * 1000000u;
+		ts.tv_sec += (time_t)(ns / 1000000000u);
+		ts.tv_nsec = (long)(ns % 1000000000u);
+		pthread_cond_timedwait(&st->sync_cv, &st->sync_mu, &ts);
+		if (st->sync_stop)
+			break;
+		pthread_mutex_unlock(&st->sync_mu);
+		pthread_mutex_lock(&st->src_mu);
+		for (size_t i = 0; i < st->nsources; i++)
+			for (uint32_t k = 0; k < st->sources[i]->nworkers; k++)
+				for (int coll = 0; coll < 2; coll++)
+					sli_log_sync(st->sources[i]->w[k].log[coll]);
+		pthread_mutex_unlock(&st->src_mu);
+		pthread_mutex_lock(&st->sync_mu);
+	}
+	pthread_mutex_unlock(&st->sync_mu);
+	return NULL;
+}
+
+int sli_sync_start(sl_storage *st)
+{
+	pthread_mutex_init(&st->sync_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->sync_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (st->cfg.data_dir == NULL || st->cfg.fsync != SL_FSYNC_INTERVAL)
+		return 0;
+	int rc = pthread_create(&st->sync_tid, NULL, sync_thread, st);
+	if (rc != 0)
+		return -rc;
+	st->sync_running = 1;
+	return 0;
+}
+
+void sli_sync_stop(sl_storage *st)
+{
+	if (st->sync_running) {
+		pthread_mutex_lock(&st->sync_mu);
+		st->sync_stop = 1;
+		pthread_cond_signal(&st->sync_cv);
+		pthread_mutex_unlock(&st->sync_mu);
+		pthread_join(st->sync_tid, NULL);
+		st->sync_running = 0;
+	}
+	pthread_mutex_destroy(&st->sync_mu);
+	pthread_cond_destroy(&st->sync_cv);
+}
