@@ -43,6 +43,9 @@ typedef struct sl_storage_config {
 	sl_fsync_mode fsync;      /* default SL_FSYNC_INTERVAL */
 	uint32_t fsync_interval_ms; /* default 1000 */
 	uint64_t segment_size;    /* bytes per log segment file, a power of two; default 16 MiB */
+	/* Full history is kept for the last `retain` time units of each worker; before that
+	 * (`since`) updates are consolidated and whole old segments removed.  0: keep all. */
+	uint64_t retain;
 	/* Called with a one-line notice the operator should see (e.g. a torn log tail truncated
 	 * at recovery), on the thread that caused it.  NULL: notices are dropped. */
 	void (*warn)(void *arg, const char *msg);

@@ -2,7 +2,7 @@
  * sluiced.c - the storage server: a libsluice storage runtime hosting built-in sources.
  *
  *   sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]... [--cluster ADDR,... --process I]
- *           [--fsync always|interval|never] [--segment-size BYTES]
+ *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T]
  *
  * Startup order matters to clients: sources are registered before the network thread starts
  * and before the "listening on" line is printed, so a client that waits for that line never
@@ -41,6 +41,8 @@ static const char usage[] =
 	"                       (the kernel decides).  Every mode survives a crash of sluiced.\n"
 	"  --segment-size BYTES size of each log segment file, a power of two from 131072\n"
 	"                       (default 16777216); a data directory keeps the size it was made with\n"
+	"  --retain T           keep full history for the last T time units of each worker;\n"
+	"                       before that, consolidate (default 0: keep everything)\n"
 	"  --source SPEC        host a source; SPEC is NAME=KIND[,key=value...]:\n"
 	"                         NAME=counter[,workers=W][,max=N][,keep=K][,rate=R][,errors=E]\n"
 	"                         NAME=file,path=P[,format=text|csv][,columns=C][,workers=W]\n"
@@ -91,11 +93,11 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 {
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
-		{"fsync", 1},  {"segment-size", 1}, {"help", 0}, {NULL, 0},
+		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"help", 0}, {NULL, 0},
 	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
 	sl_fsync_mode fsync_mode = SL_FSYNC_INTERVAL;
-	uint64_t segment_size = 0;
+	uint64_t segment_size = 0, retain = 0;
 	const char *val;
 	const cli_opt *opt;
 	char err[512], *addrs[MAX_CLUSTER], cluster_buf[8192], *p;
@@ -136,6 +138,9 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 				fsync_mode = SL_FSYNC_NEVER;
 			else
 				return bad_args("bad --fsync '%s': expected always, interval or never", val);
+		} else if (strcmp(opt->name, "retain") == 0) {
+			if (cli_parse_u64(val, &retain) != 0)
+				return bad_args("bad --retain '%s': expected a number of time units", val);
 		} else if (strcmp(opt->name, "segment-size") == 0) {
 			if (cli_parse_u64(val, &segment_size) != 0 || segment_size < (128u << 10) ||
 			    segment_size > (1u << 30) || (segment_size & (segment_size - 1)) != 0)
@@ -195,6 +200,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.data_dir = data_dir;
 	cfg.fsync = fsync_mode;
 	cfg.segment_size = segment_size;
+	cfg.retain = retain;
 	cfg.warn = print_notice;
 	if ((rc = sl_storage_open(&cfg, &st)) != 0) {
 		fprintf(stderr, "sluiced: %s\n",

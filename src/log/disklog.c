@@ -215,6 +215,39 @@ void sli_disklog_release(struct sli_disklog *d)
 	free(d);
 }
 
+int sli_disklog_drop_first(struct sli_disklog *d)
+{
+	char name[SEG_NAME_MAX];
+	/* Serialised with sli_log_sync, which may be mapping this segment's range right now. */
+	pthread_mutex_lock(&d->sync_mu);
+	pthread_mutex_lock(&d->mu);
+	if (d->nsegs < 2) {
+		pthread_mutex_unlock(&d->mu);
+		pthread_mutex_unlock(&d->sync_mu);
+		return SL_EARG; /* the writer's segment stays */
+	}
+	struct seg first = d->segs[0];
+	memmove(d->segs, d->segs + 1, (d->nsegs - 1) * sizeof(*d->segs));
+	d->nsegs--;
+	d->start = first.base + d->seg_size;
+	if (d->synced < d->start)
+		d->synced = d->start; /* nothing left to sync there */
+	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_unlock(&d->sync_mu);
+	munmap(first.map, d->seg_size);
+	seg_name(name, first.base);
+	if (unlinkat(d->dirfd, name, 0) != 0)
+		return -errno;
+	atomic_store(&d->dir_dirty, 1);
+	return 0;
+}
+
+int sli_disklog_dirfd(const sli_log *log)
+{
+	struct sli_disklog *d = sli_log_disk(log);
+	return d ? d->dirfd : -1;
+}
+
 uint64_t sli_disklog_recovered_upper(const sli_log *log)
 {
 	struct sli_disklog *d = sli_log_disk(log);

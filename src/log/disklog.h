@@ -109,6 +109,11 @@ struct sli_disklog *sli_log_disk(const sli_log *log);
 
 /* disklog.c: creates, allocates and maps the segment at base; *out is its mapping.  Writer. */
 int sli_disklog_segment(struct sli_disklog *d, uint64_t base, uint8_t **out);
+/* disklog.c: unmaps and deletes the first segment (never the last).  Only the log's reader
+ * thread, once no reader position lies in it.  0, SL_EARG (only one segment), -errno. */
+int sli_disklog_drop_first(struct sli_disklog *d);
+/* disklog.c: the log directory's fd (for files kept beside the segments), or -1. */
+int sli_disklog_dirfd(const sli_log *log);
 /* disklog.c: unmaps every segment and frees d (called by sli_log_free). */
 void sli_disklog_release(struct sli_disklog *d);
 /* disklog.c: the checksum of the block whose header is at h (its nbytes of events follow). */

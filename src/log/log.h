@@ -57,6 +57,12 @@ void sli_log_publish(sli_log *log);
  * (recovery dropping the incomplete tail). */
 void sli_log_truncate(sli_log *log, uint64_t pos);
 
+/* The size of the log's chunks (segments on disk). */
+uint64_t sli_log_chunk_size(const sli_log *log);
+/* Reader thread: frees (deletes, on disk) every whole chunk below pos, never the one the
+ * writer is in, and moves the start there.  No reader position may lie below pos. */
+int sli_log_drop_before(sli_log *log, uint64_t pos);
+
 /* The position just past the last committed block (acquire). */
 uint64_t sli_log_end(const sli_log *log);
 /* The position of the first block. */

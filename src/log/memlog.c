@@ -179,6 +179,36 @@ void sli_log_commit(sli_log *log, uint32_t nbytes, uint64_t min_time, uint64_t m
 		atomic_store_explicit(&log->end, log->wpos, memory_order_release);
 }
 
+uint64_t sli_log_chunk_size(const sli_log *log)
+{
+	return CHUNK(log);
+}
+
+int sli_log_drop_before(sli_log *log, uint64_t pos)
+{
+	uint64_t end = sli_log_end(log);
+	while (log->start + CHUNK(log) <= pos && log->start + CHUNK(log) <= end) {
+		uint64_t base = log->start & ~(CHUNK(log) - 1);
+		_Atomic(uint8_t *) *s = slot(log, base >> log->shift, 0);
+		uint8_t *c = s ? atomic_load_explicit(s, memory_order_relaxed) : NULL;
+		if (log->disk != NULL) {
+			int rc = sli_disklog_drop_first(log->disk);
+			if (rc == SL_EARG)
+				break; /* the writer's segment */
+			if (rc != 0)
+				return rc;
+		} else {
+			free(c);
+		}
+		if (s != NULL)
+			atomic_store_explicit(s, NULL, memory_order_release);
+		if (c != NULL)
+			log->nchunks--;
+		log->start = base + CHUNK(log);
+	}
+	return 0;
+}
+
 void sli_log_hold(sli_log *log)
 {
 	log->held = 1;

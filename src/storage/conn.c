@@ -175,7 +175,17 @@ static void on_subscribe(struct conn *c, const sli_subscribe *r)
 	s->credit = r->credit;
 	s->cursor[0] = sli_log_start(w->log[0]);
 	s->cursor[1] = sli_log_start(w->log[1]);
+	uint8_t flags = 0;
+	if (r->from < w->since) {
+		/* History before `since` is consolidated: the snapshot at since comes first. */
+		for (int coll = 0; coll < 2; coll++)
+			s->snap[coll] = sli_snap_ref(w->snap[coll]);
+		s->from = w->since;
+		flags = SLI_SUBOK_SNAPSHOT;
+	}
 	if (sli_subtable_insert(&c->subs, s) != 0) {
+		sli_snap_unref(s->snap[0]);
+		sli_snap_unref(s->snap[1]);
 		free(s);
 		sub_error(c, r->handle, SL_ENOMEM, "out of memory");
 		return;
@@ -186,8 +196,9 @@ static void on_subscribe(struct conn *c, const sli_subscribe *r)
 	w->subs = s;
 	sli_frame f = {.type = SLI_SUBSCRIBE_OK};
 	f.u.subscribe_ok.handle = r->handle;
-	f.u.subscribe_ok.since = 0;
+	f.u.subscribe_ok.since = w->since;
 	f.u.subscribe_ok.upper = atomic_load(&w->upper);
+	f.u.subscribe_ok.flags = flags;
 	put_frame(c, &f);
 	sli_serve_mark_ready(s);
 }

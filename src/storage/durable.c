@@ -209,9 +209,14 @@ int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 			if (u < upper)
 				upper = u;
 		}
-		for (int coll = 0; coll < 2; coll++)
-			sli_log_truncate(w->log[coll], cut_position(w->log[coll], upper));
+		for (int coll = 0; coll < 2; coll++) {
+			uint64_t cut = cut_position(w->log[coll], upper);
+			sli_log_truncate(w->log[coll], cut);
+			atomic_store(&w->marker_end[coll], cut);
+		}
 		atomic_store(&w->upper, upper);
+		if ((rc = sli_snapshot_load(st, s, w)) != 0)
+			return rc;
 	}
 	return 0;
 }
@@ -224,6 +229,8 @@ int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper)
 		int rc = sli_log_mark_upper(w->log[coll], upper);
 		if (rc != 0)
 			return rc;
+		/* Compaction never removes the segment holding the last marker: recovery needs one. */
+		atomic_store(&w->marker_end[coll], sli_log_end(w->log[coll]));
 	}
 	return 0;
 }

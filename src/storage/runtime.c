@@ -39,6 +39,7 @@ static void on_wake(sli_loop *l, void *arg)
 static void on_tick(sli_loop *l, void *arg)
 {
 	sli_conn_tick(arg);
+	sli_compact_tick(arg);
 }
 
 static void on_idle(sli_loop *l, void *arg)

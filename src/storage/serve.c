@@ -36,6 +36,10 @@ void sli_serve_mark_ready(struct sub *s)
 /* Removes s from its worker's subscriber list and its connection's ready ring. */
 void sli_sub_detach(struct sub *s)
 {
+	for (int coll = 0; coll < 2; coll++) {
+		sli_snap_unref(s->snap[coll]);
+		s->snap[coll] = NULL;
+	}
 	if (s->wprev)
 		s->wprev->wnext = s->wnext;
 	else
@@ -111,77 +115,111 @@ static int send_progress(struct conn *c, struct sub *s, uint64_t to)
 	return 0;
 }
 
+/* One turn of one subscription: the bytes it may still send, and the frame being filled. */
+struct turn {
+	struct conn *c;
+	struct sub *s;
+	size_t budget;     /* quantum left */
+	size_t max_events; /* event bytes per Data frame */
+	uint64_t upper;    /* the worker's upper, read before any log end */
+	int more;          /* stopped with data left and credit for it */
+};
+
+/* Copies blocks of one log from *cursor into Data frames of collection coll, skipping blocks
+ * below `from`, until the log's end, a block not complete below the upper, the credit or the
+ * quantum.  Returns 1 when it reached the end of the log. */
+static int serve_log(struct turn *t, uint8_t coll, const sli_log *log, uint64_t *cursor, uint64_t from)
+{
+	struct conn *c = t->c;
+	struct sub *s = t->s;
+	uint64_t end = sli_log_end(log);
+	ssize_t frame = -1;
+	size_t frame_bytes = 0;
+	while (*cursor < end) {
+		sli_block b;
+		sli_log_block(log, *cursor, &b);
+		/* Blocks without events (upper markers of a durable log) carry nothing to send. */
+		if (b.nbytes == 0 || b.max_time < from) {
+			*cursor = b.next;
+			continue;
+		}
+		/* A time's updates leave only once the time is complete (below the upper): a
+		 * subscriber never holds part of a time, so resuming from its frontier after a
+		 * reconnect or a restart is exact, and a restarted source may regenerate the
+		 * incomplete times the log dropped. */
+		if (b.max_time >= t->upper)
+			break;
+		int filter = b.min_time < from;
+		size_t size = filter ? filtered_size(&b, from) : b.nbytes;
+		if (size > s->credit || t->budget == 0) {
+			t->more |= size <= s->credit;
+			break;
+		}
+		if (frame >= 0 && frame_bytes + size > t->max_events) {
+			sli_frame_end(&c->out, (size_t)frame);
+			frame = -1;
+		}
+		if (frame < 0) {
+			if ((frame = sli_data_begin(&c->out, s->handle, coll)) < 0)
+				break;
+			frame_bytes = 0;
+		}
+		if (sli_buf_reserve(&c->out, size) != 0)
+			break;
+		if (filter)
+			copy_filtered(c->out.ptr + c->out.len, &b, from);
+		else
+			memcpy(c->out.ptr + c->out.len, b.events, size);
+		c->out.len += size;
+		frame_bytes += size;
+		s->credit -= size;
+		t->budget = size >= t->budget ? 0 : t->budget - size;
+		*cursor = b.next;
+	}
+	if (frame >= 0)
+		sli_frame_end(&c->out, (size_t)frame);
+	return *cursor >= end;
+}
+
 /* Sends what s may send, at most about one quantum.  Returns 1 when it has more to send and
  * credit for it (so it belongs back on the ring). */
 static int serve_sub(struct conn *c, struct sub *s)
 {
 	struct sworker *w = s->w;
-	size_t budget = SERVE_QUANTUM;
-	size_t max_events = c->st->cfg.max_frame - 64;
-	int more = 0;
+	struct turn t = {c, s, SERVE_QUANTUM, c->st->cfg.max_frame - 64, 0, 0};
 
 	/* The moved initial capability comes before any data (timely's replay needs it). */
 	if (s->sent_upper < s->from && send_progress(c, s, s->from) != 0)
 		return 0;
 
 	/* Read the upper before the ends: every block below a time < upper is then within them. */
-	uint64_t upper = atomic_load_explicit(&w->upper, memory_order_acquire);
-	int caught_up = 1;
-	for (uint8_t coll = 0; coll < 2; coll++) {
-		sli_log *log = w->log[coll];
-		uint64_t end = sli_log_end(log);
-		ssize_t frame = -1;
-		size_t frame_bytes = 0;
-		while (s->cursor[coll] < end) {
-			sli_block b;
-			sli_log_block(log, s->cursor[coll], &b);
-			/* Blocks without events (upper markers of a durable log) carry nothing to send. */
-			if (b.nbytes == 0 || b.max_time < s->from) {
-				s->cursor[coll] = b.next;
-				continue;
-			}
-			/* A time's updates leave only once the time is complete (below the upper): a
-			 * subscriber never holds part of a time, so resuming from its frontier after a
-			 * reconnect or a restart is exact, and a restarted source may regenerate the
-			 * incomplete times the log dropped. */
-			if (b.max_time >= upper)
-				break;
-			int filter = b.min_time < s->from;
-			size_t size = filter ? filtered_size(&b, s->from) : b.nbytes;
-			if (size > s->credit || budget == 0) {
-				more |= size <= s->credit;
-				break;
-			}
-			if (frame >= 0 && frame_bytes + size > max_events) {
-				sli_frame_end(&c->out, (size_t)frame);
-				frame = -1;
-			}
-			if (frame < 0) {
-				if ((frame = sli_data_begin(&c->out, s->handle, coll)) < 0)
-					break;
-				frame_bytes = 0;
-			}
-			if (sli_buf_reserve(&c->out, size) != 0)
-				break;
-			if (filter)
-				copy_filtered(c->out.ptr + c->out.len, &b, s->from);
-			else
-				memcpy(c->out.ptr + c->out.len, b.events, size);
-			c->out.len += size;
-			frame_bytes += size;
-			s->credit -= size;
-			budget = size >= budget ? 0 : budget - size;
-			s->cursor[coll] = b.next;
+	t.upper = atomic_load_explicit(&w->upper, memory_order_acquire);
+
+	/* A subscription from before `since` first gets the snapshot at since (s->from). */
+	if (s->snap[0] != NULL || s->snap[1] != NULL) {
+		int done = 1;
+		for (uint8_t coll = 0; coll < 2; coll++)
+			if (s->snap[coll] != NULL &&
+			    !serve_log(&t, coll, s->snap[coll]->log, &s->snap_cursor[coll], s->from))
+				done = 0;
+		if (!done)
+			return t.more;
+		for (uint8_t coll = 0; coll < 2; coll++) {
+			sli_snap_unref(s->snap[coll]);
+			s->snap[coll] = NULL;
+			/* Whatever compaction removed meanwhile is inside the snapshot just sent. */
+			s->cursor[coll] = sli_log_start(w->log[coll]);
 		}
-		if (frame >= 0)
-			sli_frame_end(&c->out, (size_t)frame);
-		if (s->cursor[coll] < end)
-			caught_up = 0;
 	}
-	uint64_t target = upper > s->from ? upper : s->from;
+
+	int caught_up = 1;
+	for (uint8_t coll = 0; coll < 2; coll++)
+		if (!serve_log(&t, coll, w->log[coll], &s->cursor[coll], s->from))
+			caught_up = 0;
+	uint64_t target = t.upper > s->from ? t.upper : s->from;
 	if (caught_up && target > s->sent_upper && s->sent_upper != SL_TIME_CLOSED)
 		send_progress(c, s, target);
-	return more;
+	return t.more;
 }
 
 void sli_serve_conn(struct conn *c)

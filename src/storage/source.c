@@ -36,6 +36,7 @@ static void source_free(struct sl_source *s)
 		return;
 	if (s->w) {
 		for (uint32_t i = 0; i < s->nworkers; i++) {
+			sli_worker_compaction_free(&s->w[i]);
 			sli_log_free(s->w[i].log[0]);
 			sli_log_free(s->w[i].log[1]);
 			pthread_mutex_destroy(&s->w[i].mu);
@@ -207,15 +208,14 @@ static int block_put(struct blockw *b, uint64_t time, int64_t diff, sl_bytes row
 	return 0;
 }
 
-/* Appends with w->mu held and the updates already validated. */
-static int worker_append_locked(struct sworker *w, sl_collection coll, const sl_update *ups, size_t n)
+int sli_log_write_updates(sli_log *log, const sl_update *ups, size_t n)
 {
-	struct blockw b = {.log = w->log[coll]};
+	struct blockw b = {.log = log};
 	for (size_t i = 0; i < n; i++) {
 		int rc = block_put(&b, ups[i].time, ups[i].diff, ups[i].row);
 		if (rc != 0) {
 			block_commit(&b);
-			return sli_log_error(w->log[coll]) ? sli_log_error(w->log[coll]) : rc;
+			return sli_log_error(log) ? sli_log_error(log) : rc;
 		}
 	}
 	block_commit(&b);
@@ -246,7 +246,7 @@ SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
 		}
 	}
 	if (rc == 0 && n > 0)
-		rc = worker_append_locked(w, coll, ups, n);
+		rc = sli_log_write_updates(w->log[coll], ups, n);
 	pthread_mutex_unlock(&w->mu);
 	if (rc == 0 && n > 0)
 		sli_worker_touch(w);

@@ -28,6 +28,20 @@ struct sworker {
 	struct sl_source *src;
 	uint32_t index;
 	struct sub *subs;     /* loop: subscribers, linked by sub->wnext/wprev */
+	/* Compaction (compact.c), loop thread after registration: updates at times below `since`
+	 * live consolidated in snap[coll], at time `since`. */
+	uint64_t since;
+	struct sli_snap *snap[2];
+	_Atomic uint64_t marker_end[2]; /* position just past the last upper marker (writer) */
+};
+
+/* A consolidated snapshot of one collection at `since`: MESSAGES events at that one time, kept
+ * in a memory log so it is served exactly like a log.  Shared by the worker and by the
+ * subscriptions still reading it (loop thread only, so a plain count). */
+struct sli_snap {
+	int refs;
+	uint64_t since;
+	sli_log *log;
 };
 
 struct sl_source {
@@ -50,6 +64,8 @@ struct sub {
 	uint64_t credit;      /* event bytes storage may still send */
 	uint64_t cursor[2];   /* next block position per collection */
 	uint64_t sent_upper;  /* frontier the client has been told */
+	struct sli_snap *snap[2]; /* while non-NULL: serving this snapshot before the log */
+	uint64_t snap_cursor[2];
 	int ready;            /* on the connection's ready ring */
 	struct sub *rnext, *rprev; /* ready ring (doubly linked: O(1) removal) */
 	struct sub *wnext, *wprev; /* worker's subscriber list */
@@ -119,6 +135,8 @@ struct sl_storage {
 };
 
 /* source.c */
+/* Appends validated updates to a log as blocks of MESSAGES events (the writer's side). */
+int sli_log_write_updates(sli_log *log, const sl_update *ups, size_t n);
 struct sl_source *sli_storage_find_source(sl_storage *st, uint64_t id);
 void sli_worker_touch(struct sworker *w);
 int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbytes, uint32_t count,
@@ -136,6 +154,13 @@ int sli_worker_sync(sl_storage *st, struct sworker *w);
 int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper);
 int sli_sync_start(sl_storage *st);
 void sli_sync_stop(sl_storage *st);
+
+/* compact.c */
+void sli_snap_unref(struct sli_snap *s);
+struct sli_snap *sli_snap_ref(struct sli_snap *s);
+int sli_snapshot_load(sl_storage *st, struct sl_source *src, struct sworker *w);
+void sli_compact_tick(sl_storage *st);
+void sli_worker_compaction_free(struct sworker *w);
 
 /* subs.c */
 int sli_subtable_init(struct subtable *t);
