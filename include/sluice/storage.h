@@ -69,6 +69,10 @@ SL_API const char *sl_storage_last_error(void);
  * data directory.  Sent in Hello, so clients can tell a restarted process from the same one. */
 SL_API uint64_t sl_storage_epoch(const sl_storage *st);
 
+/* The data directory (as configured), or NULL when logs are kept in memory.  A source that
+ * must remember where it stood in its input (an offset, a position) keeps its state there. */
+SL_API const char *sl_storage_data_dir(const sl_storage *st);
+
 /* The TCP port the runtime listens on. */
 SL_API int sl_storage_port(const sl_storage *st);
 

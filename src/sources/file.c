@@ -13,6 +13,13 @@
  * t = the current upper, and then every worker's upper advances to t + 1.  A file that shrinks
  * was truncated: an err row says so and reading starts again at its first line.  A trailing
  * line without '\n' waits for its newline.
+ *
+ * Restarts: before the uppers move to t + 1, the file offset and line number that produced
+ * everything below t + 1 are written to DATA/sources/NAME/file-offsets (atomically, by rename,
+ * keeping the previous entry too).  On start the source looks up the entry for its durable
+ * upper and continues reading from there, so each line becomes exactly one row across any
+ * number of restarts.  A crash between two workers' advances leaves uppers t and t + 1: the
+ * batch is then produced again at t for the workers still at t only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,10 +51,13 @@ typedef struct filesrc {
 	uint64_t off;     /* file offset read so far */
 	uint64_t line_no; /* complete lines seen */
 	int warned;       /* an open error other than ENOENT was reported */
+	char *state_dir;  /* where file-offsets lives; NULL without a data directory */
+	uint64_t prev[3]; /* the previous (upper, offset, line) entry */
 
 	/* the line being assembled */
 	uint8_t *line;
 	size_t line_len;
+	uint64_t line_bytes; /* bytes of the current (incomplete) line read so far */
 	int line_long; /* exceeded SL_ROW_MAX: bytes past it are not kept */
 	int line_nul;
 
@@ -71,6 +81,7 @@ static void file_free(void *p)
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->path);
+	free(f->state_dir);
 	free(f->line);
 	free(f->arena);
 	free(f->items);
@@ -188,6 +199,7 @@ static int file_line_done(filesrc *f)
 	else
 		rc = file_add(f, SL_OK, f->line, f->line_len);
 	f->line_len = 0;
+	f->line_bytes = 0;
 	f->line_long = 0;
 	f->line_nul = 0;
 	return rc;
@@ -212,6 +224,7 @@ static int file_feed(filesrc *f, const uint8_t *p, size_t n)
 		}
 		if (!f->line_nul && memchr(p, '\0', seg) != NULL)
 			f->line_nul = 1;
+		f->line_bytes += seg;
 		if (nl == NULL)
 			return 0;
 		if ((rc = file_line_done(f)) != 0)
@@ -222,21 +235,76 @@ static int file_feed(filesrc *f, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Records that everything below `upper` came from the file up to `offset` (line `line`). */
+static int offsets_write(filesrc *f, uint64_t upper, uint64_t offset, uint64_t line)
+{
+	char tmp[4200], path[4200], text[160];
+	if (f->state_dir == NULL)
+		return 0;
+	snprintf(tmp, sizeof(tmp), "%s/.file-offsets.tmp", f->state_dir);
+	snprintf(path, sizeof(path), "%s/file-offsets", f->state_dir);
+	int n = snprintf(text, sizeof(text), "%" PRIu64 " %" PRIu64 " %" PRIu64 "\n%" PRIu64 " %" PRIu64
+	                 " %" PRIu64 "\n", f->prev[0], f->prev[1], f->prev[2], upper, offset, line);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, text, (size_t)n) == n ? 0 : (errno ? -errno : SL_EIO);
+	close(fd);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc == 0) {
+		f->prev[0] = upper;
+		f->prev[1] = offset;
+		f->prev[2] = line;
+	}
+	return rc;
+}
+
+/* Finds where to continue for the durable upper: 0 (offset and line set), or SL_EIO when the
+ * upper has no entry (the state file was lost or belongs to other data). */
+static int offsets_resume(filesrc *f, uint64_t upper)
+{
+	char path[4200];
+	uint64_t e[2][3] = {{0}};
+	if (upper == 0 || f->state_dir == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "%s/file-offsets", f->state_dir);
+	FILE *fp = fopen(path, "r");
+	if (fp == NULL)
+		return SL_EIO;
+	int n = fscanf(fp, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
+	               &e[0][0], &e[0][1], &e[0][2], &e[1][0], &e[1][1], &e[1][2]);
+	fclose(fp);
+	if (n != 6)
+		return SL_EIO;
+	for (int i = 1; i >= 0; i--) {
+		if (e[i][0] == upper) {
+			f->off = e[i][1];
+			f->line_no = e[i][2];
+			memcpy(f->prev, e[i], sizeof(f->prev));
+			return 0;
+		}
+	}
+	return SL_EIO;
+}
+
 /* Appends the batch at time t and advances every worker to t + 1. */
 static int file_flush(filesrc *f, sl_source *src)
 {
-	uint64_t t = 0, u;
+	uint64_t t = SL_TIME_CLOSED, u;
 	uint32_t g, w;
 	size_t i, j;
 	int rc;
 
 	if (f->nitems == 0)
 		return 0;
+	/* The least upper: after a crash between two advances, the workers ahead already have
+	 * this batch (see the top of the file). */
 	for (w = 0; w < f->workers; w++) {
 		u = sl_source_upper(src, w);
 		if (u == SL_TIME_CLOSED)
 			return SL_ECLOSED;
-		if (u > t)
+		if (u < t)
 			t = u;
 	}
 	if (f->ups_cap < f->nitems) {
@@ -251,7 +319,7 @@ static int file_flush(filesrc *f, sl_source *src)
 	for (i = 0; i < f->nitems; i++)
 		f->counts[f->items[i].key]++;
 	for (g = 0; g < 2u * f->workers; g++) {
-		if (f->counts[g] == 0)
+		if (f->counts[g] == 0 || sl_source_upper(src, g / 2u) > t)
 			continue;
 		for (i = 0, j = 0; i < f->nitems; i++) {
 			if (f->items[i].key != g)
@@ -265,6 +333,9 @@ static int file_flush(filesrc *f, sl_source *src)
 		if ((rc = sl_source_append(src, g / 2u, (sl_collection)(g % 2u), f->ups, j)) != 0)
 			return rc;
 	}
+	/* The offset of the last complete line: a partial line at the end is read again. */
+	if ((rc = offsets_write(f, t + 1, f->off - f->line_bytes, f->line_no)) != 0)
+		return rc;
 	for (w = 0; w < f->workers; w++) {
 		if ((rc = sl_source_advance(src, w, t + 1)) != 0)
 			return rc;
@@ -307,6 +378,7 @@ static int file_poll(filesrc *f, sl_source *src)
 		f->off = 0;
 		f->line_no = 0;
 		f->line_len = 0;
+		f->line_bytes = 0;
 		f->line_long = 0;
 		f->line_nul = 0;
 	}
@@ -396,6 +468,23 @@ int sli_file_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *
 	if ((rc = sli_source_register_spec(st, sp, f->workers, 0, &src, err, errlen)) != 0) {
 		file_free(f);
 		return rc;
+	}
+	if (sl_storage_data_dir(st) != NULL) {
+		size_t n = strlen(sl_storage_data_dir(st)) + strlen(sp->name) + 16;
+		if ((f->state_dir = malloc(n)) == NULL)
+			goto err_free;
+		snprintf(f->state_dir, n, "%s/sources/%s", sl_storage_data_dir(st), sp->name);
+		uint64_t upper = SL_TIME_CLOSED;
+		for (uint32_t w = 0; w < f->workers; w++)
+			if (sl_source_upper(src, w) < upper)
+				upper = sl_source_upper(src, w);
+		if (upper != SL_TIME_CLOSED && offsets_resume(f, upper) != 0) {
+			snprintf(err, errlen, "source '%s': %s/file-offsets has no entry for the durable "
+			         "frontier %" PRIu64 ": cannot tell where to continue in %s", sp->name,
+			         f->state_dir, upper, path);
+			file_free(f);
+			return SL_EIO;
+		}
 	}
 	if ((r = sli_runner_new(src)) == NULL)
 		goto err_free;

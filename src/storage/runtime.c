@@ -136,6 +136,11 @@ err_free:
 	return rc;
 }
 
+SL_API const char *sl_storage_data_dir(const sl_storage *st)
+{
+	return st->data_dir;
+}
+
 SL_API int sl_storage_port(const sl_storage *st)
 {
 	return st->port;
