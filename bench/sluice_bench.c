@@ -428,6 +428,9 @@ static void *cons_main(void *arg)
 		case SL_EV_DISCONNECTED:
 			cons_fail(k, ev.code, "disconnected");
 			goto out;
+		case SL_EV_RECONNECTED:
+		case SL_EV_RESNAPSHOT:
+			break; /* storage is in-process here: neither happens */
 		}
 	}
 out:

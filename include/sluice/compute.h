@@ -11,6 +11,23 @@
  *
  * Threads: sl_client_* may be called from any thread.  A queue, and the subscriptions made
  * through it, belong to one thread at a time (the one calling sl_queue_* on it).
+ *
+ * Reconnects: when the connection to storage is lost (EOF, a socket error, no answer to
+ * heartbeats, a fatal Error frame), the runtime connects again by itself, with exponential
+ * backoff (50 ms doubling to 2 s, +-25% jitter), for up to cfg.retry_for_ms; a refused connection
+ * meanwhile is expected (storage restarting).  Subscriptions stay live through the outage, and
+ * sl_subscribe / sl_unsubscribe keep working (a new Subscribe is sent once a connection is back).
+ * On the new connection every queue with a subscription gets SL_EV_RECONNECTED, then every live
+ * subscription is subscribed again from its resume point, the frontier the runtime had received
+ * for it.  Storage sends every update at a time >= that point again, in the same order (its log
+ * order is deterministic, also across a restart on the same data directory); the runtime drops
+ * exactly the updates the worker was already given, and the Progress that re-establishes a
+ * frontier the worker already has.  So the worker sees one stream with no gap, no duplicate, and
+ * a frontier that never goes backwards, as if nothing had happened.  Only when the window runs
+ * out do the queues get SL_EV_DISCONNECTED and every subscription end.  A ListSources or Append
+ * waiting for its answer when the connection is lost fails with SL_EDISCONNECTED (and so does
+ * one made during the outage); an Append that fails that way may or may not have been
+ * committed: its answer was lost.
  */
 #ifndef SLUICE_COMPUTE_H
 #define SLUICE_COMPUTE_H
@@ -37,6 +54,8 @@ typedef struct sl_client_config {
 	int connect_timeout_ms; /* default 5000 */
 	uint32_t heartbeat_ms;  /* Ping an idle connection this often; default 1000 */
 	uint32_t idle_timeout_ms; /* declare the connection dead after this much silence; default 10000 */
+	uint32_t retry_for_ms;  /* keep reconnecting for this long after losing the connection;
+	                           default 30000; 0 = never reconnect: SL_EV_DISCONNECTED at once */
 } sl_client_config;
 
 SL_API void sl_client_config_init(sl_client_config *cfg);
@@ -49,6 +68,14 @@ SL_API int sl_client_open(const sl_client_config *cfg, sl_client **out);
 /* Stops the runtime thread and closes the connection.  Every queue must be closed first.
  * Accepts NULL. */
 SL_API void sl_client_close(sl_client *c);
+
+/* The session and epoch of the storage server's Hello on the current connection (or the last
+ * one, during an outage), and how many times the client has connected again since
+ * sl_client_open.  A session that changed across a reconnect means a restarted storage process;
+ * an epoch that changed, a restart on the same data directory.  Any out pointer may be NULL.
+ * 0, or SL_EARG. */
+SL_API int sl_client_server(sl_client *c, uint64_t *session, uint64_t *epoch,
+                            uint64_t *reconnects);
 
 /* One source as reported by ListSources. Owned by the array from sl_client_list_sources. */
 typedef struct sl_source_info {
@@ -89,7 +116,8 @@ SL_API int sl_queue_fd(const sl_queue *q);
 /* Subscribes (dataflow, source, worker) for this queue, starting at `from` (0 = everything).
  * Returns at once: storage's answer arrives as SL_EV_SUBSCRIBED or SL_EV_SUBSCRIBE_ERROR.
  * *out is written on success.  Errors: SL_EDUPLICATE when this client already subscribed the
- * same triple. */
+ * same triple; SL_EDISCONNECTED once the connection is lost for good.  During an outage inside
+ * the retry window it succeeds, and the Subscribe is sent when a connection is back. */
 SL_API int sl_subscribe(sl_queue *q, uint64_t dataflow, uint64_t source, uint32_t worker,
                         uint64_t from, sl_sub *out);
 
@@ -102,7 +130,18 @@ typedef enum sl_event_kind {
 	SL_EV_SUBSCRIBE_ERROR, /* storage refused: code and message are set; the sub has ended */
 	SL_EV_MESSAGES,        /* updates at one time: iterate with sl_event_updates */
 	SL_EV_PROGRESS,        /* frontier changes: iterate with sl_event_changes */
-	SL_EV_DISCONNECTED,    /* the connection to storage was lost: code, message; every sub ended */
+	SL_EV_DISCONNECTED,    /* the connection to storage was lost (after the retry window, if
+	                          any): code, message; every sub ended */
+	SL_EV_RECONNECTED,     /* the runtime connected to storage again and is resuming this
+	                          queue's subscriptions: session and epoch of the server's Hello
+	                          (compare with an earlier one to tell a restarted process); sub is
+	                          0.  Informational: nothing to do, the streams go on seamlessly */
+	SL_EV_RESNAPSHOT,      /* a resumed subscription restarts from a consolidated snapshot at
+	                          `since` (its resume point was before storage's compaction frontier):
+	                          the worker must discard what it built from this subscription's
+	                          earlier updates and rebuild from the MESSAGES that follow (the
+	                          snapshot, all at time `since`, then the stream from there).  The
+	                          frontier does not go backwards.  (Storage does not compact yet.) */
 } sl_event_kind;
 
 typedef struct sl_event {
@@ -117,10 +156,12 @@ typedef struct sl_event {
 	sl_bytes body;            /* MESSAGES/PROGRESS: encoded updates/changes (for the iterators) */
 	uint64_t frontier;        /* the subscription's frontier after this event: the minimum over
 	                             its ok and err collections; SL_TIME_CLOSED once closed */
-	uint64_t since;           /* SUBSCRIBED */
+	uint64_t since;           /* SUBSCRIBED, RESNAPSHOT */
 	uint64_t upper;           /* SUBSCRIBED */
 	int code;                 /* SUBSCRIBE_ERROR, DISCONNECTED */
 	const char *message;      /* SUBSCRIBE_ERROR, DISCONNECTED */
+	uint64_t session;         /* RECONNECTED: the server's session */
+	uint64_t epoch;           /* RECONNECTED: the server's epoch */
 } sl_event;
 
 /* Waits up to timeout_ms (-1 = forever, 0 = don't wait) for the next event of q.  Returns 1 with

@@ -60,6 +60,9 @@ static const char usage_tail[] =
 	"  --progress           print progress lines\n"
 	"  --consolidate        print nothing while running; at the end print 'ok ROW COUNT' lines,\n"
 	"                       then 'err MESSAGE COUNT' lines, sorted by row, zero counts left out\n"
+	"  --retry-for S        after losing the connection, reconnect and resume for up to S\n"
+	"                       seconds (default 30; 0 = give up at once); the output is the same\n"
+	"                       as without the outage\n"
 	"Without --until it runs until the source closes or SIGINT/SIGTERM.\n";
 
 static const char usage_sources[] =
@@ -104,8 +107,9 @@ static uint64_t now_ms(void)
 }
 
 /* Connects, retrying a refused connection for about CONNECT_RETRY_MS (the server may be
- * starting).  Prints the one-line error itself.  0 or the error. */
-static int connect_server(const char *server, sl_client **out)
+ * starting).  Once connected, a lost connection is retried for retry_for_ms (the client
+ * runtime's reconnects).  Prints the one-line error itself.  0 or the error. */
+static int connect_server_retry(const char *server, uint32_t retry_for_ms, sl_client **out)
 {
 	sl_client_config cfg;
 	uint64_t deadline = now_ms() + CONNECT_RETRY_MS;
@@ -113,6 +117,7 @@ static int connect_server(const char *server, sl_client **out)
 
 	sl_client_config_init(&cfg);
 	cfg.server = server;
+	cfg.retry_for_ms = retry_for_ms;
 	for (;;) {
 		rc = sl_client_open(&cfg, out);
 		if (rc != -ECONNREFUSED || now_ms() >= deadline)
@@ -124,6 +129,14 @@ static int connect_server(const char *server, sl_client **out)
 	if (rc != 0)
 		fprintf(stderr, "sluice: cannot connect to %s: %s\n", server, sl_strerror(rc));
 	return rc;
+}
+
+static int connect_server(const char *server, sl_client **out)
+{
+	sl_client_config cfg;
+
+	sl_client_config_init(&cfg);
+	return connect_server_retry(server, cfg.retry_for_ms, out);
 }
 
 /* Finds SOURCE by name.  Prints the error itself.  0 with *infos (free with sl_source_info_free)
@@ -398,7 +411,7 @@ static int cmd_tail(int argc, char **argv)
 {
 	static const cli_opt opts[] = {
 		{"server", 1},   {"from", 1},        {"until", 1}, {"progress", 0},
-		{"consolidate", 0}, {"help", 0}, {NULL, 0},
+		{"consolidate", 0}, {"retry-for", 1}, {"help", 0}, {NULL, 0},
 	};
 	tail t;
 	const cli_opt *opt;
@@ -415,7 +428,7 @@ static int cmd_tail(int argc, char **argv)
 	sigset_t sigs;
 	struct pollfd pfd[2];
 	struct signalfd_siginfo si;
-	uint32_t w;
+	uint32_t w, retry_for_ms = 30000;
 	int k, rc, status = 0, done = 0, n;
 
 	memset(&t, 0, sizeof(t));
@@ -450,6 +463,15 @@ static int cmd_tail(int argc, char **argv)
 			t.progress = 1;
 		} else if (strcmp(opt->name, "consolidate") == 0) {
 			t.consolidate = 1;
+		} else if (strcmp(opt->name, "retry-for") == 0) {
+			char *end;
+			double sec = strtod(val, &end);
+
+			if (end == val || *end != '\0' || !(sec >= 0) || sec > 4000000.0) {
+				snprintf(err, sizeof(err), "--retry-for %s is not a number of seconds", val);
+				return bad_args("tail", err);
+			}
+			retry_for_ms = (uint32_t)(sec * 1000.0 + 0.5);
 		}
 	}
 	if (t.name == NULL)
@@ -473,7 +495,7 @@ static int cmd_tail(int argc, char **argv)
 		return 1;
 	}
 
-	if (connect_server(t.server, &c) != 0) {
+	if (connect_server_retry(t.server, retry_for_ms, &c) != 0) {
 		status = 1;
 		goto out;
 	}

@@ -10,6 +10,14 @@
  * Hot path: one read() fills a large buffer with many frames; each Data frame's events are copied
  * once into one queue item; nothing here touches individual updates.  Output frames (credits,
  * pongs, subscribes) accumulate in one reused buffer, written once per loop iteration.
+ *
+ * Reconnects: when the connection is lost and cfg.retry_for_ms > 0, the runtime parks every live
+ * subscription and tries to connect again, with exponential backoff (RETRY_MIN_MS doubling to
+ * RETRY_MAX_MS, +-25% jitter) for up to retry_for_ms; refused connections are expected meanwhile.
+ * Connecting and the Hello exchange run on the loop (non-blocking), so commands from workers are
+ * still taken during an outage.  Once a server answers Hello, every queue with a subscription
+ * gets RECONNECTED and every parked subscription is subscribed again from its resume point.
+ * Only when the window runs out do the queues get DISCONNECTED.
  */
 #include "compute/runtime.h"
 
@@ -20,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +39,9 @@
 #define RBUF_INITIAL (256u << 10)
 #define WINDOW_DEFAULT (256u << 10)
 #define WINDOW_MIN (128u << 10)
+#define RETRY_FOR_DEFAULT 30000u
+#define RETRY_MIN_MS 50u
+#define RETRY_MAX_MS 2000u
 
 static _Thread_local char last_error[512];
 
@@ -54,6 +67,22 @@ void sl_client_config_init(sl_client_config *cfg)
 	cfg->connect_timeout_ms = 5000;
 	cfg->heartbeat_ms = 1000;
 	cfg->idle_timeout_ms = 10000;
+	cfg->retry_for_ms = RETRY_FOR_DEFAULT;
+}
+
+int sl_client_server(sl_client *c, uint64_t *session, uint64_t *epoch, uint64_t *reconnects)
+{
+	if (c == NULL)
+		return SL_EARG;
+	pthread_mutex_lock(&c->mu);
+	if (session)
+		*session = c->srv_session;
+	if (epoch)
+		*epoch = c->srv_epoch;
+	if (reconnects)
+		*reconnects = c->reconnects;
+	pthread_mutex_unlock(&c->mu);
+	return 0;
 }
 
 /* ---- the triple registry (c->mu) ---- */
@@ -246,11 +275,39 @@ static sli_csub *handle_get(sl_client *c, uint32_t h)
 	return h < c->nslots ? c->slots[h] : NULL;
 }
 
-/* The runtime's last act on s: frees its handle and hands the runtime's reference to the queue
- * in a RELEASE item, behind every item pushed for s before. */
+static void park(sl_client *c, sli_csub *s, int rstate)
+{
+	s->rstate = rstate;
+	s->pprev = NULL;
+	s->pnext = c->parked;
+	if (c->parked)
+		c->parked->pprev = s;
+	c->parked = s;
+}
+
+static void unpark(sl_client *c, sli_csub *s)
+{
+	if (s->pprev)
+		s->pprev->pnext = s->pnext;
+	else
+		c->parked = s->pnext;
+	if (s->pnext)
+		s->pnext->pprev = s->pprev;
+	s->pnext = s->pprev = NULL;
+}
+
+static int is_parked(const sli_csub *s)
+{
+	return s->rstate == SLI_R_PARKED || s->rstate == SLI_R_DONE;
+}
+
+/* The runtime's last act on s: frees its handle (or takes it off the parked list) and hands the
+ * runtime's reference to the queue in a RELEASE item, behind every item pushed for s before. */
 static void release(sl_client *c, sli_csub *s)
 {
-	if (s->rstate != SLI_R_NEW && s->handle < c->nslots && c->slots[s->handle] == s) {
+	if (is_parked(s))
+		unpark(c, s);
+	else if (s->rstate != SLI_R_NEW && s->handle < c->nslots && c->slots[s->handle] == s) {
 		c->slots[s->handle] = NULL;
 		c->freeh[c->nfree++] = s->handle;
 	}
@@ -261,22 +318,63 @@ static void release(sl_client *c, sli_csub *s)
 	sli_queue_push(s->q, it);
 }
 
-/* Walks validated events and folds their Progress into the runtime's own copy of the frontier
- * (the resume point for a reconnect).  Per event, not per update. */
-static void fold_progress(sli_frontier *f, sl_bytes ev)
+/* Sends s's Subscribe on the current connection: from its `from` the first time, from its resume
+ * point after a reconnect.  A subscription whose frontier closed needs nothing more and is parked
+ * as DONE.  0, or SL_ENOMEM (s is then still the caller's to end). */
+static int subscribe_wire(sl_client *c, sli_csub *s)
 {
-	const uint8_t *p = ev.ptr, *end = ev.ptr + ev.len;
-	while (p < end) {
-		if (*p == SLI_EV_MESSAGES) {
-			p += SLI_MESSAGES_HDR + (size_t)sli_get_u32(p + 13);
-			continue;
+	uint64_t from = s->from;
+	uint32_t h;
+	if (s->acked) {
+		uint64_t a = sli_replay_frontier(&s->rp[SL_OK]), b = sli_replay_frontier(&s->rp[SL_ERR]);
+		uint64_t f = a < b ? a : b;
+		if (f == SL_TIME_CLOSED) {
+			park(c, s, SLI_R_DONE);
+			return 0;
 		}
-		uint32_t n = sli_get_u32(p + 1);
-		p += 5;
-		for (uint32_t i = 0; i < n; i++, p += SLI_CHANGE_SIZE)
-			sli_frontier_update(f, sli_get_u64(p), (int64_t)sli_get_u64(p + 8));
+		/* never before the original `from`: storage would send times the worker never had */
+		if (f > from)
+			from = f;
 	}
+	if (handle_alloc(c, &h) != 0)
+		return SL_ENOMEM;
+	if (s->acked) {
+		sli_replay_rewind(&s->rp[SL_OK]);
+		sli_replay_rewind(&s->rp[SL_ERR]);
+	}
+	c->slots[h] = s;
+	s->handle = h;
+	s->gen++;
+	s->rstate = SLI_R_SUBSCRIBING;
+	sli_frame f;
+	memset(&f, 0, sizeof(f));
+	f.type = SLI_SUBSCRIBE;
+	f.u.subscribe = (sli_subscribe){.handle = h, .dataflow = s->dataflow, .source = s->source,
+	                                .worker = s->worker, .from = from, .credit = c->cfg.window};
+	send_frame(c, &f);
+	return 0;
 }
+
+/* ---- runtime thread: requests that cannot be answered ---- */
+
+/* Fails the ListSources a caller waits for, if it is seq. */
+static void fail_list(sl_client *c, uint64_t seq)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->list_wait == seq && !c->list_done) {
+		c->list_rc = SL_EDISCONNECTED;
+		c->list_out = NULL;
+		c->list_n = 0;
+		c->list_done = 1;
+		pthread_cond_broadcast(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void on_append_answer(sl_client *c, uint64_t batch, int rc, uint64_t time, sl_bytes msg);
+
+static const char append_lost_msg[] = "the connection to storage was lost before the batch was "
+                                      "answered: it may or may not have been committed";
 
 /* ---- runtime thread: commands ---- */
 
@@ -286,10 +384,14 @@ static void run_cmd(sl_client *c, sli_cmd *cmd)
 	sli_frame f;
 	memset(&f, 0, sizeof(f));
 	switch (cmd->kind) {
-	case SLI_CMD_SUB: {
+	case SLI_CMD_SUB:
 		/* the command's reference becomes the runtime's */
-		uint32_t h;
-		if (!c->connected || handle_alloc(c, &h) != 0) {
+		if (!c->connected && (!c->dead || c->losing)) {
+			/* an outage (or the end of one): subscribed when a connection is back */
+			park(c, s, SLI_R_PARKED);
+			break;
+		}
+		if (!c->connected || subscribe_wire(c, s) != 0) {
 			sli_qitem *it = c->connected
 			                    ? msg_item(SLI_QI_SUBERR, s, SL_ENOMEM, "out of memory", 13)
 			                    : msg_item(SLI_QI_DISCONNECTED, NULL, c->dead_code,
@@ -297,18 +399,8 @@ static void run_cmd(sl_client *c, sli_cmd *cmd)
 			if (it)
 				sli_queue_push(s->q, it);
 			release(c, s);
-			break;
 		}
-		c->slots[h] = s;
-		s->handle = h;
-		s->rstate = SLI_R_SUBSCRIBING;
-		f.type = SLI_SUBSCRIBE;
-		f.u.subscribe = (sli_subscribe){.handle = h, .dataflow = s->dataflow, .source = s->source,
-		                                .worker = s->worker, .from = s->from,
-		                                .credit = c->cfg.window};
-		send_frame(c, &f);
 		break;
-	}
 	case SLI_CMD_UNSUB:
 		if (s->rstate == SLI_R_SUBSCRIBING || s->rstate == SLI_R_LIVE) {
 			s->rstate = SLI_R_UNSUBSCRIBING;
@@ -316,11 +408,15 @@ static void run_cmd(sl_client *c, sli_cmd *cmd)
 			f.u.unsubscribe = (sli_unsubscribe){.dataflow = s->dataflow, .source = s->source,
 			                                    .worker = s->worker};
 			send_frame(c, &f);
+		} else if (is_parked(s)) {
+			/* nothing of it is on the wire: storage holds nothing for it */
+			release(c, s);
 		}
 		sli_csub_unref(s);
 		break;
 	case SLI_CMD_CREDIT:
-		if (s->rstate == SLI_R_SUBSCRIBING || s->rstate == SLI_R_LIVE) {
+		/* bytes of an older connection are not owed to the new one */
+		if ((s->rstate == SLI_R_SUBSCRIBING || s->rstate == SLI_R_LIVE) && cmd->gen == s->gen) {
 			f.type = SLI_CREDIT;
 			f.u.credit = (sli_credit){.handle = s->handle, .bytes = cmd->bytes};
 			send_frame(c, &f);
@@ -340,16 +436,22 @@ static void run_cmd(sl_client *c, sli_cmd *cmd)
 			c->list_tail = cmd;
 			return;
 		}
+		fail_list(c, cmd->seq);
 		break;
 	case SLI_CMD_APPEND:
 		if (c->connected) {
 			if (sli_buf_reserve(&c->out, cmd->frames.len) != 0) {
-				conn_lost(c, SL_ENOMEM, "out of memory queueing an Append");
+				on_append_answer(c, cmd->seq, SL_ENOMEM, 0, (sl_bytes){0});
 				break;
 			}
 			memcpy(c->out.ptr + c->out.len, cmd->frames.ptr, cmd->frames.len);
 			c->out.len += cmd->frames.len;
+			c->append_inflight = cmd->seq;
+			break;
 		}
+		/* never sent: certainly not committed */
+		on_append_answer(c, cmd->seq, SL_EDISCONNECTED, 0,
+		                 (sl_bytes){(const uint8_t *)"not connected to storage", 24});
 		break;
 	}
 	sli_cmd_free(cmd);
@@ -375,19 +477,43 @@ static void on_wake(sli_loop *l, void *arg)
 
 /* ---- runtime thread: losing the connection ---- */
 
-static void conn_lost(sl_client *c, int code, const char *fmt, ...)
+/* Closes the socket (connected or still connecting) and forgets its buffers. */
+static void close_socket(sl_client *c)
 {
-	char msg[256];
-	va_list ap;
-	if (!c->connected || c->losing)
-		return;
-	c->losing = 1;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	if (c->fd >= 0) {
+		sli_loop_del(c->loop, c->fd);
+		close(c->fd);
+		c->fd = -1;
+	}
+	c->connected = 0;
+	c->want_write = 0;
+	c->out.len = 0;
+	c->rlen = 0;
+}
 
-	/* From here no Subscribe can be posted; the ones already posted are run (their frames go
-	 * nowhere) so that they end with everything else. */
+/* Fails every request sent on the connection just lost: their answers will never come. */
+static void fail_inflight(sl_client *c)
+{
+	for (sli_cmd *cmd = c->list_head, *nx; cmd; cmd = nx) {
+		nx = cmd->next;
+		fail_list(c, cmd->seq);
+		sli_cmd_free(cmd);
+	}
+	c->list_head = c->list_tail = NULL;
+	if (c->append_inflight) {
+		on_append_answer(c, c->append_inflight, SL_EDISCONNECTED, 0,
+		                 (sl_bytes){(const uint8_t *)append_lost_msg, sizeof(append_lost_msg) - 1});
+		c->append_inflight = 0;
+	}
+}
+
+/* The end: no more reconnects.  One Disconnected per queue that still has a subscription its
+ * worker sees, then every subscription ends. */
+static void die(sl_client *c, int code, const char *msg)
+{
+	c->losing = 1;
+	/* From here no Subscribe can be posted; the ones already posted are run (they are parked)
+	 * so that they end with everything else. */
 	pthread_mutex_lock(&c->mu);
 	c->dead = 1;
 	c->dead_code = code;
@@ -396,24 +522,14 @@ static void conn_lost(sl_client *c, int code, const char *fmt, ...)
 	c->cmd_head = c->cmd_tail = NULL;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
+	close_socket(c);
+	c->phase = SLI_PH_DEAD;
 	for (sli_cmd *nx; cmds; cmds = nx) {
 		nx = cmds->next;
 		run_cmd(c, cmds);
 	}
+	fail_inflight(c);
 
-	c->connected = 0;
-	sli_loop_del(c->loop, c->fd);
-	close(c->fd);
-	c->fd = -1;
-	c->out.len = 0;
-	c->rlen = 0;
-	for (sli_cmd *cmd = c->list_head, *nx; cmd; cmd = nx) {
-		nx = cmd->next;
-		sli_cmd_free(cmd);
-	}
-	c->list_head = c->list_tail = NULL;
-
-	/* One Disconnected per queue that still has a subscription its worker sees... */
 	for (uint32_t h = 0; h < c->nslots; h++) {
 		sli_csub *s = c->slots[h];
 		if (s && s->rstate != SLI_R_UNSUBSCRIBING && !s->q->disc_mark) {
@@ -423,7 +539,14 @@ static void conn_lost(sl_client *c, int code, const char *fmt, ...)
 				sli_queue_push(s->q, it);
 		}
 	}
-	/* ...then every subscription ends. */
+	for (sli_csub *s = c->parked; s; s = s->pnext) {
+		if (!s->q->disc_mark) {
+			sli_qitem *it = msg_item(SLI_QI_DISCONNECTED, NULL, code, msg, strlen(msg));
+			s->q->disc_mark = 1;
+			if (it)
+				sli_queue_push(s->q, it);
+		}
+	}
 	for (uint32_t h = 0; h < c->nslots; h++) {
 		sli_csub *s = c->slots[h];
 		if (s) {
@@ -431,7 +554,108 @@ static void conn_lost(sl_client *c, int code, const char *fmt, ...)
 			release(c, s);
 		}
 	}
+	while (c->parked) {
+		c->parked->q->disc_mark = 0;
+		release(c, c->parked);
+	}
 	c->losing = 0;
+}
+
+static uint64_t rng_next(sl_client *c)
+{
+	/* xorshift64*: jitter only */
+	c->rng ^= c->rng >> 12;
+	c->rng ^= c->rng << 25;
+	c->rng ^= c->rng >> 27;
+	return c->rng * 0x2545F4914F6CDD1Dull;
+}
+
+static void arm_timer(sl_client *c, uint64_t delay_ms)
+{
+	struct itimerspec its;
+	memset(&its, 0, sizeof(its));
+	if (delay_ms == 0)
+		delay_ms = 1; /* 0 would disarm */
+	its.it_value.tv_sec = (time_t)(delay_ms / 1000);
+	its.it_value.tv_nsec = (long)(delay_ms % 1000) * 1000000L;
+	timerfd_settime(c->timerfd, 0, &its, NULL);
+}
+
+/* Waits before the next attempt: RETRY_MIN_MS doubling up to RETRY_MAX_MS, +-25% jitter, and
+ * never past the end of the window (where the timer gives up). */
+static void schedule_attempt(sl_client *c)
+{
+	uint64_t delay = RETRY_MIN_MS;
+	for (uint32_t i = 0; i < c->attempts && delay < RETRY_MAX_MS; i++)
+		delay *= 2;
+	if (delay > RETRY_MAX_MS)
+		delay = RETRY_MAX_MS;
+	delay = delay * 3 / 4 + rng_next(c) % (delay / 2 + 1);
+	c->attempts++;
+	uint64_t now = sli_now_ms(), end = c->outage_start + c->cfg.retry_for_ms;
+	if (now + delay > end)
+		delay = end > now ? end - now : 0;
+	c->phase = SLI_PH_WAIT;
+	arm_timer(c, delay);
+}
+
+static void give_up(sl_client *c, int last_rc)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s (no connection again within %u ms; last attempt: %s)",
+	         c->lost_msg, c->cfg.retry_for_ms, sl_strerror(last_rc));
+	die(c, c->lost_code, msg);
+}
+
+/* An attempt to connect again failed: wait and try again, or give up. */
+static void attempt_failed(sl_client *c, int rc)
+{
+	close_socket(c);
+	c->last_attempt_rc = rc;
+	if (sli_now_ms() >= c->outage_start + c->cfg.retry_for_ms)
+		give_up(c, rc);
+	else
+		schedule_attempt(c);
+}
+
+/* The connection is gone but may come back: every live subscription is parked (those being
+ * unsubscribed end: storage dropped them with the connection), the requests in flight fail,
+ * and the first attempt to connect again is scheduled. */
+static void outage_begin(sl_client *c, int code, const char *msg)
+{
+	close_socket(c);
+	c->lost_code = code;
+	snprintf(c->lost_msg, sizeof(c->lost_msg), "%s", msg);
+	c->outage_start = sli_now_ms();
+	c->attempts = 0;
+	fail_inflight(c);
+	for (uint32_t h = 0; h < c->nslots; h++) {
+		sli_csub *s = c->slots[h];
+		if (s == NULL)
+			continue;
+		c->slots[h] = NULL;
+		c->freeh[c->nfree++] = h;
+		if (s->rstate == SLI_R_UNSUBSCRIBING)
+			release(c, s);
+		else
+			park(c, s, SLI_R_PARKED);
+	}
+	schedule_attempt(c);
+}
+
+static void conn_lost(sl_client *c, int code, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+	if (!c->connected || c->losing)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->cfg.retry_for_ms == 0)
+		die(c, code, msg);
+	else
+		outage_begin(c, code, msg);
 }
 
 /* ---- runtime thread: input ---- */
@@ -511,14 +735,40 @@ static void on_data(sl_client *c, const sli_data *d)
 	sli_csub *s = handle_get(c, d->handle);
 	if (s == NULL || (s->rstate != SLI_R_SUBSCRIBING && s->rstate != SLI_R_LIVE))
 		return; /* unsubscribed by its worker: dropped */
-	fold_progress(d->collection == SL_OK ? &s->rok : &s->rerr, d->events);
-	sli_qitem *it = sli_qitem_new(SLI_QI_DATA, s, d->events.len);
+	sli_replay *r = &s->rp[d->collection == SL_OK ? SL_OK : SL_ERR];
+	int clean = sli_replay_clean(r);
+	size_t len = d->events.len;
+	sli_qitem *it = sli_qitem_new(SLI_QI_DATA, s, clean ? len : sli_replay_bound(r, d->events));
 	if (it == NULL) {
 		conn_lost(c, SL_ENOMEM, "out of memory queueing a Data frame");
 		return;
 	}
-	memcpy(it->data, d->events.ptr, d->events.len);
+	int rc;
+	if (clean) {
+		rc = sli_replay_pass(r, d->events);
+		memcpy(it->data, d->events.ptr, len);
+	} else {
+		/* a resumed stream: drop what the worker already has */
+		rc = sli_replay_filter(r, d->events, it->data, &len);
+	}
+	if (rc != 0) {
+		free(it);
+		conn_lost(c, rc, "out of memory accounting a Data frame");
+		return;
+	}
+	if (len < d->events.len) {
+		/* the worker never sees (so never grants) what was dropped: grant it here */
+		sli_frame f = {.type = SLI_CREDIT};
+		f.u.credit = (sli_credit){.handle = s->handle, .bytes = d->events.len - len};
+		send_frame(c, &f);
+	}
+	if (len == 0) {
+		free(it);
+		return;
+	}
+	it->len = len;
 	it->collection = d->collection;
+	it->gen = s->gen;
 	sli_queue_push(s->q, it);
 }
 
@@ -540,14 +790,27 @@ static void on_frame(sl_client *c, const sli_frame *f)
 	case SLI_SUBSCRIBE_OK:
 		s = handle_get(c, f->u.subscribe_ok.handle);
 		if (s && s->rstate == SLI_R_SUBSCRIBING) {
-			sli_qitem *it = sli_qitem_new(SLI_QI_SUBSCRIBED, s, 0);
+			const sli_subscribe_ok *ok = &f->u.subscribe_ok;
+			sli_qitem *it = NULL;
 			s->rstate = SLI_R_LIVE;
+			if (!s->acked) {
+				it = sli_qitem_new(SLI_QI_SUBSCRIBED, s, 0);
+			} else if (ok->flags & SLI_SUBOK_SNAPSHOT) {
+				/* the history the worker had is compacted away: it gets a consolidated
+				 * snapshot instead, nothing of which is a duplicate */
+				it = sli_qitem_new(SLI_QI_RESNAPSHOT, s, 0);
+				sli_replay_forget(&s->rp[SL_OK]);
+				sli_replay_forget(&s->rp[SL_ERR]);
+			} else {
+				break; /* resumed: the worker had its SUBSCRIBED */
+			}
+			s->acked = 1;
 			if (it == NULL) {
 				conn_lost(c, SL_ENOMEM, "out of memory");
 				return;
 			}
-			it->since = f->u.subscribe_ok.since;
-			it->upper = f->u.subscribe_ok.upper;
+			it->since = ok->since;
+			it->upper = ok->upper;
 			sli_queue_push(s->q, it);
 		}
 		break;
@@ -581,9 +844,13 @@ static void on_frame(sl_client *c, const sli_frame *f)
 		on_sources(c, &f->u.sources);
 		break;
 	case SLI_APPEND_OK:
+		if (c->append_inflight == f->u.append_ok.batch)
+			c->append_inflight = 0;
 		on_append_answer(c, f->u.append_ok.batch, 0, f->u.append_ok.time, (sl_bytes){0});
 		break;
 	case SLI_APPEND_ERROR:
+		if (c->append_inflight == f->u.append_error.batch)
+			c->append_inflight = 0;
 		on_append_answer(c, f->u.append_error.batch,
 		                 f->u.append_error.code ? f->u.append_error.code : SL_EREJECTED, 0,
 		                 f->u.append_error.message);
@@ -630,9 +897,199 @@ static void parse_frames(sl_client *c)
 	}
 }
 
+/* ---- runtime thread: connecting again ---- */
+
+static void encode_hello(sl_client *c, sli_frame *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->type = SLI_HELLO;
+	f->u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION,
+	                         .session = c->session, .epoch = 0,
+	                         .name = {(const uint8_t *)"libsluice", 9}};
+}
+
+/* A server answered Hello on the new connection: resume everything. */
+static void conn_up(sl_client *c, const sli_hello *h, size_t consumed)
+{
+	pthread_mutex_lock(&c->mu);
+	c->srv_session = h->session;
+	c->srv_epoch = h->epoch;
+	c->reconnects++;
+	pthread_mutex_unlock(&c->mu);
+	memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
+	c->rlen -= consumed;
+	c->connected = 1;
+	c->phase = SLI_PH_UP;
+	c->attempts = 0;
+	c->last_rx = c->last_ping = sli_now_ms();
+	c->want_write = 0;
+	sli_loop_mod(c->loop, c->fd, SLI_READ);
+
+	/* One Reconnected per queue with a subscription, ahead of everything resumed... */
+	for (sli_csub *s = c->parked; s; s = s->pnext) {
+		if (s->q->disc_mark)
+			continue;
+		s->q->disc_mark = 1;
+		sli_qitem *it = sli_qitem_new(SLI_QI_RECONNECTED, NULL, 0);
+		if (it) {
+			it->since = h->session;
+			it->upper = h->epoch;
+			sli_queue_push(s->q, it);
+		}
+	}
+	for (sli_csub *s = c->parked; s; s = s->pnext)
+		s->q->disc_mark = 0;
+	/* ...then every parked subscription is subscribed again (or parked as DONE). */
+	sli_csub *list = c->parked;
+	c->parked = NULL;
+	for (sli_csub *s = list, *nx; s; s = nx) {
+		nx = s->pnext;
+		s->pnext = s->pprev = NULL;
+		if (s->rstate == SLI_R_DONE) {
+			park(c, s, SLI_R_DONE);
+			continue;
+		}
+		if (subscribe_wire(c, s) != 0) {
+			sli_qitem *it = msg_item(SLI_QI_SUBERR, s, SL_ENOMEM, "out of memory", 13);
+			if (it)
+				sli_queue_push(s->q, it);
+			s->rstate = SLI_R_NEW; /* on no list, holding no handle */
+			release(c, s);
+		}
+	}
+	/* frames that came right behind the Hello */
+	parse_frames(c);
+}
+
+/* The non-blocking connect and Hello exchange of a new connection. */
+static void hello_io(sl_client *c, uint32_t events)
+{
+	sli_frame f;
+	if (c->phase == SLI_PH_CONNECTING) {
+		int err = 0;
+		socklen_t el = sizeof(err);
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+			err = errno;
+		if (err != 0) {
+			attempt_failed(c, -err);
+			return;
+		}
+		if (!(events & SLI_WRITE))
+			return; /* still connecting */
+		sli_set_nodelay(c->fd);
+		encode_hello(c, &f);
+		if (sli_frame_encode(&c->out, &f) != 0) {
+			attempt_failed(c, SL_ENOMEM);
+			return;
+		}
+		c->phase = SLI_PH_HELLO;
+	}
+	while (c->out.len > 0) {
+		ssize_t n = send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
+		if (n > 0) {
+			sli_buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		attempt_failed(c, n < 0 ? -errno : SL_EDISCONNECTED);
+		return;
+	}
+	sli_loop_mod(c->loop, c->fd, c->out.len > 0 ? SLI_READ | SLI_WRITE : SLI_READ);
+	for (;;) {
+		ssize_t r = sli_frame_decode(c->rbuf, c->rlen, c->cfg.max_frame, &f);
+		if (r < 0) {
+			attempt_failed(c, (int)r);
+			return;
+		}
+		if (r > 0) {
+			if (f.type == SLI_ERROR)
+				attempt_failed(c, f.u.error.code ? f.u.error.code : SL_EPROTO);
+			else if (f.type != SLI_HELLO || f.u.hello.magic != SLI_MAGIC)
+				attempt_failed(c, SL_EPROTO);
+			else if (f.u.hello.version != SLI_PROTO_VERSION)
+				attempt_failed(c, SL_EVERSION);
+			else
+				conn_up(c, &f.u.hello, (size_t)r);
+			return;
+		}
+		if (c->rlen == c->rcap) {
+			attempt_failed(c, SL_EPROTO); /* a Hello larger than the read buffer */
+			return;
+		}
+		ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+		} else if (n == 0) {
+			attempt_failed(c, SL_EDISCONNECTED);
+			return;
+		} else if (errno != EINTR) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				attempt_failed(c, -errno);
+			return;
+		}
+	}
+}
+
+static void on_io(sli_loop *l, int fd, uint32_t events, void *arg);
+
+/* Starts one attempt: a non-blocking connect, finished in hello_io. */
+static void try_connect(sl_client *c)
+{
+	struct sockaddr_in sa;
+	int rc, fd;
+	if ((rc = sli_parse_hostport(c->server, &sa)) != 0) {
+		attempt_failed(c, rc);
+		return;
+	}
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+		attempt_failed(c, -errno);
+		return;
+	}
+	if ((rc = sli_loop_add(c->loop, fd, SLI_READ | SLI_WRITE, on_io, c)) != 0) {
+		close(fd);
+		attempt_failed(c, rc);
+		return;
+	}
+	c->fd = fd;
+	c->rlen = 0;
+	c->out.len = 0;
+	c->phase = SLI_PH_CONNECTING;
+	/* an attempt does not outlive the window by more than a last chance */
+	uint64_t now = sli_now_ms(), end = c->outage_start + c->cfg.retry_for_ms;
+	c->attempt_deadline = now + (uint64_t)c->cfg.connect_timeout_ms;
+	if (c->attempt_deadline > end + RETRY_MIN_MS)
+		c->attempt_deadline = end + RETRY_MIN_MS;
+	/* refused at once on loopback; otherwise writability (or an error) reports the outcome */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
+		attempt_failed(c, -errno);
+}
+
+static void on_timer(sli_loop *l, int fd, uint32_t events, void *arg)
+{
+	sl_client *c = arg;
+	uint64_t v;
+	ssize_t r = read(fd, &v, sizeof(v));
+	(void)r;
+	if (c->phase != SLI_PH_WAIT)
+		return;
+	if (sli_now_ms() >= c->outage_start + c->cfg.retry_for_ms)
+		give_up(c, c->last_attempt_rc);
+	else
+		try_connect(c);
+}
+
+/* ---- runtime thread: the connection's readiness ---- */
+
 static void on_io(sli_loop *l, int fd, uint32_t events, void *arg)
 {
 	sl_client *c = arg;
+	if (c->phase == SLI_PH_CONNECTING || c->phase == SLI_PH_HELLO) {
+		hello_io(c, events);
+		return;
+	}
 	if (events & SLI_WRITE)
 		flush(c);
 	if (!(events & SLI_READ))
@@ -665,6 +1122,11 @@ static void on_tick(sli_loop *l, void *arg)
 {
 	sl_client *c = arg;
 	uint64_t now = sli_now_ms();
+	if ((c->phase == SLI_PH_CONNECTING || c->phase == SLI_PH_HELLO) &&
+	    now >= c->attempt_deadline) {
+		attempt_failed(c, SL_ETIMEDOUT);
+		return;
+	}
 	if (!c->connected)
 		return;
 	if (now - c->last_rx >= c->cfg.idle_timeout_ms) {
@@ -712,13 +1174,9 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 static int handshake(sl_client *c)
 {
 	uint64_t deadline = sli_now_ms() + (uint64_t)c->cfg.connect_timeout_ms;
-	uint64_t session = 0;
-	sli_frame f = {.type = SLI_HELLO};
+	sli_frame f;
 	int rc;
-	if (getrandom(&session, sizeof(session), 0) != sizeof(session))
-		session = sli_now_ms() ^ ((uint64_t)getpid() << 32);
-	f.u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION, .session = session,
-	                        .epoch = 0, .name = {(const uint8_t *)"libsluice", 9}};
+	encode_hello(c, &f);
 	if ((rc = sli_frame_encode(&c->out, &f)) != 0)
 		return rc;
 	while (c->out.len > 0) {
@@ -745,6 +1203,8 @@ static int handshake(sl_client *c)
 				return SL_EPROTO;
 			if (f.u.hello.version != SLI_PROTO_VERSION)
 				return SL_EVERSION;
+			c->srv_session = f.u.hello.session;
+			c->srv_epoch = f.u.hello.epoch;
 			memmove(c->rbuf, c->rbuf + r, c->rlen - (size_t)r);
 			c->rlen -= (size_t)r;
 			return 0;
@@ -800,6 +1260,10 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		c->cfg.idle_timeout_ms = def.idle_timeout_ms;
 	c->credit_batch = c->cfg.window / 4;
 	c->fd = -1;
+	c->timerfd = -1;
+	if (getrandom(&c->session, sizeof(c->session), 0) != sizeof(c->session))
+		c->session = sli_now_ms() ^ ((uint64_t)getpid() << 32);
+	c->rng = c->session | 1;
 	sli_buf_init(&c->out);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->list_mu, NULL);
@@ -823,6 +1287,12 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		goto err_close;
 	if ((rc = sli_loop_add(c->loop, c->fd, SLI_READ, on_io, c)) != 0)
 		goto err_loop;
+	if ((c->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
+		rc = -errno;
+		goto err_loop;
+	}
+	if ((rc = sli_loop_add(c->loop, c->timerfd, SLI_READ, on_timer, c)) != 0)
+		goto err_timer;
 	sli_loop_on_wake(c->loop, on_wake, c);
 	uint32_t tick = c->cfg.heartbeat_ms / 2;
 	if (tick > c->cfg.idle_timeout_ms / 4)
@@ -830,11 +1300,15 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 	sli_loop_on_tick(c->loop, tick < 10 ? 10 : tick, on_tick, c);
 	sli_loop_on_idle(c->loop, on_idle, c);
 	c->connected = 1;
+	c->phase = SLI_PH_UP;
 	c->last_rx = c->last_ping = sli_now_ms();
 	if ((rc = -pthread_create(&c->thread, NULL, runtime_main, c)) != 0)
-		goto err_loop;
+		goto err_timer;
 	*out = c;
 	return 0;
+err_timer:
+	if (c->timerfd >= 0)
+		close(c->timerfd);
 err_loop:
 	sli_loop_free(c->loop);
 err_close:
@@ -873,6 +1347,8 @@ void sl_client_close(sl_client *c)
 	for (uint32_t h = 0; h < c->nslots; h++)
 		if (c->slots[h])
 			release(c, c->slots[h]);
+	while (c->parked)
+		release(c, c->parked);
 	for (sli_cmd *cmd = c->list_head, *nx; cmd; cmd = nx) {
 		nx = cmd->next;
 		sli_cmd_free(cmd);
@@ -881,6 +1357,8 @@ void sl_client_close(sl_client *c)
 		sli_loop_del(c->loop, c->fd);
 		close(c->fd);
 	}
+	sli_loop_del(c->loop, c->timerfd);
+	close(c->timerfd);
 	sli_loop_free(c->loop);
 	sl_source_info_free(c->list_out, c->list_n);
 	free(c->append_msg);

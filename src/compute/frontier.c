@@ -74,3 +74,24 @@ uint64_t sli_frontier_get(const sli_frontier *f)
 			return e[i].time;
 	return SL_TIME_CLOSED;
 }
+
+const sli_frontier_entry *sli_frontier_entries(const sli_frontier *f)
+{
+	return f->heap ? f->heap : f->inl;
+}
+
+int sli_frontier_equal(const sli_frontier *a, const sli_frontier *b)
+{
+	if (a->n != b->n)
+		return 0;
+	return a->n == 0 || memcmp(sli_frontier_entries(a), sli_frontier_entries(b),
+	                           a->n * sizeof(sli_frontier_entry)) == 0;
+}
+
+void sli_frontier_swap(sli_frontier *a, sli_frontier *b)
+{
+	/* by value: a heap pointer moves with its struct, inline entries are copied */
+	sli_frontier t = *a;
+	*a = *b;
+	*b = t;
+}

@@ -37,5 +37,11 @@ void sli_frontier_fini(sli_frontier *f);
 int sli_frontier_update(sli_frontier *f, uint64_t time, int64_t delta);
 /* The least time with a positive count, or SL_TIME_CLOSED. */
 uint64_t sli_frontier_get(const sli_frontier *f);
+/* The entries of f, sorted by time (f->n of them); valid until the next update of f. */
+const sli_frontier_entry *sli_frontier_entries(const sli_frontier *f);
+/* 1 when a and b hold the same (time, count) entries. */
+int sli_frontier_equal(const sli_frontier *a, const sli_frontier *b);
+/* Exchanges the contents of a and b (never allocates). */
+void sli_frontier_swap(sli_frontier *a, sli_frontier *b);
 
 #endif

@@ -38,8 +38,8 @@ void sli_csub_unref(sli_csub *s)
 	sl_queue *q = s->q;
 	sli_frontier_fini(&s->wok);
 	sli_frontier_fini(&s->werr);
-	sli_frontier_fini(&s->rok);
-	sli_frontier_fini(&s->rerr);
+	sli_replay_fini(&s->rp[SL_OK]);
+	sli_replay_fini(&s->rp[SL_ERR]);
 	free(s);
 	queue_unref(q);
 }
@@ -250,8 +250,8 @@ int sl_subscribe(sl_queue *q, uint64_t dataflow, uint64_t source, uint32_t worke
 	s->frontier = 0;
 	sli_frontier_init(&s->wok);
 	sli_frontier_init(&s->werr);
-	sli_frontier_init(&s->rok);
-	sli_frontier_init(&s->rerr);
+	sli_replay_init(&s->rp[SL_OK]);
+	sli_replay_init(&s->rp[SL_ERR]);
 	atomic_init(&s->refs, 1); /* the worker's */
 	atomic_fetch_add(&q->refs, 1);
 	if ((rc = map_reserve(q)) != 0)
@@ -340,6 +340,7 @@ static void grant(sl_queue *q, sli_csub *s)
 	cmd->kind = SLI_CMD_CREDIT;
 	cmd->sub = s;
 	cmd->bytes = s->ungranted;
+	cmd->gen = s->wgen;
 	atomic_fetch_add(&s->refs, 1);
 	s->ungranted = 0;
 	sli_client_post(q->c, cmd);
@@ -362,6 +363,11 @@ static int next_data_event(sl_queue *q, sl_event *ev)
 	if (s->wstate == SLI_SUB_ENDED || sli_events_next(&q->rest, &se) != 1) {
 		q->rest.len = 0; /* unsubscribed: drop the rest unseen and ungranted */
 		return 0;
+	}
+	if (q->cur->gen != s->wgen) {
+		/* a new connection: what was consumed of the old one is owed to nobody */
+		s->wgen = q->cur->gen;
+		s->ungranted = 0;
 	}
 	memset(ev, 0, sizeof(*ev));
 	ev->collection = (sl_collection)q->cur->collection;
@@ -439,6 +445,23 @@ int sl_queue_next(sl_queue *q, sl_event *ev, int timeout_ms)
 			ev->message = it->message;
 			fill_common(ev, s);
 			sub_end(q, s);
+			return 1;
+		case SLI_QI_RECONNECTED:
+			q->cur = it;
+			memset(ev, 0, sizeof(*ev));
+			ev->kind = SL_EV_RECONNECTED;
+			ev->session = it->since;
+			ev->epoch = it->upper;
+			return 1;
+		case SLI_QI_RESNAPSHOT:
+			q->cur = it;
+			if (s->wstate == SLI_SUB_ENDED)
+				continue;
+			memset(ev, 0, sizeof(*ev));
+			ev->kind = SL_EV_RESNAPSHOT;
+			ev->since = it->since;
+			ev->upper = it->upper;
+			fill_common(ev, s);
 			return 1;
 		case SLI_QI_DISCONNECTED:
 			q->cur = it;

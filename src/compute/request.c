@@ -6,6 +6,11 @@
  * at a time (list_mu, append_mu serialise callers).  A caller that times out stops waiting; the
  * late answer is recognised by its request number (ListSources answers arrive in request order)
  * or batch id (Append) and dropped.
+ *
+ * A request whose connection is lost before its answer came fails with SL_EDISCONNECTED, also
+ * while the runtime reconnects (client.c answers it in the caller's place); so does one made
+ * during an outage.  They are not resent: an Append whose answer was lost may or may not have
+ * been committed, and only the caller can tell whether sending it again is right.
  */
 #include "compute/runtime.h"
 
@@ -77,6 +82,8 @@ int sl_client_list_sources(sl_client *c, int timeout_ms, sl_source_info **out, s
 		*out = c->list_out;
 		*n = c->list_n;
 	} else if (c->list_done) {
+		if (rc == SL_EDISCONNECTED)
+			sli_set_last_error("the connection to storage was lost");
 		sl_source_info_free(c->list_out, c->list_n);
 	}
 	c->list_out = NULL;

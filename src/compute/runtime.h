@@ -1,19 +1,26 @@
 /*
- * runtime.h - internals shared by the compute runtime's files (client.c, queue.c).
+ * runtime.h - internals shared by the compute runtime's files (client.c, queue.c, request.c).
  *
  * Three threads touch a subscription (struct sli_csub): the worker that made it (through its
  * queue), the runtime thread (which owns the connection), and whoever takes the client mutex to
  * check for duplicates.  Each field below says which one owns it.  Lifetime is a reference count:
  * one reference for the worker (held while the subscription is in its queue's id map), one for
  * the runtime (from the Subscribe command until the runtime "releases" it: Unsubscribed,
- * SubscribeError or connection lost), one per command in flight that names it.  The runtime's
- * last act on a subscription is to push a RELEASE item into its queue; the queue drops the
- * runtime's reference when it takes (or discards) that item.  Everything the runtime pushed
+ * SubscribeError or the connection lost for good), one per command in flight that names it.  The
+ * runtime's last act on a subscription is to push a RELEASE item into its queue; the queue drops
+ * the runtime's reference when it takes (or discards) that item.  Everything the runtime pushed
  * before the RELEASE is therefore covered by the runtime's reference.
  *
  * A queue is reference-counted the same way: one for its worker (until sl_queue_close) and one
  * per subscription object still alive, so the runtime may keep pushing to a closed queue (the
  * items are dropped at once) until its last subscription is released.
+ *
+ * Reconnects (cfg.retry_for_ms > 0): a lost connection does not end the subscriptions.  The
+ * runtime parks every live one (no handle, on its `parked` list), retries with backoff, and on a
+ * new connection subscribes each again from its resume point; each collection's sli_replay drops
+ * what storage sends twice.  Every (re)subscription on the wire is a new generation (gen): queue
+ * items carry it, so credit the worker grants for bytes of an older connection is not granted to
+ * the new one.
  */
 #ifndef SLUICE_COMPUTE_RUNTIME_H
 #define SLUICE_COMPUTE_RUNTIME_H
@@ -23,14 +30,19 @@
 #include <stdint.h>
 
 #include "compute/frontier.h"
+#include "compute/replay.h"
 #include "net/loop.h"
 #include "proto/proto.h"
 #include "sluice/compute.h"
 
 /* worker-side state of a subscription */
 enum { SLI_SUB_PENDING, SLI_SUB_LIVE, SLI_SUB_ENDED };
-/* runtime-side state of a subscription */
-enum { SLI_R_NEW, SLI_R_SUBSCRIBING, SLI_R_LIVE, SLI_R_UNSUBSCRIBING, SLI_R_RELEASED };
+/* runtime-side state of a subscription.  PARKED: waiting for a connection to be (re)subscribed
+ * on; DONE: its frontier closed before the connection was lost, so it is not resubscribed (it
+ * stays until its worker unsubscribes).  Both are on the runtime's parked list, without a
+ * handle. */
+enum { SLI_R_NEW, SLI_R_SUBSCRIBING, SLI_R_LIVE, SLI_R_UNSUBSCRIBING, SLI_R_RELEASED,
+       SLI_R_PARKED, SLI_R_DONE };
 
 typedef struct sli_csub {
 	atomic_int refs;
@@ -47,24 +59,30 @@ typedef struct sli_csub {
 	sli_frontier wok, werr;
 	uint64_t frontier;
 	uint64_t ungranted; /* consumed bytes not yet granted back */
+	uint32_t wgen;      /* the generation ungranted counts bytes of */
 	/* client mutex */
 	struct sli_csub *tnext; /* chain in the client's triple registry */
 	int registered;
 	/* runtime thread */
 	int rstate;
 	uint32_t handle;
-	sli_frontier rok, rerr; /* what the runtime received: the resume point for a reconnect */
+	uint32_t gen;   /* bumped by every Subscribe sent for it */
+	int acked;      /* a SubscribeOk arrived once: the worker has its SUBSCRIBED */
+	struct sli_csub *pnext, *pprev; /* the parked list */
+	sli_replay rp[2]; /* per collection (SL_OK, SL_ERR): what was delivered, the resume point */
 } sli_csub;
 
-enum { SLI_QI_DATA = 1, SLI_QI_SUBSCRIBED, SLI_QI_SUBERR, SLI_QI_DISCONNECTED, SLI_QI_RELEASE };
+enum { SLI_QI_DATA = 1, SLI_QI_SUBSCRIBED, SLI_QI_SUBERR, SLI_QI_DISCONNECTED, SLI_QI_RELEASE,
+       SLI_QI_RECONNECTED, SLI_QI_RESNAPSHOT };
 
 /* One queue item: a whole Data frame's events (one malloc per frame), or a control event. */
 typedef struct sli_qitem {
 	struct sli_qitem *next;
 	int kind;
-	sli_csub *sub; /* NULL for DISCONNECTED */
+	sli_csub *sub; /* NULL for DISCONNECTED, RECONNECTED */
 	uint8_t collection;
-	uint64_t since, upper;
+	uint32_t gen;  /* DATA: the subscription's generation that received it */
+	uint64_t since, upper; /* RECONNECTED: the server's session, epoch */
 	int code;
 	const char *message; /* points into data[] */
 	size_t len;
@@ -78,6 +96,7 @@ typedef struct sli_cmd {
 	int kind;
 	sli_csub *sub;  /* SUB, UNSUB, CREDIT: one reference owned by the command */
 	uint64_t bytes; /* CREDIT */
+	uint32_t gen;   /* CREDIT: the generation the bytes were received on */
 	uint64_t seq;   /* LIST: request number; APPEND: batch id */
 	sli_buf frames; /* APPEND: the encoded frames, built by the caller's thread */
 } sli_cmd;
@@ -114,6 +133,9 @@ struct sl_client {
 	int append_done, append_rc;
 	uint64_t append_time;
 	char *append_msg;
+	/* the storage server of the current (or last) connection */
+	uint64_t srv_session, srv_epoch;
+	uint64_t reconnects;
 
 	/* runtime thread only */
 	uint8_t *rbuf;
@@ -127,8 +149,23 @@ struct sl_client {
 	uint32_t nfree;
 	sli_cmd *list_head, *list_tail; /* ListSources sent, answers pending (FIFO) */
 	uint64_t last_rx, last_ping, ping_nonce;
-	int losing; /* inside conn_lost */
+	int losing; /* inside die: pending Subscribes are parked, then ended with everything */
+	/* reconnecting (runtime thread only) */
+	int phase;            /* SLI_PH_* */
+	int timerfd;          /* the next connection attempt */
+	uint64_t session;     /* ours, sent in every Hello */
+	uint64_t outage_start, attempt_deadline;
+	uint32_t attempts;    /* since the connection was lost: the backoff exponent */
+	uint64_t rng;         /* jitter */
+	int lost_code;        /* why the connection was lost */
+	char lost_msg[200];
+	int last_attempt_rc;  /* why the last attempt to connect again failed */
+	uint64_t append_inflight; /* the batch sent on this connection and not answered, 0 = none */
+	sli_csub *parked;     /* subscriptions without a handle (PARKED, DONE) */
 };
+
+/* connection phases */
+enum { SLI_PH_UP, SLI_PH_WAIT, SLI_PH_CONNECTING, SLI_PH_HELLO, SLI_PH_DEAD };
 
 struct sl_queue {
 	sl_client *c;
@@ -144,7 +181,7 @@ struct sl_queue {
 	sli_csub **buckets; /* id map of the subscriptions made through this queue */
 	size_t bcap, bcount;
 	/* runtime thread */
-	int disc_mark; /* got its Disconnected already, while ending everything */
+	int disc_mark; /* got its Disconnected (or Reconnected) already, while walking every sub */
 };
 
 /* queue.c */

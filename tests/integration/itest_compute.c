@@ -65,6 +65,17 @@ static int teardown(void **state)
 	return 0;
 }
 
+static sl_client *client_retry(env *e, uint32_t retry_for_ms)
+{
+	sl_client_config cfg;
+	sl_client *c = NULL;
+	sl_client_config_init(&cfg);
+	cfg.server = e->addr;
+	cfg.retry_for_ms = retry_for_ms;
+	assert_int_equal(sl_client_open(&cfg, &c), 0);
+	return c;
+}
+
 static sl_client *client(env *e)
 {
 	sl_client_config cfg;
@@ -617,7 +628,7 @@ static void test_disconnect(void **state)
 	env *e = *state;
 	sl_source *src;
 	assert_int_equal(sl_source_register(e->st, "gone", "test", 2, 0, &src), 0);
-	sl_client *c = client(e);
+	sl_client *c = client_retry(e, 0); /* no reconnects: Disconnected at once */
 	consumer con[2] = {{0}};
 	for (int i = 0; i < 2; i++) {
 		sl_sub sub;
@@ -769,6 +780,7 @@ static void test_idle_timeout(void **state)
 	cfg.server = addr;
 	cfg.heartbeat_ms = 50;
 	cfg.idle_timeout_ms = 300;
+	cfg.retry_for_ms = 0; /* no reconnects: Disconnected at once */
 	assert_int_equal(sl_client_open(&cfg, &c), 0);
 	consumer con = {0};
 	sl_sub sub;
