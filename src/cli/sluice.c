@@ -175,10 +175,13 @@ static int out_status(int rc)
 /* ------------------------------------------------------------------------------------------ */
 /* consolidation: counts per (collection, row) */
 
+/* Counts are kept per worker, so a worker's part can be dropped when storage re-snapshots it;
+ * they are summed over workers when printed. */
 typedef struct centry {
 	uint64_t hash; /* 0 = empty slot */
 	uint8_t *row;
 	uint32_t len;
+	uint32_t worker;
 	uint8_t coll;
 	int64_t count;
 } centry;
@@ -188,9 +191,9 @@ typedef struct ctable {
 	size_t cap, used;
 } ctable;
 
-static uint64_t row_hash(uint8_t coll, const uint8_t *p, size_t n)
+static uint64_t row_hash(uint8_t coll, uint32_t worker, const uint8_t *p, size_t n)
 {
-	uint64_t h = 0xcbf29ce484222325ull ^ coll;
+	uint64_t h = (0xcbf29ce484222325ull ^ coll ^ ((uint64_t)worker << 8)) * 0x100000001b3ull;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
@@ -221,9 +224,9 @@ static int ctable_grow(ctable *t)
 	return 0;
 }
 
-static int ctable_add(ctable *t, uint8_t coll, sl_bytes row, int64_t diff)
+static int ctable_add(ctable *t, uint8_t coll, uint32_t worker, sl_bytes row, int64_t diff)
 {
-	uint64_t h = row_hash(coll, row.ptr, row.len);
+	uint64_t h = row_hash(coll, worker, row.ptr, row.len);
 	size_t j;
 	centry *e;
 
@@ -233,7 +236,7 @@ static int ctable_add(ctable *t, uint8_t coll, sl_bytes row, int64_t diff)
 		e = &t->slots[j];
 		if (e->hash == 0)
 			break;
-		if (e->hash == h && e->coll == coll && e->len == row.len &&
+		if (e->hash == h && e->coll == coll && e->worker == worker && e->len == row.len &&
 		    memcmp(e->row, row.ptr, row.len) == 0) {
 			e->count += diff;
 			return 0;
@@ -245,6 +248,7 @@ static int ctable_add(ctable *t, uint8_t coll, sl_bytes row, int64_t diff)
 	e->hash = h;
 	e->len = (uint32_t)row.len;
 	e->coll = coll;
+	e->worker = worker;
 	e->count = diff;
 	t->used++;
 	return 0;
@@ -276,16 +280,32 @@ static int ctable_print(ctable *t, cli_out *o)
 				list[n++] = &t->slots[i];
 		}
 		qsort(list, n, sizeof(*list), centry_cmp);
-		for (i = 0; i < n; i++) {
-			cli_out_str(o, names[coll]);
-			cli_out_escaped(o, list[i]->row, list[i]->len);
-			cli_out_char(o, '\t');
-			cli_out_i64(o, list[i]->count);
-			cli_out_char(o, '\n');
+		for (i = 0; i < n;) {
+			/* The same row from several workers: one line with the sum. */
+			size_t k = i + 1;
+			int64_t sum = list[i]->count;
+			while (k < n && centry_cmp(&list[i], &list[k]) == 0)
+				sum += list[k++]->count;
+			if (sum != 0) {
+				cli_out_str(o, names[coll]);
+				cli_out_escaped(o, list[i]->row, list[i]->len);
+				cli_out_char(o, '\t');
+				cli_out_i64(o, sum);
+				cli_out_char(o, '\n');
+			}
+			i = k;
 		}
 	}
 	free(list);
 	return 0;
+}
+
+/* Forgets everything counted from one worker (storage re-sends it as a snapshot). */
+static void ctable_drop_worker(ctable *t, uint32_t worker)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->slots[i].hash != 0 && t->slots[i].worker == worker)
+			t->slots[i].count = 0;
 }
 
 static void ctable_fini(ctable *t)
@@ -353,7 +373,7 @@ static int tail_event(tail *t, const sl_event *ev)
 			sl_iter_init(&it, ev);
 			while (sl_iter_update(&it, &row, &diff) == 1) {
 				if (t->consolidate) {
-					if (ctable_add(&t->table, (uint8_t)ev->collection, row, diff) != 0) {
+					if (ctable_add(&t->table, (uint8_t)ev->collection, ev->worker, row, diff) != 0) {
 						fprintf(stderr, "sluice: out of memory\n");
 						return -1;
 					}
@@ -371,6 +391,18 @@ static int tail_event(tail *t, const sl_event *ev)
 		break;
 	case SL_EV_PROGRESS:
 		break;
+	case SL_EV_RESNAPSHOT:
+		/* Storage compacted this worker's history past where we stood (possible only when a
+		 * restart let compaction run before we were back): it re-sends the worker from a
+		 * snapshot at ev->since.  The consolidated result stays exact; a streamed output can
+		 * only say so. */
+		if (t->consolidate)
+			ctable_drop_worker(&t->table, ev->worker);
+		else
+			fprintf(stderr, "sluice: history of %s worker %" PRIu32 " before %" PRIu64
+			        " was compacted while disconnected: it restarts from a snapshot at that time\n",
+			        t->name, ev->worker, ev->since);
+		return 0;
 	default:
 		return 0;
 	}

@@ -397,6 +397,10 @@ void sli_compact_tick(sl_storage *st)
 	int budget = COMPACTIONS_PER_TICK;
 	if (retain == 0)
 		return;
+	/* After a start, subscribers that were connected before reconnect and re-establish their
+	 * read holds; compacting before they are back would make them re-snapshot needlessly. */
+	if (sli_now_ms() < st->compact_after_ms)
+		return;
 	pthread_mutex_lock(&st->src_mu);
 	size_t nsources = st->nsources;
 	pthread_mutex_unlock(&st->src_mu);

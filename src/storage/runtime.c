@@ -157,6 +157,9 @@ SL_API int sl_storage_start(sl_storage *st)
 {
 	if (st->started)
 		return SL_EARG;
+	/* Only a restart (epoch > 1) has clients coming back; they retry with a backoff of at
+	 * most about 2.5 s, so 10 s is ample. */
+	st->compact_after_ms = sli_now_ms() + (st->epoch > 1 ? 10000 : 0);
 	int rc = pthread_create(&st->thread, NULL, storage_thread, st);
 	if (rc != 0)
 		return -rc;

@@ -130,6 +130,8 @@ struct sl_storage {
 	pthread_t sync_tid;
 	int sync_running, sync_stop;
 
+	uint64_t compact_after_ms; /* no compaction before (a grace period for reconnects) */
+
 	struct conn *conns;     /* loop */
 	size_t nconns;
 };
