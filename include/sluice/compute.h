@@ -49,7 +49,11 @@ typedef struct sl_sub {
 
 typedef struct sl_client_config {
 	const char *server;     /* "HOST:PORT"; default 127.0.0.1:6876 */
-	uint32_t window;        /* credit window per subscription in bytes; default 256 KiB, min 128 KiB */
+	uint32_t window;        /* initial credit window per subscription in bytes; default 256 KiB,
+	                           min 128 KiB.  While the subscription's worker keeps up (its queue
+	                           is empty when credit is granted) the window doubles, up to 4 MiB
+	                           (or this value if larger): what a stalled worker can be owed stays
+	                           bounded by the window it had when it stalled. */
 	uint32_t max_frame;     /* largest frame accepted; default 4 MiB */
 	int connect_timeout_ms; /* default 5000 */
 	uint32_t heartbeat_ms;  /* Ping an idle connection this often; default 1000 */

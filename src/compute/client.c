@@ -39,6 +39,8 @@
 #define RBUF_INITIAL (256u << 10)
 #define WINDOW_DEFAULT (256u << 10)
 #define WINDOW_MIN (128u << 10)
+/* A subscription whose worker keeps up doubles its window up to this (see queue.c, grant). */
+#define WINDOW_GROWN_MAX (4u << 20)
 #define RETRY_FOR_DEFAULT 30000u
 #define RETRY_MIN_MS 50u
 #define RETRY_MAX_MS 2000u
@@ -1259,6 +1261,7 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 	if (c->cfg.idle_timeout_ms == 0)
 		c->cfg.idle_timeout_ms = def.idle_timeout_ms;
 	c->credit_batch = c->cfg.window / 4;
+	c->window_max = c->cfg.window > WINDOW_GROWN_MAX ? c->cfg.window : WINDOW_GROWN_MAX;
 	c->fd = -1;
 	c->timerfd = -1;
 	if (getrandom(&c->session, sizeof(c->session), 0) != sizeof(c->session))

@@ -332,6 +332,14 @@ static sli_qitem *pop(sl_queue *q, uint64_t deadline_ms)
 	return it;
 }
 
+static int queue_is_empty(sl_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	int empty = q->head == NULL;
+	pthread_mutex_unlock(&q->mu);
+	return empty;
+}
+
 static void grant(sl_queue *q, sli_csub *s)
 {
 	sli_cmd *cmd = calloc(1, sizeof(*cmd));
@@ -364,10 +372,12 @@ static int next_data_event(sl_queue *q, sl_event *ev)
 		q->rest.len = 0; /* unsubscribed: drop the rest unseen and ungranted */
 		return 0;
 	}
-	if (q->cur->gen != s->wgen) {
-		/* a new connection: what was consumed of the old one is owed to nobody */
+	if (q->cur->gen != s->wgen || s->window == 0) {
+		/* a new connection: what was consumed of the old one is owed to nobody, and the
+		 * window starts again where Subscribe put it */
 		s->wgen = q->cur->gen;
 		s->ungranted = 0;
+		s->window = q->c->cfg.window;
 	}
 	memset(ev, 0, sizeof(*ev));
 	ev->collection = (sl_collection)q->cur->collection;
@@ -389,8 +399,16 @@ static int next_data_event(sl_queue *q, sl_event *ev)
 	}
 	fill_common(ev, s);
 	s->ungranted += se.size;
-	if (s->ungranted >= q->c->credit_batch)
+	if (s->ungranted >= s->window / 4) {
+		/* A worker that has consumed everything delivered is waiting on the credit round
+		 * trip: let storage run further ahead (doubling, up to window_max).  A worker that
+		 * falls behind never grows its window, so what it can be owed stays bounded. */
+		if (s->window < q->c->window_max && q->rest.len == 0 && queue_is_empty(q)) {
+			s->ungranted += s->window;
+			s->window *= 2;
+		}
 		grant(q, s);
+	}
 	return 1;
 }
 

@@ -59,6 +59,7 @@ typedef struct sli_csub {
 	sli_frontier wok, werr;
 	uint64_t frontier;
 	uint64_t ungranted; /* consumed bytes not yet granted back */
+	uint64_t window;    /* credit storage may run ahead by: grows while the worker keeps up */
 	uint32_t wgen;      /* the generation ungranted counts bytes of */
 	/* client mutex */
 	struct sli_csub *tnext; /* chain in the client's triple registry */
@@ -105,6 +106,7 @@ struct sl_client {
 	sl_client_config cfg;
 	char server[128];
 	uint32_t credit_batch; /* grant credit once this many bytes were consumed: window / 4 */
+	uint64_t window_max;   /* how far a subscription's window may grow */
 	int fd;
 	sli_loop *loop;
 	pthread_t thread;

@@ -173,7 +173,8 @@ static int snap_build(struct ctable *t, uint64_t since, struct sli_snap **out)
 	for (size_t i = 0; i < t->cap; i++)
 		if (t->e[i].hash != 0 && t->e[i].diff != 0)
 			t->e[n++] = t->e[i]; /* compact in place: the table is not probed again */
-	qsort(t->e, n, sizeof(*t->e), cmp_entry);
+	if (n > 1)
+		qsort(t->e, n, sizeof(*t->e), cmp_entry);
 	if (n > 0 && (ups = calloc(n, sizeof(*ups))) == NULL)
 		goto err;
 	for (size_t i = 0; i < n; i++)

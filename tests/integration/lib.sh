@@ -125,6 +125,7 @@ source_upper() {
 wait_upper() {
 	local name=$1 min=$2 i u
 	for ((i = 0; i < 300; i++)); do
+		kill -0 "$SLUICED_PID" 2>/dev/null || fail "sluiced died: $(tail -n 20 "$SLUICED_LOG")"
 		u=$(source_upper "$name") || fail "sluice sources failed while waiting for $name"
 		if [[ $u == closed ]] || [[ -n $u && $u -ge $min ]]; then
 			return 0

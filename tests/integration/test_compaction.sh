@@ -16,9 +16,11 @@ start_sluiced "${ARGS[@]}" --source "$SPEC"
 bg timeout -k 5 120 "$SLUICE" tail --server "$SERVER" --until $((N + 1)) c >"$TMP/live"
 live_pid=$BG_PID
 
-# Disk use while it runs (bounded loop: at most 60 s).
+# Disk use while it runs (bounded: at most 60 s, and only while sluiced lives).
 max_kb=0
-for ((i = 0; i < 600; i++)); do
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
+	kill -0 "$SLUICED_PID" 2>/dev/null || fail "sluiced died: $(tail -n 20 "$SLUICED_LOG")"
 	# Segments may vanish while du counts them (compaction removes them): ignore that.
 	kb=$( (du -sk "$SLUICED_DATA_DIR" 2>/dev/null || true) | cut -f1)
 	[[ -n $kb ]] || continue
