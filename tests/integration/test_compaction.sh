@@ -7,7 +7,7 @@
 source "$TESTLIB"
 
 N=1000000 K=1000
-SPEC="c=counter,max=$N,keep=$K,rate=250000"
+SPEC="c=counter,max=$N,keep=$K,rate=125000"
 export SLUICED_DATA_DIR="$TMP/data"
 ARGS=(--segment-size 131072 --retain 1000)
 start_sluiced "${ARGS[@]}" --source "$SPEC"
@@ -30,8 +30,9 @@ while ((SECONDS < deadline)); do
 done
 [[ $(source_upper c) == closed ]] || fail "the counter did not finish within 60 s"
 echo "largest data directory while running: ${max_kb} KiB"
-# Without compaction the log of 2*10^6 updates takes over 50 MiB.
-((max_kb < 16384)) || fail "data directory reached ${max_kb} KiB: compaction does not bound it"
+# Without compaction the log of 2*10^6 updates takes over 50 MiB; the bound leaves room for
+# the live subscriber (whose read hold keeps since behind it) to lag under a sanitizer.
+((max_kb < 24576)) || fail "data directory reached ${max_kb} KiB: compaction does not bound it"
 
 wait "$live_pid" || fail "the live tail exited with $?"
 {
