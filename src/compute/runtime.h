@@ -87,6 +87,7 @@ typedef struct sli_qitem {
 	int code;
 	const char *message; /* points into data[] */
 	size_t len;
+	size_t cap;  /* bytes allocated for the item: QITEM_CLASS ones are recycled (queue.c) */
 	uint8_t data[]; /* DATA: the events; SUBERR/DISCONNECTED: the message, NUL-terminated */
 } sli_qitem;
 

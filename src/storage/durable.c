@@ -129,7 +129,7 @@ static int valid_name(const char *name)
 /* Creates or checks DATA/sources/NAME/source. */
 static int check_source_meta(const char *sdir, const struct sl_source *s)
 {
-	char path[4096], want[256], have[256];
+	char path[4200], want[256], have[256];
 	snprintf(path, sizeof(path), "%s/source", sdir);
 	snprintf(want, sizeof(want), "kind %s\nworkers %u\n", s->kind, s->nworkers);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
