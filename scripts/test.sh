@@ -4,7 +4,7 @@
 # clang and runs each for a bounded time.  Exits non-zero on any failure.
 #
 # Environment: JOBS (parallel build jobs, default nproc), FUZZ_SECONDS (per fuzz target,
-# default 60), SKIP_ASAN=1 / SKIP_FUZZ=1 to leave a stage out when iterating locally.
+# default 60), SKIP_ASAN=1 / SKIP_TSAN=1 / SKIP_FUZZ=1 to leave a stage out when iterating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,8 @@ status=0
 # run_ctest DIR: runs ctest in DIR and adds its counts to the totals.
 run_ctest() {
 	local dir=$1 rc=0 line
-	(cd "$dir" && ctest --output-on-failure --timeout 900 -j "$JOBS") 2>&1 | tee "$dir/ctest.log" || rc=$?
+	shift
+	(cd "$dir" && ctest --output-on-failure --timeout 900 -j "$JOBS" "$@") 2>&1 | tee "$dir/ctest.log" || rc=$?
 	line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$dir/ctest.log" | tail -n 1 || true)
 	if [[ $line =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
 		failed=$((failed + BASH_REMATCH[1]))
@@ -44,6 +45,16 @@ if [[ ${SKIP_ASAN:-0} != 1 ]]; then
 	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
 	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 	run_ctest "$B-asan"
+fi
+
+if [[ ${SKIP_TSAN:-0} != 1 ]]; then
+	# Where threads meet (the runtimes' queues, wakeups and logs): the in-process integration
+	# tests under ThreadSanitizer.
+	echo "==== ThreadSanitizer build (integration tests)"
+	cmake -S . -B "$B-tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
+		-DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread"
+	cmake --build "$B-tsan" -j "$JOBS" --target itest_storage itest_compute itest_reconnect
+	TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} run_ctest "$B-tsan" -R '^integration\.'
 fi
 
 if [[ ${SKIP_FUZZ:-0} != 1 ]]; then

@@ -1,5 +1,6 @@
 /*
- * sluice.c - the command-line client: tail, sources, ingest (bench and stat come later).
+ * sluice.c - the command-line client: tail, sources, ingest, bench (runs sluice_bench); stat
+ * comes later.
  *
  * Output follows DESIGN.md's command-line contract exactly: tab-separated lines, rows escaped
  * (\t, \n, \\), errors as one line on stderr.  Exit status: 0 on success, 1 for a runtime failure
@@ -38,7 +39,7 @@ static const char usage_main[] =
 	"  tail      print the updates of a source as they arrive\n"
 	"  sources   list the sources of a storage server\n"
 	"  ingest    append rows from stdin to an ingest source, as one atomic batch\n"
-	"  bench     (not implemented yet)\n"
+	"  bench     run the benchmark (sluice_bench; sluice bench --help)\n"
 	"  stat      (not implemented yet)\n"
 	"\n"
 	"Run 'sluice COMMAND --help' for the options of a command.\n";
@@ -859,6 +860,34 @@ out:
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* sluice bench ARGS: runs the benchmark program, which lives beside this one (installed) or in
+ * the build tree's bench/ folder, else on PATH.  It links Redis's client library, which the
+ * command-line client should not need, hence a program of its own. */
+static int cmd_bench(int argc, char **argv)
+{
+	char self[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash != NULL) {
+			*slash = '\0';
+			static const char *const places[] = {"%s/sluice_bench", "%s/bench/sluice_bench"};
+			for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+				snprintf(path, sizeof(path), places[i], self);
+				if (access(path, X_OK) == 0) {
+					argv[1] = path;
+					execv(path, argv + 1);
+				}
+			}
+		}
+	}
+	argv[1] = "sluice_bench";
+	execvp("sluice_bench", argv + 1);
+	fprintf(stderr, "sluice: cannot run sluice_bench: %s\n", strerror(errno));
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -878,7 +907,9 @@ int main(int argc, char **argv)
 		return cmd_sources(argc, argv);
 	if (strcmp(cmd, "ingest") == 0)
 		return cmd_ingest(argc, argv);
-	if (strcmp(cmd, "bench") == 0 || strcmp(cmd, "stat") == 0) {
+	if (strcmp(cmd, "bench") == 0)
+		return cmd_bench(argc, argv);
+	if (strcmp(cmd, "stat") == 0) {
 		fprintf(stderr, "sluice: %s is not implemented yet\n", cmd);
 		return 2;
 	}

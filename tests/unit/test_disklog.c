@@ -92,10 +92,10 @@ static const char *fx_dir(void **state)
 
 static char *path_of(const char *dir, const char *name)
 {
-	static char buf[4][512];
+	static char buf[4][1024];
 	static int k;
 	char *p = buf[k++ & 3];
-	snprintf(p, 512, "%s/%s", dir, name);
+	snprintf(p, 1024, "%s/%s", dir, name);
 	return p;
 }
 

@@ -497,7 +497,7 @@ static ssize_t decode_buf(const sli_buf *b)
 
 static void test_malformed(void **state)
 {
-	uint8_t body[256];
+	uint8_t body[256] = {0};
 	sli_buf b;
 	sli_frame f;
 	uint8_t hdr[8];
