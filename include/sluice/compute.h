@@ -28,6 +28,16 @@
  * waiting for its answer when the connection is lost fails with SL_EDISCONNECTED (and so does
  * one made during the outage); an Append that fails that way may or may not have been
  * committed: its answer was lost.
+ *
+ * Clusters: storage may be P processes, process i hosting the workers w with w mod P == i.  The
+ * client asks the process it is given for the cluster map and connects to every other process
+ * too (one connection per process, all subscriptions to a process multiplexed on it).  Each
+ * subscription goes to its worker's owner.  Everything above about reconnects holds per
+ * connection: a process that goes away stalls only the subscriptions it hosts (the others go
+ * on), and they resume exactly when it is back at the same address; SL_EV_RECONNECTED goes to
+ * the queues with a subscription on that process.  A process that stays away past the retry
+ * window ends the whole client (SL_EV_DISCONNECTED on every queue).  A process that comes back
+ * as part of another cluster (another fingerprint) ends it with SL_ECLUSTER.
  */
 #ifndef SLUICE_COMPUTE_H
 #define SLUICE_COMPUTE_H
@@ -64,8 +74,12 @@ typedef struct sl_client_config {
 
 SL_API void sl_client_config_init(sl_client_config *cfg);
 
-/* Connects to cfg->server, exchanges Hello, and starts the runtime thread.  cfg is read during
- * the call only.  Errors: -ECONNREFUSED (and other -errno), SL_EVERSION, SL_ETIMEDOUT.
+/* Connects to cfg->server, exchanges Hello, asks for the cluster map, connects to every other
+ * process of the cluster (Hello and cluster map on each: all must describe the same cluster),
+ * and starts the runtime thread.  cfg is read during the call only.  A server that does not know
+ * cluster maps is taken as a cluster of one.  Errors: -ECONNREFUSED (and other -errno),
+ * SL_EVERSION, SL_ETIMEDOUT, SL_ECLUSTER (processes disagree about the cluster).  On failure
+ * sl_client_last_error() on the calling thread says which process and why.
  * On success free *out with sl_client_close. */
 SL_API int sl_client_open(const sl_client_config *cfg, sl_client **out);
 
@@ -92,20 +106,38 @@ typedef struct sl_source_info {
 } sl_source_info;
 
 /* Asks storage for its sources and waits up to timeout_ms (-1 = forever).  On success *out is
- * an array of *n entries; free it with sl_source_info_free. */
+ * an array of *n entries; free it with sl_source_info_free.  In a cluster every process is
+ * asked and the answers merged: the upper of worker w comes from its owner (w mod P), `upper`
+ * is the minimum over all workers.  SL_EDISCONNECTED when a process is not connected (outage),
+ * SL_ECLUSTER when processes list different sources (message in sl_client_last_error). */
 SL_API int sl_client_list_sources(sl_client *c, int timeout_ms, sl_source_info **out, size_t *n);
 SL_API void sl_source_info_free(sl_source_info *infos, size_t n);
 
 /* Sends one atomic batch to an ingest source and waits up to timeout_ms for storage to accept
  * it.  Only diff and row of each update are used; storage picks the time and returns it in
  * *time_out.  Errors: SL_ENOSOURCE, SL_EKIND (not an ingest source), SL_ETOOBIG, SL_EREJECTED
- * (with the reason in the client's last error, see sl_client_last_error), SL_ETIMEDOUT. */
+ * (with the reason in the client's last error, see sl_client_last_error), SL_ETIMEDOUT.
+ *
+ * In a cluster of P > 1 processes the batch is split by owner process (row routed to worker
+ * sl_ingest_route(row, W), owned by process worker mod P; W is learnt with a ListSources, once
+ * per source) and each process gets its part.  What is atomic is each process's part: it is
+ * committed whole or not at all, at one time of that process's choosing.  The parts are not
+ * atomic together: processes commit at different times (*time_out is the largest), and when
+ * one part fails the others may be committed already: then the call fails with SL_EREJECTED
+ * and sl_client_last_error names the process that failed, why, and the processes whose parts
+ * were committed.  When no part was committed the error is the first process's own (e.g.
+ * SL_ENOSOURCE, SL_EDISCONNECTED).  A timeout says nothing about any part. */
 SL_API int sl_client_append(sl_client *c, uint64_t source, const sl_update *ups, size_t n,
                             int timeout_ms, uint64_t *time_out);
 
-/* The message of the last error frame received in answer to a request of this thread
- * (thread-local copy; valid until the next call on this thread). */
+/* The message of the last error frame received in answer to a request of this thread, or why
+ * the last sl_client_open of this thread failed (thread-local copy; valid until the next call
+ * on this thread). */
 SL_API const char *sl_client_last_error(void);
+
+/* The number of storage processes of the cluster the client is connected to (1 for a lone
+ * process), fixed at sl_client_open.  0, or SL_EARG. */
+SL_API int sl_client_cluster(sl_client *c, uint32_t *processes);
 
 /* Opens a queue for the calling dataflow worker.  Free it with sl_queue_close. */
 SL_API int sl_queue_open(sl_client *c, sl_queue **out);

@@ -54,6 +54,8 @@ enum {
 	SL_EIO = -1016,       /* a storage I/O error (disk full, ...) */
 	SL_EKIND = -1017,     /* operation not supported by this source's kind */
 	SL_EIDLE = -1018,     /* peer stopped answering heartbeats */
+	SL_EWRONGOWNER = -1019, /* the worker is hosted by another storage process */
+	SL_ECLUSTER = -1020,  /* storage processes disagree about the cluster (lists or sources) */
 };
 
 /* Returns a static, human-readable string for a code from any libsluice function. */

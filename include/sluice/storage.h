@@ -60,6 +60,20 @@ SL_API void sl_storage_config_init(sl_storage_config *cfg);
  * sl_storage_close.  Errors: -errno from socket/bind/listen, SL_EARG for a bad address. */
 SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out);
 
+/* Makes this runtime process `process` of a storage cluster of n processes at addrs[0..n-1]
+ * (each "HOST:PORT", copied): it hosts, of every source, the workers w with w mod n == process,
+ * and answers requests for the others with SL_EWRONGOWNER naming their process and address.
+ * `fingerprint` identifies the cluster's configuration (its address list and source specs):
+ * every process of one cluster must be given the same, and clients refuse to mix processes
+ * that differ.  Call after sl_storage_open and before registering sources.  Without this call
+ * the runtime is a cluster of one.  SL_EARG for process >= n or n == 0. */
+SL_API int sl_storage_set_cluster(sl_storage *st, const char *const *addrs, uint32_t n,
+                                  uint32_t process, uint64_t fingerprint);
+
+/* Whether this process hosts the worker (always, outside a cluster).  Sources append to and
+ * advance only the workers their process hosts. */
+SL_API int sl_source_hosts(const sl_source *src, uint32_t worker);
+
 /* A one-line description of why the last sl_storage_open or sl_source_register on this
  * thread failed (e.g. "log sources/c/0/ok is corrupt: block at 0000000000000000.seg offset
  * 4096 fails its checksum"), or "" . */

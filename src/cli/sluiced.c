@@ -84,6 +84,15 @@ static int make_dirs(const char *path)
 	return 0;
 }
 
+static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= (uint8_t)p[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
 static void print_notice(void *arg, const char *msg)
 {
 	fprintf(stderr, "sluiced: %s\n", msg);
@@ -171,11 +180,6 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			snprintf(err, sizeof(err), "--process %s is not in 0..%zu", process, naddrs - 1);
 			return bad_args("%s", err);
 		}
-		if (naddrs > 1) {
-			fprintf(stderr,
-			        "sluiced: --cluster with more than one process is not supported yet\n");
-			return 2;
-		}
 		if (listen == NULL)
 			listen = addrs[proc_index];
 	}
@@ -206,6 +210,19 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		fprintf(stderr, "sluiced: %s\n",
 		        sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
 		return 1;
+	}
+	if (cluster != NULL) {
+		/* Every process of one cluster has the same list and the same specs, so the same
+		 * fingerprint: clients refuse to mix processes whose fingerprints differ. */
+		uint64_t fp = fnv1a(1469598103934665603ull, cluster, strlen(cluster));
+		for (i = 0; i < nspecs; i++)
+			fp = fnv1a(fp ^ 0xff, specs[i], strlen(specs[i]));
+		if ((rc = sl_storage_set_cluster(st, (const char *const *)addrs, (uint32_t)naddrs,
+		                                 (uint32_t)proc_index, fp)) != 0) {
+			fprintf(stderr, "sluiced: cannot join the cluster: %s\n", sl_strerror(rc));
+			status = 1;
+			goto out_stop;
+		}
 	}
 	for (i = 0; i < nspecs; i++) {
 		if ((rc = sli_source_start(st, specs[i], &runners[i], err, sizeof(err))) != 0) {

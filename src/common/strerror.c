@@ -33,11 +33,13 @@ static const char *const sl_messages[] = {
 	"storage I/O error",                                      /* SL_EIO */
 	"operation not supported by this source's kind",          /* SL_EKIND */
 	"peer stopped answering heartbeats",                      /* SL_EIDLE */
+	"worker is hosted by another storage process",            /* SL_EWRONGOWNER */
+	"storage processes disagree about the cluster",           /* SL_ECLUSTER */
 };
 
 #define SL_NMESSAGES (sizeof(sl_messages) / sizeof(sl_messages[0]))
 
-_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_EIDLE + 1),
+_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_ECLUSTER + 1),
 	"sl_messages must name every SL_E* code");
 
 SL_API const char *sl_strerror(int code)
@@ -46,7 +48,7 @@ SL_API const char *sl_strerror(int code)
 
 	if (code == 0)
 		return "success";
-	if (code <= SL_EPROTO && code >= SL_EIDLE)
+	if (code <= SL_EPROTO && code >= SL_ECLUSTER)
 		return sl_messages[SL_EPROTO - code];
 	/* -errno: errno values are small positive ints, far above SL_EPROTO. */
 	if (code < 0 && code > SL_EPROTO && (s = strerrordesc_np(-code)) != NULL)

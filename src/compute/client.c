@@ -200,38 +200,39 @@ void sli_cmd_free(sli_cmd *cmd)
 
 /* ---- runtime thread: output ---- */
 
-static void conn_lost(sl_client *c, int code, const char *fmt, ...);
+static void conn_lost(sli_conn *k, int code, const char *fmt, ...);
 
-static void send_frame(sl_client *c, const sli_frame *f)
+static void send_frame(sli_conn *k, const sli_frame *f)
 {
-	if (!c->connected)
+	if (!k->connected)
 		return;
-	if (sli_frame_encode(&c->out, f) != 0)
-		conn_lost(c, SL_ENOMEM, "out of memory encoding a %s frame", sli_frame_type_name(f->type));
+	if (sli_frame_encode(&k->out, f) != 0)
+		conn_lost(k, SL_ENOMEM, "out of memory encoding a %s frame", sli_frame_type_name(f->type));
 }
 
-static void flush(sl_client *c)
+static void flush(sli_conn *k)
 {
-	while (c->connected && c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
+	sl_client *c = k->c;
+	while (k->connected && k->out.len > 0) {
+		ssize_t n = send(k->fd, k->out.ptr, k->out.len, MSG_NOSIGNAL);
 		if (n > 0) {
-			sli_buf_consume(&c->out, (size_t)n);
+			sli_buf_consume(&k->out, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!c->want_write && sli_loop_mod(c->loop, c->fd, SLI_READ | SLI_WRITE) == 0)
-				c->want_write = 1;
+			if (!k->want_write && sli_loop_mod(c->loop, k->fd, SLI_READ | SLI_WRITE) == 0)
+				k->want_write = 1;
 			return;
 		}
-		conn_lost(c, n < 0 ? -errno : SL_EDISCONNECTED, "write to storage failed: %s",
+		conn_lost(k, n < 0 ? -errno : SL_EDISCONNECTED, "write to storage failed: %s",
 		          strerror(n < 0 ? errno : EPIPE));
 		return;
 	}
-	if (c->connected && c->want_write) {
-		sli_loop_mod(c->loop, c->fd, SLI_READ);
-		c->want_write = 0;
+	if (k->connected && k->want_write) {
+		sli_loop_mod(c->loop, k->fd, SLI_READ);
+		k->want_write = 0;
 	}
 }
 
@@ -247,52 +248,52 @@ static sli_qitem *msg_item(int kind, sli_csub *s, int code, const char *msg, siz
 	return it;
 }
 
-static int handle_alloc(sl_client *c, uint32_t *h)
+static int handle_alloc(sli_conn *k, uint32_t *h)
 {
-	if (c->nfree > 0) {
-		*h = c->freeh[--c->nfree];
+	if (k->nfree > 0) {
+		*h = k->freeh[--k->nfree];
 		return 0;
 	}
-	uint32_t n = c->nslots ? c->nslots * 2 : 256;
-	sli_csub **ns = realloc(c->slots, n * sizeof(*ns));
+	uint32_t n = k->nslots ? k->nslots * 2 : 256;
+	sli_csub **ns = realloc(k->slots, n * sizeof(*ns));
 	if (ns == NULL)
 		return SL_ENOMEM;
-	c->slots = ns;
-	uint32_t *nf = realloc(c->freeh, n * sizeof(*nf));
+	k->slots = ns;
+	uint32_t *nf = realloc(k->freeh, n * sizeof(*nf));
 	if (nf == NULL)
 		return SL_ENOMEM;
-	c->freeh = nf;
+	k->freeh = nf;
 	/* push the new handles so that the lowest comes out first */
-	for (uint32_t i = n; i > c->nslots; i--) {
-		c->slots[i - 1] = NULL;
-		c->freeh[c->nfree++] = i - 1;
+	for (uint32_t i = n; i > k->nslots; i--) {
+		k->slots[i - 1] = NULL;
+		k->freeh[k->nfree++] = i - 1;
 	}
-	c->nslots = n;
-	*h = c->freeh[--c->nfree];
+	k->nslots = n;
+	*h = k->freeh[--k->nfree];
 	return 0;
 }
 
-static sli_csub *handle_get(sl_client *c, uint32_t h)
+static sli_csub *handle_get(sli_conn *k, uint32_t h)
 {
-	return h < c->nslots ? c->slots[h] : NULL;
+	return h < k->nslots ? k->slots[h] : NULL;
 }
 
-static void park(sl_client *c, sli_csub *s, int rstate)
+static void park(sli_conn *k, sli_csub *s, int rstate)
 {
 	s->rstate = rstate;
 	s->pprev = NULL;
-	s->pnext = c->parked;
-	if (c->parked)
-		c->parked->pprev = s;
-	c->parked = s;
+	s->pnext = k->parked;
+	if (k->parked)
+		k->parked->pprev = s;
+	k->parked = s;
 }
 
-static void unpark(sl_client *c, sli_csub *s)
+static void unpark(sli_conn *k, sli_csub *s)
 {
 	if (s->pprev)
 		s->pprev->pnext = s->pnext;
 	else
-		c->parked = s->pnext;
+		k->parked = s->pnext;
 	if (s->pnext)
 		s->pnext->pprev = s->pprev;
 	s->pnext = s->pprev = NULL;
@@ -307,11 +308,12 @@ static int is_parked(const sli_csub *s)
  * runtime's reference to the queue in a RELEASE item, behind every item pushed for s before. */
 static void release(sl_client *c, sli_csub *s)
 {
+	sli_conn *k = &c->conns[s->proc];
 	if (is_parked(s))
-		unpark(c, s);
-	else if (s->rstate != SLI_R_NEW && s->handle < c->nslots && c->slots[s->handle] == s) {
-		c->slots[s->handle] = NULL;
-		c->freeh[c->nfree++] = s->handle;
+		unpark(k, s);
+	else if (s->rstate != SLI_R_NEW && s->handle < k->nslots && k->slots[s->handle] == s) {
+		k->slots[s->handle] = NULL;
+		k->freeh[k->nfree++] = s->handle;
 	}
 	s->rstate = SLI_R_RELEASED;
 	sli_qitem *it = sli_qitem_new(SLI_QI_RELEASE, s, 0);
@@ -323,28 +325,29 @@ static void release(sl_client *c, sli_csub *s)
 /* Sends s's Subscribe on the current connection: from its `from` the first time, from its resume
  * point after a reconnect.  A subscription whose frontier closed needs nothing more and is parked
  * as DONE.  0, or SL_ENOMEM (s is then still the caller's to end). */
-static int subscribe_wire(sl_client *c, sli_csub *s)
+static int subscribe_wire(sli_conn *k, sli_csub *s)
 {
+	sl_client *c = k->c;
 	uint64_t from = s->from;
 	uint32_t h;
 	if (s->acked) {
 		uint64_t a = sli_replay_frontier(&s->rp[SL_OK]), b = sli_replay_frontier(&s->rp[SL_ERR]);
 		uint64_t f = a < b ? a : b;
 		if (f == SL_TIME_CLOSED) {
-			park(c, s, SLI_R_DONE);
+			park(k, s, SLI_R_DONE);
 			return 0;
 		}
 		/* never before the original `from`: storage would send times the worker never had */
 		if (f > from)
 			from = f;
 	}
-	if (handle_alloc(c, &h) != 0)
+	if (handle_alloc(k, &h) != 0)
 		return SL_ENOMEM;
 	if (s->acked) {
 		sli_replay_rewind(&s->rp[SL_OK]);
 		sli_replay_rewind(&s->rp[SL_ERR]);
 	}
-	c->slots[h] = s;
+	k->slots[h] = s;
 	s->handle = h;
 	s->gen++;
 	s->rstate = SLI_R_SUBSCRIBING;
@@ -353,27 +356,29 @@ static int subscribe_wire(sl_client *c, sli_csub *s)
 	f.type = SLI_SUBSCRIBE;
 	f.u.subscribe = (sli_subscribe){.handle = h, .dataflow = s->dataflow, .source = s->source,
 	                                .worker = s->worker, .from = from, .credit = c->cfg.window};
-	send_frame(c, &f);
+	send_frame(k, &f);
 	return 0;
 }
 
 /* ---- runtime thread: requests that cannot be answered ---- */
 
-/* Fails the ListSources a caller waits for, if it is seq. */
-static void fail_list(sl_client *c, uint64_t seq)
+/* Fails the ListSources a caller waits for, if it is seq: process k could not answer it. */
+static void fail_list(sli_conn *k, uint64_t seq, int rc)
 {
+	sl_client *c = k->c;
 	pthread_mutex_lock(&c->mu);
 	if (c->list_wait == seq && !c->list_done) {
-		c->list_rc = SL_EDISCONNECTED;
-		c->list_out = NULL;
-		c->list_n = 0;
+		c->list_rc = rc;
+		snprintf(c->list_msg, sizeof(c->list_msg),
+		         "storage process %u (%s) is not connected: %s", k->index, k->addr,
+		         sl_strerror(rc));
 		c->list_done = 1;
 		pthread_cond_broadcast(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);
 }
 
-static void on_append_answer(sl_client *c, uint64_t batch, int rc, uint64_t time, sl_bytes msg);
+static void on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg);
 
 static const char append_lost_msg[] = "the connection to storage was lost before the batch was "
                                       "answered: it may or may not have been committed";
@@ -383,18 +388,19 @@ static const char append_lost_msg[] = "the connection to storage was lost before
 static void run_cmd(sl_client *c, sli_cmd *cmd)
 {
 	sli_csub *s = cmd->sub;
+	sli_conn *k = s ? &c->conns[s->proc] : &c->conns[cmd->proc < c->nconns ? cmd->proc : 0];
 	sli_frame f;
 	memset(&f, 0, sizeof(f));
 	switch (cmd->kind) {
 	case SLI_CMD_SUB:
 		/* the command's reference becomes the runtime's */
-		if (!c->connected && (!c->dead || c->losing)) {
+		if (!k->connected && (!c->dead || c->losing)) {
 			/* an outage (or the end of one): subscribed when a connection is back */
-			park(c, s, SLI_R_PARKED);
+			park(k, s, SLI_R_PARKED);
 			break;
 		}
-		if (!c->connected || subscribe_wire(c, s) != 0) {
-			sli_qitem *it = c->connected
+		if (!k->connected || subscribe_wire(k, s) != 0) {
+			sli_qitem *it = k->connected
 			                    ? msg_item(SLI_QI_SUBERR, s, SL_ENOMEM, "out of memory", 13)
 			                    : msg_item(SLI_QI_DISCONNECTED, NULL, c->dead_code,
 			                               c->dead_msg, strlen(c->dead_msg));
@@ -409,7 +415,7 @@ static void run_cmd(sl_client *c, sli_cmd *cmd)
 			f.type = SLI_UNSUBSCRIBE;
 			f.u.unsubscribe = (sli_unsubscribe){.dataflow = s->dataflow, .source = s->source,
 			                                    .worker = s->worker};
-			send_frame(c, &f);
+			send_frame(k, &f);
 		} else if (is_parked(s)) {
 			/* nothing of it is on the wire: storage holds nothing for it */
 			release(c, s);
@@ -421,38 +427,49 @@ static void run_cmd(sl_client *c, sli_cmd *cmd)
 		if ((s->rstate == SLI_R_SUBSCRIBING || s->rstate == SLI_R_LIVE) && cmd->gen == s->gen) {
 			f.type = SLI_CREDIT;
 			f.u.credit = (sli_credit){.handle = s->handle, .bytes = cmd->bytes};
-			send_frame(c, &f);
+			send_frame(k, &f);
 		}
 		sli_csub_unref(s);
 		break;
 	case SLI_CMD_LIST:
-		if (c->connected) {
+		/* asked of every process; each keeps a copy of the command until its answer */
+		for (uint32_t i = 0; i < c->nconns; i++) {
+			sli_conn *kk = &c->conns[i];
+			sli_cmd *one;
+			if (!kk->connected) {
+				fail_list(kk, cmd->seq, SL_EDISCONNECTED);
+				continue;
+			}
+			if ((one = calloc(1, sizeof(*one))) == NULL) {
+				fail_list(kk, cmd->seq, SL_ENOMEM);
+				continue;
+			}
+			one->kind = SLI_CMD_LIST;
+			one->seq = cmd->seq;
+			one->proc = i;
 			f.type = SLI_LIST_SOURCES;
-			send_frame(c, &f);
-			/* kept until its Sources answer arrives: answers come in request order */
-			cmd->next = NULL;
-			if (c->list_tail)
-				c->list_tail->next = cmd;
+			send_frame(kk, &f);
+			/* answers come in request order */
+			if (kk->list_tail)
+				kk->list_tail->next = one;
 			else
-				c->list_head = cmd;
-			c->list_tail = cmd;
-			return;
+				kk->list_head = one;
+			kk->list_tail = one;
 		}
-		fail_list(c, cmd->seq);
 		break;
 	case SLI_CMD_APPEND:
-		if (c->connected) {
-			if (sli_buf_reserve(&c->out, cmd->frames.len) != 0) {
-				on_append_answer(c, cmd->seq, SL_ENOMEM, 0, (sl_bytes){0});
+		if (k->connected) {
+			if (sli_buf_reserve(&k->out, cmd->frames.len) != 0) {
+				on_append_answer(k, cmd->seq, SL_ENOMEM, 0, (sl_bytes){0});
 				break;
 			}
-			memcpy(c->out.ptr + c->out.len, cmd->frames.ptr, cmd->frames.len);
-			c->out.len += cmd->frames.len;
-			c->append_inflight = cmd->seq;
+			memcpy(k->out.ptr + k->out.len, cmd->frames.ptr, cmd->frames.len);
+			k->out.len += cmd->frames.len;
+			k->append_inflight = cmd->seq;
 			break;
 		}
 		/* never sent: certainly not committed */
-		on_append_answer(c, cmd->seq, SL_EDISCONNECTED, 0,
+		on_append_answer(k, cmd->seq, SL_EDISCONNECTED, 0,
 		                 (sl_bytes){(const uint8_t *)"not connected to storage", 24});
 		break;
 	}
@@ -480,37 +497,48 @@ static void on_wake(sli_loop *l, void *arg)
 /* ---- runtime thread: losing the connection ---- */
 
 /* Closes the socket (connected or still connecting) and forgets its buffers. */
-static void close_socket(sl_client *c)
+static void close_socket(sli_conn *k)
 {
-	if (c->fd >= 0) {
-		sli_loop_del(c->loop, c->fd);
-		close(c->fd);
-		c->fd = -1;
+	if (k->fd >= 0) {
+		sli_loop_del(k->c->loop, k->fd);
+		close(k->fd);
+		k->fd = -1;
 	}
-	c->connected = 0;
-	c->want_write = 0;
-	c->out.len = 0;
-	c->rlen = 0;
+	k->connected = 0;
+	k->want_write = 0;
+	k->out.len = 0;
+	k->rlen = 0;
 }
 
 /* Fails every request sent on the connection just lost: their answers will never come. */
-static void fail_inflight(sl_client *c)
+static void fail_inflight(sli_conn *k)
 {
-	for (sli_cmd *cmd = c->list_head, *nx; cmd; cmd = nx) {
+	for (sli_cmd *cmd = k->list_head, *nx; cmd; cmd = nx) {
 		nx = cmd->next;
-		fail_list(c, cmd->seq);
+		fail_list(k, cmd->seq, SL_EDISCONNECTED);
 		sli_cmd_free(cmd);
 	}
-	c->list_head = c->list_tail = NULL;
-	if (c->append_inflight) {
-		on_append_answer(c, c->append_inflight, SL_EDISCONNECTED, 0,
+	k->list_head = k->list_tail = NULL;
+	if (k->append_inflight) {
+		on_append_answer(k, k->append_inflight, SL_EDISCONNECTED, 0,
 		                 (sl_bytes){(const uint8_t *)append_lost_msg, sizeof(append_lost_msg) - 1});
-		c->append_inflight = 0;
+		k->append_inflight = 0;
 	}
 }
 
-/* The end: no more reconnects.  One Disconnected per queue that still has a subscription its
- * worker sees, then every subscription ends. */
+static void disconnected_once(sli_csub *s, int code, const char *msg)
+{
+	if (s->q->disc_mark)
+		return;
+	sli_qitem *it = msg_item(SLI_QI_DISCONNECTED, NULL, code, msg, strlen(msg));
+	s->q->disc_mark = 1;
+	if (it)
+		sli_queue_push(s->q, it);
+}
+
+/* The end: no more reconnects, on any connection (one process lost for good ends the client).
+ * One Disconnected per queue that still has a subscription its worker sees, then every
+ * subscription ends. */
 static void die(sl_client *c, int code, const char *msg)
 {
 	c->losing = 1;
@@ -524,41 +552,40 @@ static void die(sl_client *c, int code, const char *msg)
 	c->cmd_head = c->cmd_tail = NULL;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
-	close_socket(c);
-	c->phase = SLI_PH_DEAD;
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		close_socket(&c->conns[i]);
+		c->conns[i].phase = SLI_PH_DEAD;
+	}
 	for (sli_cmd *nx; cmds; cmds = nx) {
 		nx = cmds->next;
 		run_cmd(c, cmds);
 	}
-	fail_inflight(c);
+	for (uint32_t i = 0; i < c->nconns; i++)
+		fail_inflight(&c->conns[i]);
 
-	for (uint32_t h = 0; h < c->nslots; h++) {
-		sli_csub *s = c->slots[h];
-		if (s && s->rstate != SLI_R_UNSUBSCRIBING && !s->q->disc_mark) {
-			sli_qitem *it = msg_item(SLI_QI_DISCONNECTED, NULL, code, msg, strlen(msg));
-			s->q->disc_mark = 1;
-			if (it)
-				sli_queue_push(s->q, it);
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		sli_conn *k = &c->conns[i];
+		for (uint32_t h = 0; h < k->nslots; h++) {
+			sli_csub *s = k->slots[h];
+			if (s && s->rstate != SLI_R_UNSUBSCRIBING)
+				disconnected_once(s, code, msg);
 		}
+		for (sli_csub *s = k->parked; s; s = s->pnext)
+			disconnected_once(s, code, msg);
 	}
-	for (sli_csub *s = c->parked; s; s = s->pnext) {
-		if (!s->q->disc_mark) {
-			sli_qitem *it = msg_item(SLI_QI_DISCONNECTED, NULL, code, msg, strlen(msg));
-			s->q->disc_mark = 1;
-			if (it)
-				sli_queue_push(s->q, it);
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		sli_conn *k = &c->conns[i];
+		for (uint32_t h = 0; h < k->nslots; h++) {
+			sli_csub *s = k->slots[h];
+			if (s) {
+				s->q->disc_mark = 0;
+				release(c, s);
+			}
 		}
-	}
-	for (uint32_t h = 0; h < c->nslots; h++) {
-		sli_csub *s = c->slots[h];
-		if (s) {
-			s->q->disc_mark = 0;
-			release(c, s);
+		while (k->parked) {
+			k->parked->q->disc_mark = 0;
+			release(c, k->parked);
 		}
-	}
-	while (c->parked) {
-		c->parked->q->disc_mark = 0;
-		release(c, c->parked);
 	}
 	c->losing = 0;
 }
@@ -572,7 +599,7 @@ static uint64_t rng_next(sl_client *c)
 	return c->rng * 0x2545F4914F6CDD1Dull;
 }
 
-static void arm_timer(sl_client *c, uint64_t delay_ms)
+static void arm_timer(sli_conn *k, uint64_t delay_ms)
 {
 	struct itimerspec its;
 	memset(&its, 0, sizeof(its));
@@ -580,84 +607,91 @@ static void arm_timer(sl_client *c, uint64_t delay_ms)
 		delay_ms = 1; /* 0 would disarm */
 	its.it_value.tv_sec = (time_t)(delay_ms / 1000);
 	its.it_value.tv_nsec = (long)(delay_ms % 1000) * 1000000L;
-	timerfd_settime(c->timerfd, 0, &its, NULL);
+	timerfd_settime(k->timerfd, 0, &its, NULL);
 }
 
 /* Waits before the next attempt: RETRY_MIN_MS doubling up to RETRY_MAX_MS, +-25% jitter, and
  * never past the end of the window (where the timer gives up). */
-static void schedule_attempt(sl_client *c)
+static void schedule_attempt(sli_conn *k)
 {
+	sl_client *c = k->c;
 	uint64_t delay = RETRY_MIN_MS;
-	for (uint32_t i = 0; i < c->attempts && delay < RETRY_MAX_MS; i++)
+	for (uint32_t i = 0; i < k->attempts && delay < RETRY_MAX_MS; i++)
 		delay *= 2;
 	if (delay > RETRY_MAX_MS)
 		delay = RETRY_MAX_MS;
 	delay = delay * 3 / 4 + rng_next(c) % (delay / 2 + 1);
-	c->attempts++;
-	uint64_t now = sli_now_ms(), end = c->outage_start + c->cfg.retry_for_ms;
+	k->attempts++;
+	uint64_t now = sli_now_ms(), end = k->outage_start + c->cfg.retry_for_ms;
 	if (now + delay > end)
 		delay = end > now ? end - now : 0;
-	c->phase = SLI_PH_WAIT;
-	arm_timer(c, delay);
+	k->phase = SLI_PH_WAIT;
+	arm_timer(k, delay);
 }
 
-static void give_up(sl_client *c, int last_rc)
+static void give_up(sli_conn *k, int last_rc)
 {
-	char msg[256];
-	snprintf(msg, sizeof(msg), "%s (no connection again within %u ms; last attempt: %s)",
-	         c->lost_msg, c->cfg.retry_for_ms, sl_strerror(last_rc));
-	die(c, c->lost_code, msg);
+	char msg[512];
+	if (k->c->nconns > 1)
+		snprintf(msg, sizeof(msg), "storage process %u (%s): %s (no connection again within "
+		         "%u ms; last attempt: %s)", k->index, k->addr, k->lost_msg,
+		         k->c->cfg.retry_for_ms, sl_strerror(last_rc));
+	else
+		snprintf(msg, sizeof(msg), "%s (no connection again within %u ms; last attempt: %s)",
+		         k->lost_msg, k->c->cfg.retry_for_ms, sl_strerror(last_rc));
+	die(k->c, k->lost_code, msg);
 }
 
 /* An attempt to connect again failed: wait and try again, or give up. */
-static void attempt_failed(sl_client *c, int rc)
+static void attempt_failed(sli_conn *k, int rc)
 {
-	close_socket(c);
-	c->last_attempt_rc = rc;
-	if (sli_now_ms() >= c->outage_start + c->cfg.retry_for_ms)
-		give_up(c, rc);
+	close_socket(k);
+	k->last_attempt_rc = rc;
+	if (sli_now_ms() >= k->outage_start + k->c->cfg.retry_for_ms)
+		give_up(k, rc);
 	else
-		schedule_attempt(c);
+		schedule_attempt(k);
 }
 
 /* The connection is gone but may come back: every live subscription is parked (those being
  * unsubscribed end: storage dropped them with the connection), the requests in flight fail,
- * and the first attempt to connect again is scheduled. */
-static void outage_begin(sl_client *c, int code, const char *msg)
+ * and the first attempt to connect again is scheduled.  Other connections go on. */
+static void outage_begin(sli_conn *k, int code, const char *msg)
 {
-	close_socket(c);
-	c->lost_code = code;
-	snprintf(c->lost_msg, sizeof(c->lost_msg), "%s", msg);
-	c->outage_start = sli_now_ms();
-	c->attempts = 0;
-	fail_inflight(c);
-	for (uint32_t h = 0; h < c->nslots; h++) {
-		sli_csub *s = c->slots[h];
+	sl_client *c = k->c;
+	close_socket(k);
+	k->lost_code = code;
+	snprintf(k->lost_msg, sizeof(k->lost_msg), "%s", msg);
+	k->outage_start = sli_now_ms();
+	k->attempts = 0;
+	fail_inflight(k);
+	for (uint32_t h = 0; h < k->nslots; h++) {
+		sli_csub *s = k->slots[h];
 		if (s == NULL)
 			continue;
-		c->slots[h] = NULL;
-		c->freeh[c->nfree++] = h;
+		k->slots[h] = NULL;
+		k->freeh[k->nfree++] = h;
 		if (s->rstate == SLI_R_UNSUBSCRIBING)
 			release(c, s);
 		else
-			park(c, s, SLI_R_PARKED);
+			park(k, s, SLI_R_PARKED);
 	}
-	schedule_attempt(c);
+	schedule_attempt(k);
 }
 
-static void conn_lost(sl_client *c, int code, const char *fmt, ...)
+static void conn_lost(sli_conn *k, int code, const char *fmt, ...)
 {
 	char msg[200];
 	va_list ap;
-	if (!c->connected || c->losing)
+	if (!k->connected || k->c->losing)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (c->cfg.retry_for_ms == 0)
-		die(c, code, msg);
+	if (k->c->cfg.retry_for_ms == 0)
+		die(k->c, code, msg);
 	else
-		outage_begin(c, code, msg);
+		outage_begin(k, code, msg);
 }
 
 /* ---- runtime thread: input ---- */
@@ -693,48 +727,62 @@ static int build_sources(const sli_sources *src, sl_source_info **out, size_t *n
 	return 0;
 }
 
-static void on_sources(sl_client *c, const sli_sources *src)
+static void on_sources(sli_conn *k, const sli_sources *src)
 {
-	sli_cmd *cmd = c->list_head;
+	sl_client *c = k->c;
+	sli_cmd *cmd = k->list_head;
 	sl_source_info *v = NULL;
 	size_t n = 0;
 	if (cmd == NULL)
 		return; /* unsolicited: ignore */
-	c->list_head = cmd->next;
-	if (c->list_head == NULL)
-		c->list_tail = NULL;
+	k->list_head = cmd->next;
+	if (k->list_head == NULL)
+		k->list_tail = NULL;
 	int rc = build_sources(src, &v, &n);
 	pthread_mutex_lock(&c->mu);
-	if (c->list_wait == cmd->seq) {
-		c->list_rc = rc;
-		c->list_out = v;
-		c->list_n = n;
-		c->list_done = 1;
-		v = NULL;
-		pthread_cond_broadcast(&c->cv);
+	if (c->list_wait == cmd->seq && !c->list_done) {
+		if (rc != 0) {
+			c->list_rc = rc;
+			snprintf(c->list_msg, sizeof(c->list_msg), "%s", sl_strerror(rc));
+			c->list_done = 1;
+		} else if (c->list_parts[k->index] == NULL) {
+			c->list_parts[k->index] = v;
+			c->list_nparts[k->index] = n;
+			v = NULL;
+			if (--c->list_left == 0)
+				c->list_done = 1;
+		}
+		if (c->list_done)
+			pthread_cond_broadcast(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);
 	sl_source_info_free(v, n);
 	sli_cmd_free(cmd);
 }
 
-static void on_append_answer(sl_client *c, uint64_t batch, int rc, uint64_t time, sl_bytes msg)
+static void on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg)
 {
+	sl_client *c = k->c;
+	uint32_t i = k->index;
 	pthread_mutex_lock(&c->mu);
-	if (c->append_wait == batch && !c->append_done) {
-		c->append_rc = rc;
-		c->append_time = time;
-		free(c->append_msg);
-		c->append_msg = rc ? strndup((const char *)msg.ptr, msg.len) : NULL;
-		c->append_done = 1;
-		pthread_cond_broadcast(&c->cv);
+	if (c->append_wait == batch && !c->append_done &&
+	    c->append_state[i] == SLI_PART_PENDING) {
+		c->append_state[i] = rc ? SLI_PART_FAILED : SLI_PART_OK;
+		c->append_rcs[i] = rc;
+		c->append_times[i] = time;
+		free(c->append_msgs[i]);
+		c->append_msgs[i] = rc ? strndup((const char *)msg.ptr, msg.len) : NULL;
+		if (--c->append_left == 0) {
+			c->append_done = 1;
+			pthread_cond_broadcast(&c->cv);
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
 }
 
-static void on_data(sl_client *c, const sli_data *d)
+static void on_data(sli_conn *k, const sli_data *d)
 {
-	sli_csub *s = handle_get(c, d->handle);
+	sli_csub *s = handle_get(k, d->handle);
 	if (s == NULL || (s->rstate != SLI_R_SUBSCRIBING && s->rstate != SLI_R_LIVE))
 		return; /* unsubscribed by its worker: dropped */
 	sli_replay *r = &s->rp[d->collection == SL_OK ? SL_OK : SL_ERR];
@@ -742,7 +790,7 @@ static void on_data(sl_client *c, const sli_data *d)
 	size_t len = d->events.len;
 	sli_qitem *it = sli_qitem_new(SLI_QI_DATA, s, clean ? len : sli_replay_bound(r, d->events));
 	if (it == NULL) {
-		conn_lost(c, SL_ENOMEM, "out of memory queueing a Data frame");
+		conn_lost(k, SL_ENOMEM, "out of memory queueing a Data frame");
 		return;
 	}
 	int rc;
@@ -755,14 +803,14 @@ static void on_data(sl_client *c, const sli_data *d)
 	}
 	if (rc != 0) {
 		free(it);
-		conn_lost(c, rc, "out of memory accounting a Data frame");
+		conn_lost(k, rc, "out of memory accounting a Data frame");
 		return;
 	}
 	if (len < d->events.len) {
 		/* the worker never sees (so never grants) what was dropped: grant it here */
 		sli_frame f = {.type = SLI_CREDIT};
 		f.u.credit = (sli_credit){.handle = s->handle, .bytes = d->events.len - len};
-		send_frame(c, &f);
+		send_frame(k, &f);
 	}
 	if (len == 0) {
 		free(it);
@@ -774,23 +822,24 @@ static void on_data(sl_client *c, const sli_data *d)
 	sli_queue_push(s->q, it);
 }
 
-static void on_frame(sl_client *c, const sli_frame *f)
+static void on_frame(sli_conn *k, const sli_frame *f)
 {
+	sl_client *c = k->c;
 	sli_csub *s;
 	switch (f->type) {
 	case SLI_DATA:
-		on_data(c, &f->u.data);
+		on_data(k, &f->u.data);
 		break;
 	case SLI_PING: {
 		sli_frame pong = {.type = SLI_PONG};
 		pong.u.ping.nonce = f->u.ping.nonce;
-		send_frame(c, &pong);
+		send_frame(k, &pong);
 		break;
 	}
 	case SLI_PONG:
 		break;
 	case SLI_SUBSCRIBE_OK:
-		s = handle_get(c, f->u.subscribe_ok.handle);
+		s = handle_get(k, f->u.subscribe_ok.handle);
 		if (s && s->rstate == SLI_R_SUBSCRIBING) {
 			const sli_subscribe_ok *ok = &f->u.subscribe_ok;
 			sli_qitem *it = NULL;
@@ -808,7 +857,7 @@ static void on_frame(sl_client *c, const sli_frame *f)
 			}
 			s->acked = 1;
 			if (it == NULL) {
-				conn_lost(c, SL_ENOMEM, "out of memory");
+				conn_lost(k, SL_ENOMEM, "out of memory");
 				return;
 			}
 			it->since = ok->since;
@@ -817,7 +866,7 @@ static void on_frame(sl_client *c, const sli_frame *f)
 		}
 		break;
 	case SLI_SUBSCRIBE_ERROR:
-		s = handle_get(c, f->u.subscribe_error.handle);
+		s = handle_get(k, f->u.subscribe_error.handle);
 		if (s == NULL)
 			break;
 		if (s->rstate == SLI_R_SUBSCRIBING) {
@@ -830,7 +879,7 @@ static void on_frame(sl_client *c, const sli_frame *f)
 		release(c, s);
 		break;
 	case SLI_UNSUBSCRIBE_OK:
-		s = handle_get(c, f->u.unsubscribe_ok.handle);
+		s = handle_get(k, f->u.unsubscribe_ok.handle);
 		if (s)
 			release(c, s);
 		break;
@@ -839,62 +888,76 @@ static void on_frame(sl_client *c, const sli_frame *f)
 		 * Unsubscribe racing with a SubscribeError, a Credit for a handle storage just
 		 * dropped): nothing to do. */
 		if (f->u.error.fatal)
-			conn_lost(c, f->u.error.code ? f->u.error.code : SL_EDISCONNECTED, "%.*s",
+			conn_lost(k, f->u.error.code ? f->u.error.code : SL_EDISCONNECTED, "%.*s",
 			          (int)f->u.error.message.len, (const char *)f->u.error.message.ptr);
 		break;
 	case SLI_SOURCES:
-		on_sources(c, &f->u.sources);
+		on_sources(k, &f->u.sources);
+		break;
+	case SLI_CLUSTER:
+		/* asked again after every reconnect (clusters only): still the same cluster? */
+		if (c->nconns > 1 && (f->u.cluster.fingerprint != c->fingerprint ||
+		                      f->u.cluster.count != c->nconns ||
+		                      f->u.cluster.process != k->index)) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "storage process %u (%s) came back as another cluster "
+			         "(fingerprint %016llx, process %u of %u)", k->index, k->addr,
+			         (unsigned long long)f->u.cluster.fingerprint, f->u.cluster.process,
+			         f->u.cluster.count);
+			die(c, SL_ECLUSTER, msg);
+		}
 		break;
 	case SLI_APPEND_OK:
-		if (c->append_inflight == f->u.append_ok.batch)
-			c->append_inflight = 0;
-		on_append_answer(c, f->u.append_ok.batch, 0, f->u.append_ok.time, (sl_bytes){0});
+		if (k->append_inflight == f->u.append_ok.batch)
+			k->append_inflight = 0;
+		on_append_answer(k, f->u.append_ok.batch, 0, f->u.append_ok.time, (sl_bytes){0});
 		break;
 	case SLI_APPEND_ERROR:
-		if (c->append_inflight == f->u.append_error.batch)
-			c->append_inflight = 0;
-		on_append_answer(c, f->u.append_error.batch,
+		if (k->append_inflight == f->u.append_error.batch)
+			k->append_inflight = 0;
+		on_append_answer(k, f->u.append_error.batch,
 		                 f->u.append_error.code ? f->u.append_error.code : SL_EREJECTED, 0,
 		                 f->u.append_error.message);
 		break;
 	default:
-		conn_lost(c, SL_EPROTO, "unexpected %s frame from storage", sli_frame_type_name(f->type));
+		conn_lost(k, SL_EPROTO, "unexpected %s frame from storage", sli_frame_type_name(f->type));
 		break;
 	}
 }
 
 /* Parses every complete frame in rbuf and keeps the partial tail.  Grows rbuf (up to one
  * max-size frame) when the frame at the head does not fit. */
-static void parse_frames(sl_client *c)
+static void parse_frames(sli_conn *k)
 {
+	sl_client *c = k->c;
 	size_t off = 0;
 	ssize_t r;
 	sli_frame f;
-	while (c->connected &&
-	       (r = sli_frame_decode(c->rbuf + off, c->rlen - off, c->cfg.max_frame, &f)) > 0) {
+	while (k->connected &&
+	       (r = sli_frame_decode(k->rbuf + off, k->rlen - off, c->cfg.max_frame, &f)) > 0) {
 		off += (size_t)r;
-		on_frame(c, &f);
+		on_frame(k, &f);
 	}
-	if (!c->connected)
+	if (!k->connected)
 		return;
 	if (r < 0) {
-		conn_lost(c, (int)r, "malformed frame from storage: %s", sl_strerror((int)r));
+		conn_lost(k, (int)r, "malformed frame from storage: %s", sl_strerror((int)r));
 		return;
 	}
 	if (off > 0) {
-		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-		c->rlen -= off;
+		memmove(k->rbuf, k->rbuf + off, k->rlen - off);
+		k->rlen -= off;
 	}
-	if (c->rlen >= 4) {
-		size_t need = (size_t)sli_get_u32(c->rbuf) + 4;
-		if (need > c->rcap) {
-			uint8_t *nb = realloc(c->rbuf, need);
+	if (k->rlen >= 4) {
+		size_t need = (size_t)sli_get_u32(k->rbuf) + 4;
+		if (need > k->rcap) {
+			uint8_t *nb = realloc(k->rbuf, need);
 			if (nb == NULL) {
-				conn_lost(c, SL_ENOMEM, "out of memory for a %zu-byte frame", need);
+				conn_lost(k, SL_ENOMEM, "out of memory for a %zu-byte frame", need);
 				return;
 			}
-			c->rbuf = nb;
-			c->rcap = need;
+			k->rbuf = nb;
+			k->rcap = need;
 		}
 	}
 }
@@ -911,24 +974,32 @@ static void encode_hello(sl_client *c, sli_frame *f)
 }
 
 /* A server answered Hello on the new connection: resume everything. */
-static void conn_up(sl_client *c, const sli_hello *h, size_t consumed)
+static void conn_up(sli_conn *k, const sli_hello *h, size_t consumed)
 {
+	sl_client *c = k->c;
 	pthread_mutex_lock(&c->mu);
-	c->srv_session = h->session;
-	c->srv_epoch = h->epoch;
+	if (k->index == c->home) {
+		c->srv_session = h->session;
+		c->srv_epoch = h->epoch;
+	}
 	c->reconnects++;
 	pthread_mutex_unlock(&c->mu);
-	memmove(c->rbuf, c->rbuf + consumed, c->rlen - consumed);
-	c->rlen -= consumed;
-	c->connected = 1;
-	c->phase = SLI_PH_UP;
-	c->attempts = 0;
-	c->last_rx = c->last_ping = sli_now_ms();
-	c->want_write = 0;
-	sli_loop_mod(c->loop, c->fd, SLI_READ);
+	memmove(k->rbuf, k->rbuf + consumed, k->rlen - consumed);
+	k->rlen -= consumed;
+	k->connected = 1;
+	k->phase = SLI_PH_UP;
+	k->attempts = 0;
+	k->last_rx = k->last_ping = sli_now_ms();
+	k->want_write = 0;
+	sli_loop_mod(c->loop, k->fd, SLI_READ);
+	if (c->nconns > 1) {
+		/* the same cluster?  checked when the answer comes (on_frame) */
+		sli_frame cm = {.type = SLI_CLUSTER_MAP};
+		send_frame(k, &cm);
+	}
 
 	/* One Reconnected per queue with a subscription, ahead of everything resumed... */
-	for (sli_csub *s = c->parked; s; s = s->pnext) {
+	for (sli_csub *s = k->parked; s; s = s->pnext) {
 		if (s->q->disc_mark)
 			continue;
 		s->q->disc_mark = 1;
@@ -939,19 +1010,19 @@ static void conn_up(sl_client *c, const sli_hello *h, size_t consumed)
 			sli_queue_push(s->q, it);
 		}
 	}
-	for (sli_csub *s = c->parked; s; s = s->pnext)
+	for (sli_csub *s = k->parked; s; s = s->pnext)
 		s->q->disc_mark = 0;
 	/* ...then every parked subscription is subscribed again (or parked as DONE). */
-	sli_csub *list = c->parked;
-	c->parked = NULL;
+	sli_csub *list = k->parked;
+	k->parked = NULL;
 	for (sli_csub *s = list, *nx; s; s = nx) {
 		nx = s->pnext;
 		s->pnext = s->pprev = NULL;
 		if (s->rstate == SLI_R_DONE) {
-			park(c, s, SLI_R_DONE);
+			park(k, s, SLI_R_DONE);
 			continue;
 		}
-		if (subscribe_wire(c, s) != 0) {
+		if (subscribe_wire(k, s) != 0) {
 			sli_qitem *it = msg_item(SLI_QI_SUBERR, s, SL_ENOMEM, "out of memory", 13);
 			if (it)
 				sli_queue_push(s->q, it);
@@ -960,76 +1031,77 @@ static void conn_up(sl_client *c, const sli_hello *h, size_t consumed)
 		}
 	}
 	/* frames that came right behind the Hello */
-	parse_frames(c);
+	parse_frames(k);
 }
 
 /* The non-blocking connect and Hello exchange of a new connection. */
-static void hello_io(sl_client *c, uint32_t events)
+static void hello_io(sli_conn *k, uint32_t events)
 {
+	sl_client *c = k->c;
 	sli_frame f;
-	if (c->phase == SLI_PH_CONNECTING) {
+	if (k->phase == SLI_PH_CONNECTING) {
 		int err = 0;
 		socklen_t el = sizeof(err);
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+		if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 			err = errno;
 		if (err != 0) {
-			attempt_failed(c, -err);
+			attempt_failed(k, -err);
 			return;
 		}
 		if (!(events & SLI_WRITE))
 			return; /* still connecting */
-		sli_set_nodelay(c->fd);
+		sli_set_nodelay(k->fd);
 		encode_hello(c, &f);
-		if (sli_frame_encode(&c->out, &f) != 0) {
-			attempt_failed(c, SL_ENOMEM);
+		if (sli_frame_encode(&k->out, &f) != 0) {
+			attempt_failed(k, SL_ENOMEM);
 			return;
 		}
-		c->phase = SLI_PH_HELLO;
+		k->phase = SLI_PH_HELLO;
 	}
-	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
+	while (k->out.len > 0) {
+		ssize_t n = send(k->fd, k->out.ptr, k->out.len, MSG_NOSIGNAL);
 		if (n > 0) {
-			sli_buf_consume(&c->out, (size_t)n);
+			sli_buf_consume(&k->out, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		attempt_failed(c, n < 0 ? -errno : SL_EDISCONNECTED);
+		attempt_failed(k, n < 0 ? -errno : SL_EDISCONNECTED);
 		return;
 	}
-	sli_loop_mod(c->loop, c->fd, c->out.len > 0 ? SLI_READ | SLI_WRITE : SLI_READ);
+	sli_loop_mod(c->loop, k->fd, k->out.len > 0 ? SLI_READ | SLI_WRITE : SLI_READ);
 	for (;;) {
-		ssize_t r = sli_frame_decode(c->rbuf, c->rlen, c->cfg.max_frame, &f);
+		ssize_t r = sli_frame_decode(k->rbuf, k->rlen, c->cfg.max_frame, &f);
 		if (r < 0) {
-			attempt_failed(c, (int)r);
+			attempt_failed(k, (int)r);
 			return;
 		}
 		if (r > 0) {
 			if (f.type == SLI_ERROR)
-				attempt_failed(c, f.u.error.code ? f.u.error.code : SL_EPROTO);
+				attempt_failed(k, f.u.error.code ? f.u.error.code : SL_EPROTO);
 			else if (f.type != SLI_HELLO || f.u.hello.magic != SLI_MAGIC)
-				attempt_failed(c, SL_EPROTO);
+				attempt_failed(k, SL_EPROTO);
 			else if (f.u.hello.version != SLI_PROTO_VERSION)
-				attempt_failed(c, SL_EVERSION);
+				attempt_failed(k, SL_EVERSION);
 			else
-				conn_up(c, &f.u.hello, (size_t)r);
+				conn_up(k, &f.u.hello, (size_t)r);
 			return;
 		}
-		if (c->rlen == c->rcap) {
-			attempt_failed(c, SL_EPROTO); /* a Hello larger than the read buffer */
+		if (k->rlen == k->rcap) {
+			attempt_failed(k, SL_EPROTO); /* a Hello larger than the read buffer */
 			return;
 		}
-		ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		ssize_t n = read(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen);
 		if (n > 0) {
-			c->rlen += (size_t)n;
+			k->rlen += (size_t)n;
 		} else if (n == 0) {
-			attempt_failed(c, SL_EDISCONNECTED);
+			attempt_failed(k, SL_EDISCONNECTED);
 			return;
 		} else if (errno != EINTR) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				attempt_failed(c, -errno);
+				attempt_failed(k, -errno);
 			return;
 		}
 	}
@@ -1038,85 +1110,108 @@ static void hello_io(sl_client *c, uint32_t events)
 static void on_io(sli_loop *l, int fd, uint32_t events, void *arg);
 
 /* Starts one attempt: a non-blocking connect, finished in hello_io. */
-static void try_connect(sl_client *c)
+static void try_connect(sli_conn *k)
 {
+	sl_client *c = k->c;
 	struct sockaddr_in sa;
 	int rc, fd;
-	if ((rc = sli_parse_hostport(c->server, &sa)) != 0) {
-		attempt_failed(c, rc);
+	if ((rc = sli_parse_hostport(k->addr, &sa)) != 0) {
+		attempt_failed(k, rc);
 		return;
 	}
 	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
-		attempt_failed(c, -errno);
+		attempt_failed(k, -errno);
 		return;
 	}
-	if ((rc = sli_loop_add(c->loop, fd, SLI_READ | SLI_WRITE, on_io, c)) != 0) {
+	if ((rc = sli_loop_add(c->loop, fd, SLI_READ | SLI_WRITE, on_io, k)) != 0) {
 		close(fd);
-		attempt_failed(c, rc);
+		attempt_failed(k, rc);
 		return;
 	}
-	c->fd = fd;
-	c->rlen = 0;
-	c->out.len = 0;
-	c->phase = SLI_PH_CONNECTING;
+	k->fd = fd;
+	k->rlen = 0;
+	k->out.len = 0;
+	k->phase = SLI_PH_CONNECTING;
 	/* an attempt does not outlive the window by more than a last chance */
-	uint64_t now = sli_now_ms(), end = c->outage_start + c->cfg.retry_for_ms;
-	c->attempt_deadline = now + (uint64_t)c->cfg.connect_timeout_ms;
-	if (c->attempt_deadline > end + RETRY_MIN_MS)
-		c->attempt_deadline = end + RETRY_MIN_MS;
+	uint64_t now = sli_now_ms(), end = k->outage_start + c->cfg.retry_for_ms;
+	k->attempt_deadline = now + (uint64_t)c->cfg.connect_timeout_ms;
+	if (k->attempt_deadline > end + RETRY_MIN_MS)
+		k->attempt_deadline = end + RETRY_MIN_MS;
 	/* refused at once on loopback; otherwise writability (or an error) reports the outcome */
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
-		attempt_failed(c, -errno);
+		attempt_failed(k, -errno);
 }
 
 static void on_timer(sli_loop *l, int fd, uint32_t events, void *arg)
 {
-	sl_client *c = arg;
+	sli_conn *k = arg;
 	uint64_t v;
 	ssize_t r = read(fd, &v, sizeof(v));
 	(void)r;
-	if (c->phase != SLI_PH_WAIT)
+	if (k->phase != SLI_PH_WAIT)
 		return;
-	if (sli_now_ms() >= c->outage_start + c->cfg.retry_for_ms)
-		give_up(c, c->last_attempt_rc);
+	if (sli_now_ms() >= k->outage_start + k->c->cfg.retry_for_ms)
+		give_up(k, k->last_attempt_rc);
 	else
-		try_connect(c);
+		try_connect(k);
 }
 
 /* ---- runtime thread: the connection's readiness ---- */
 
 static void on_io(sli_loop *l, int fd, uint32_t events, void *arg)
 {
-	sl_client *c = arg;
-	if (c->phase == SLI_PH_CONNECTING || c->phase == SLI_PH_HELLO) {
-		hello_io(c, events);
+	sli_conn *k = arg;
+	if (k->phase == SLI_PH_CONNECTING || k->phase == SLI_PH_HELLO) {
+		hello_io(k, events);
 		return;
 	}
 	if (events & SLI_WRITE)
-		flush(c);
+		flush(k);
 	if (!(events & SLI_READ))
 		return;
 	/* A short read means the socket is drained; a full one that there may be more. */
-	while (c->connected) {
-		size_t room = c->rcap - c->rlen;
-		ssize_t n = read(fd, c->rbuf + c->rlen, room);
+	while (k->connected) {
+		size_t room = k->rcap - k->rlen;
+		ssize_t n = read(fd, k->rbuf + k->rlen, room);
 		if (n > 0) {
-			c->rlen += (size_t)n;
-			c->last_rx = sli_now_ms();
-			parse_frames(c);
+			k->rlen += (size_t)n;
+			k->last_rx = sli_now_ms();
+			parse_frames(k);
 			if ((size_t)n < room)
 				return;
 			continue;
 		}
 		if (n == 0) {
-			conn_lost(c, SL_EDISCONNECTED, "storage closed the connection");
+			conn_lost(k, SL_EDISCONNECTED, "storage closed the connection");
 			return;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			conn_lost(c, -errno, "read from storage failed: %s", strerror(errno));
+			conn_lost(k, -errno, "read from storage failed: %s", strerror(errno));
 		return;
+	}
+}
+
+static void conn_tick(sli_conn *k, uint64_t now)
+{
+	sl_client *c = k->c;
+	if ((k->phase == SLI_PH_CONNECTING || k->phase == SLI_PH_HELLO) &&
+	    now >= k->attempt_deadline) {
+		attempt_failed(k, SL_ETIMEDOUT);
+		return;
+	}
+	if (!k->connected)
+		return;
+	if (now - k->last_rx >= c->cfg.idle_timeout_ms) {
+		conn_lost(k, SL_EIDLE, "no answer from storage for %u ms", c->cfg.idle_timeout_ms);
+		return;
+	}
+	if (now - k->last_rx >= c->cfg.heartbeat_ms && now - k->last_ping >= c->cfg.heartbeat_ms) {
+		sli_frame f = {.type = SLI_PING};
+		f.u.ping.nonce = ++k->ping_nonce;
+		send_frame(k, &f);
+		k->last_ping = now;
 	}
 }
 
@@ -1124,36 +1219,25 @@ static void on_tick(sli_loop *l, void *arg)
 {
 	sl_client *c = arg;
 	uint64_t now = sli_now_ms();
-	if ((c->phase == SLI_PH_CONNECTING || c->phase == SLI_PH_HELLO) &&
-	    now >= c->attempt_deadline) {
-		attempt_failed(c, SL_ETIMEDOUT);
-		return;
-	}
-	if (!c->connected)
-		return;
-	if (now - c->last_rx >= c->cfg.idle_timeout_ms) {
-		conn_lost(c, SL_EIDLE, "no answer from storage for %u ms", c->cfg.idle_timeout_ms);
-		return;
-	}
-	if (now - c->last_rx >= c->cfg.heartbeat_ms && now - c->last_ping >= c->cfg.heartbeat_ms) {
-		sli_frame f = {.type = SLI_PING};
-		f.u.ping.nonce = ++c->ping_nonce;
-		send_frame(c, &f);
-		c->last_ping = now;
-	}
+	for (uint32_t i = 0; i < c->nconns && !c->dead; i++)
+		conn_tick(&c->conns[i], now);
 }
 
 static void on_idle(sli_loop *l, void *arg)
 {
-	flush(arg);
+	sl_client *c = arg;
+	for (uint32_t i = 0; i < c->nconns; i++)
+		flush(&c->conns[i]);
 }
 
 static void *runtime_main(void *arg)
 {
 	sl_client *c = arg;
-	/* frames that arrived together with the server's Hello */
-	parse_frames(c);
-	flush(c);
+	/* frames that arrived together with the servers' answers at open */
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		parse_frames(&c->conns[i]);
+		flush(&c->conns[i]);
+	}
 	sli_loop_run(c->loop);
 	return NULL;
 }
@@ -1172,58 +1256,281 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 	return n == 0 ? SL_ETIMEDOUT : 0;
 }
 
-/* Sends our Hello and waits for the server's, before the runtime thread exists. */
-static int handshake(sl_client *c)
+/* Sends f on k and returns in *ans the next frame that is not a Ping (pointing into k->rbuf,
+ * valid until *consumed bytes are dropped from it), before the runtime thread exists. */
+static int exchange(sli_conn *k, const sli_frame *f, uint64_t deadline, sli_frame *ans,
+                    size_t *consumed)
 {
-	uint64_t deadline = sli_now_ms() + (uint64_t)c->cfg.connect_timeout_ms;
-	sli_frame f;
+	sl_client *c = k->c;
 	int rc;
-	encode_hello(c, &f);
-	if ((rc = sli_frame_encode(&c->out, &f)) != 0)
+	if ((rc = sli_frame_encode(&k->out, f)) != 0)
 		return rc;
-	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
+	while (k->out.len > 0) {
+		ssize_t n = send(k->fd, k->out.ptr, k->out.len, MSG_NOSIGNAL);
 		if (n > 0)
-			sli_buf_consume(&c->out, (size_t)n);
+			sli_buf_consume(&k->out, (size_t)n);
 		else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if ((rc = wait_fd(c->fd, POLLOUT, deadline)) != 0)
+			if ((rc = wait_fd(k->fd, POLLOUT, deadline)) != 0)
 				return rc;
 		} else
 			return n < 0 ? -errno : SL_EDISCONNECTED;
 	}
 	for (;;) {
-		ssize_t r = sli_frame_decode(c->rbuf, c->rlen, c->cfg.max_frame, &f);
+		ssize_t r = sli_frame_decode(k->rbuf, k->rlen, c->cfg.max_frame, ans);
 		if (r < 0)
 			return (int)r;
+		if (r > 0 && ans->type == SLI_PING) {
+			memmove(k->rbuf, k->rbuf + r, k->rlen - (size_t)r);
+			k->rlen -= (size_t)r;
+			continue;
+		}
 		if (r > 0) {
-			if (f.type == SLI_ERROR) {
-				sli_set_last_error("%.*s", (int)f.u.error.message.len,
-				               (const char *)f.u.error.message.ptr);
-				return f.u.error.code ? f.u.error.code : SL_EPROTO;
-			}
-			if (f.type != SLI_HELLO || f.u.hello.magic != SLI_MAGIC)
-				return SL_EPROTO;
-			if (f.u.hello.version != SLI_PROTO_VERSION)
-				return SL_EVERSION;
-			c->srv_session = f.u.hello.session;
-			c->srv_epoch = f.u.hello.epoch;
-			memmove(c->rbuf, c->rbuf + r, c->rlen - (size_t)r);
-			c->rlen -= (size_t)r;
+			*consumed = (size_t)r;
 			return 0;
 		}
-		if (c->rlen == c->rcap)
-			return SL_EPROTO; /* a Hello larger than the read buffer */
-		ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		if (k->rlen == k->rcap)
+			return SL_EPROTO; /* an answer larger than the read buffer */
+		ssize_t n = read(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen);
 		if (n > 0)
-			c->rlen += (size_t)n;
+			k->rlen += (size_t)n;
 		else if (n == 0)
 			return SL_EDISCONNECTED;
 		else if (errno == EAGAIN || errno == EINTR) {
-			if ((rc = wait_fd(c->fd, POLLIN, deadline)) != 0)
+			if ((rc = wait_fd(k->fd, POLLIN, deadline)) != 0)
 				return rc;
 		} else
 			return -errno;
 	}
+}
+
+static void drop_answer(sli_conn *k, size_t consumed)
+{
+	memmove(k->rbuf, k->rbuf + consumed, k->rlen - consumed);
+	k->rlen -= consumed;
+}
+
+/* Sends our Hello and waits for the server's, before the runtime thread exists. */
+static int handshake(sli_conn *k, uint64_t *session, uint64_t *epoch)
+{
+	sl_client *c = k->c;
+	uint64_t deadline = sli_now_ms() + (uint64_t)c->cfg.connect_timeout_ms;
+	sli_frame f, ans;
+	size_t used;
+	int rc;
+	encode_hello(c, &f);
+	if ((rc = exchange(k, &f, deadline, &ans, &used)) != 0)
+		return rc;
+	if (ans.type == SLI_ERROR) {
+		sli_set_last_error("%.*s", (int)ans.u.error.message.len,
+		                   (const char *)ans.u.error.message.ptr);
+		return ans.u.error.code ? ans.u.error.code : SL_EPROTO;
+	}
+	if (ans.type != SLI_HELLO || ans.u.hello.magic != SLI_MAGIC)
+		return SL_EPROTO;
+	if (ans.u.hello.version != SLI_PROTO_VERSION)
+		return SL_EVERSION;
+	*session = ans.u.hello.session;
+	*epoch = ans.u.hello.epoch;
+	drop_answer(k, used);
+	return 0;
+}
+
+/* The cluster as one process describes it (copied out of the frame). */
+typedef struct cluster_view {
+	uint64_t fingerprint;
+	uint32_t process, count;
+	char (*addrs)[128];
+} cluster_view;
+
+/* Asks k for the cluster map.  1 when the server does not know ClusterMap (a server older than
+ * clusters: it answered with an Error and closed the connection), 2 when it did not answer in
+ * time, 0 with *v filled. */
+static int ask_cluster(sli_conn *k, cluster_view *v)
+{
+	uint64_t wait = (uint64_t)k->c->cfg.connect_timeout_ms;
+	/* no longer than the runtime would wait before declaring the connection dead */
+	if (wait > k->c->cfg.idle_timeout_ms)
+		wait = k->c->cfg.idle_timeout_ms;
+	uint64_t deadline = sli_now_ms() + wait;
+	sli_frame f = {.type = SLI_CLUSTER_MAP}, ans;
+	size_t used;
+	int rc;
+	if ((rc = exchange(k, &f, deadline, &ans, &used)) != 0)
+		return rc == SL_ETIMEDOUT ? 2 : rc;
+	if (ans.type == SLI_ERROR && ans.u.error.code == SL_EPROTO)
+		return 1;
+	if (ans.type != SLI_CLUSTER)
+		return SL_EPROTO;
+	v->fingerprint = ans.u.cluster.fingerprint;
+	v->process = ans.u.cluster.process;
+	v->count = ans.u.cluster.count;
+	if ((v->addrs = calloc(v->count, sizeof(*v->addrs))) == NULL)
+		return SL_ENOMEM;
+	sl_bytes rest = ans.u.cluster.addrs, one;
+	for (uint32_t i = 0; i < v->count && sli_strs_next(&rest, &one) == 1; i++)
+		snprintf(v->addrs[i], sizeof(v->addrs[i]), "%.*s", (int)one.len,
+		         (const char *)one.ptr);
+	drop_answer(k, used);
+	return 0;
+}
+
+static int conn_init(sl_client *c, sli_conn *k, uint32_t index, const char *addr)
+{
+	memset(k, 0, sizeof(*k));
+	k->c = c;
+	k->index = index;
+	k->fd = -1;
+	k->timerfd = -1;
+	snprintf(k->addr, sizeof(k->addr), "%s", addr);
+	sli_buf_init(&k->out);
+	k->rcap = RBUF_INITIAL;
+	if ((k->rbuf = malloc(k->rcap)) == NULL)
+		return SL_ENOMEM;
+	return 0;
+}
+
+/* Frees what conn_init and connecting allocated (the loop registrations are the caller's). */
+static void conn_fini(sli_conn *k)
+{
+	for (sli_cmd *cmd = k->list_head, *nx; cmd; cmd = nx) {
+		nx = cmd->next;
+		sli_cmd_free(cmd);
+	}
+	k->list_head = k->list_tail = NULL;
+	if (k->fd >= 0)
+		close(k->fd);
+	if (k->timerfd >= 0)
+		close(k->timerfd);
+	k->fd = k->timerfd = -1;
+	sli_buf_fini(&k->out);
+	free(k->rbuf);
+	free(k->slots);
+	free(k->freeh);
+	k->rbuf = NULL;
+	k->slots = NULL;
+	k->freeh = NULL;
+}
+
+/* Connects k to its address and exchanges Hello. */
+static int conn_connect(sli_conn *k, uint64_t *session, uint64_t *epoch)
+{
+	int rc;
+	if ((k->fd = sli_connect_tcp(k->addr, k->c->cfg.connect_timeout_ms)) < 0) {
+		rc = k->fd;
+		k->fd = -1;
+		sli_set_last_error("cannot connect to storage at %s: %s", k->addr, sl_strerror(rc));
+		return rc;
+	}
+	k->rlen = 0;
+	k->out.len = 0;
+	if ((rc = handshake(k, session, epoch)) != 0) {
+		if (sl_client_last_error()[0] == '\0')
+			sli_set_last_error("no Hello from storage at %s: %s", k->addr, sl_strerror(rc));
+		close(k->fd);
+		k->fd = -1;
+	}
+	return rc;
+}
+
+/* Connects to cfg->server, learns the cluster and connects to every other process, checking
+ * that all describe the same cluster.  Fills c->conns, c->nconns, c->home, c->fingerprint. */
+static int cluster_open(sl_client *c)
+{
+	sli_conn first;
+	cluster_view v = {0}, w = {0};
+	uint64_t session = 0, epoch = 0, s2, e2;
+	int rc;
+	if ((rc = conn_init(c, &first, 0, c->server)) != 0)
+		return rc;
+	if ((rc = conn_connect(&first, &session, &epoch)) != 0)
+		goto err_first;
+	if ((rc = ask_cluster(&first, &v)) == 1) {
+		/* a server without clusters: it closed the connection; connect again, alone */
+		close(first.fd);
+		first.fd = -1;
+		v.count = 1;
+		if ((rc = conn_connect(&first, &session, &epoch)) != 0)
+			goto err_first;
+	} else if (rc == 2) {
+		/* Hello but no cluster map: a lone server, silent for now.  The runtime's idle timeout
+		 * deals with a server that stays silent; a late answer is ignored. */
+		v.count = 1;
+	} else if (rc != 0) {
+		sli_set_last_error("no cluster map from storage at %s: %s", c->server, sl_strerror(rc));
+		goto err_first;
+	}
+	c->srv_session = session;
+	c->srv_epoch = epoch;
+	c->fingerprint = v.fingerprint;
+	c->nconns = v.count;
+	c->home = v.count > 1 ? v.process : 0;
+	if ((c->conns = calloc(c->nconns, sizeof(*c->conns))) == NULL) {
+		rc = SL_ENOMEM;
+		goto err_first;
+	}
+	for (uint32_t i = 0; i < c->nconns; i++)
+		c->conns[i].fd = c->conns[i].timerfd = -1;
+	/* the address we were given stays the home process's (it answers at it) */
+	first.index = c->home;
+	c->conns[c->home] = first;
+	/* moved: what first held is the home connection's now */
+	memset(&first, 0, sizeof(first));
+	first.fd = first.timerfd = -1;
+	sli_buf_init(&first.out);
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		sli_conn *k = &c->conns[i];
+		if (i == c->home)
+			continue;
+		if ((rc = conn_init(c, k, i, v.addrs[i])) != 0)
+			goto err_conns;
+		if ((rc = conn_connect(k, &s2, &e2)) != 0) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", sl_client_last_error());
+			sli_set_last_error("storage process %u of %u: %s", i, c->nconns, why);
+			goto err_conns;
+		}
+		if ((rc = ask_cluster(k, &w)) != 0) {
+			rc = rc == 1 ? SL_ECLUSTER : rc == 2 ? SL_ETIMEDOUT : rc;
+			sli_set_last_error("storage process %u at %s gave no cluster map: %s", i,
+			                   k->addr, sl_strerror(rc));
+			goto err_conns;
+		}
+		int same = w.fingerprint == v.fingerprint && w.count == v.count && w.process == i;
+		for (uint32_t j = 0; same && j < v.count; j++)
+			same = strcmp(w.addrs[j], v.addrs[j]) == 0;
+		if (!same) {
+			rc = SL_ECLUSTER;
+			sli_set_last_error("storage process %u at %s disagrees about the cluster: it "
+			                   "says fingerprint %016llx, process %u of %u; %s says "
+			                   "fingerprint %016llx, %u processes", i, k->addr,
+			                   (unsigned long long)w.fingerprint, w.process, w.count,
+			                   c->server, (unsigned long long)v.fingerprint, v.count);
+			goto err_conns;
+		}
+		free(w.addrs);
+		w.addrs = NULL;
+	}
+	free(v.addrs);
+	return 0;
+err_conns:
+	free(w.addrs);
+	for (uint32_t i = 0; i < c->nconns; i++)
+		conn_fini(&c->conns[i]);
+	free(c->conns);
+	c->conns = NULL;
+err_first:
+	free(v.addrs);
+	conn_fini(&first);
+	return rc;
+}
+
+int sl_client_cluster(sl_client *c, uint32_t *processes)
+{
+	if (c == NULL)
+		return SL_EARG;
+	if (processes)
+		*processes = c->nconns;
+	return 0;
 }
 
 int sl_client_open(const sl_client_config *cfg, sl_client **out)
@@ -1232,6 +1539,7 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 	sl_client *c;
 	pthread_condattr_t ca;
 	int rc;
+	sli_set_last_error("%s", "");
 	if (out == NULL)
 		return SL_EARG;
 	sl_client_config_init(&def);
@@ -1243,6 +1551,7 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 	if (snprintf(c->server, sizeof(c->server), "%s", cfg->server ? cfg->server : def.server) >=
 	    (int)sizeof(c->server)) {
 		free(c);
+		sli_set_last_error("server address too long");
 		return SL_EARG;
 	}
 	c->cfg.server = c->server;
@@ -1262,12 +1571,9 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		c->cfg.idle_timeout_ms = def.idle_timeout_ms;
 	c->credit_batch = c->cfg.window / 4;
 	c->window_max = c->cfg.window > WINDOW_GROWN_MAX ? c->cfg.window : WINDOW_GROWN_MAX;
-	c->fd = -1;
-	c->timerfd = -1;
 	if (getrandom(&c->session, sizeof(c->session), 0) != sizeof(c->session))
 		c->session = sli_now_ms() ^ ((uint64_t)getpid() << 32);
 	c->rng = c->session | 1;
-	sli_buf_init(&c->out);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->list_mu, NULL);
 	pthread_mutex_init(&c->append_mu, NULL);
@@ -1275,50 +1581,59 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	c->rcap = RBUF_INITIAL;
-	if ((c->rbuf = malloc(c->rcap)) == NULL) {
+	if ((rc = cluster_open(c)) != 0)
+		goto err_free;
+	c->list_parts = calloc(c->nconns, sizeof(*c->list_parts));
+	c->list_nparts = calloc(c->nconns, sizeof(*c->list_nparts));
+	c->append_state = calloc(c->nconns, sizeof(*c->append_state));
+	c->append_rcs = calloc(c->nconns, sizeof(*c->append_rcs));
+	c->append_times = calloc(c->nconns, sizeof(*c->append_times));
+	c->append_msgs = calloc(c->nconns, sizeof(*c->append_msgs));
+	if (!c->list_parts || !c->list_nparts || !c->append_state || !c->append_rcs ||
+	    !c->append_times || !c->append_msgs) {
 		rc = SL_ENOMEM;
-		goto err_free;
+		goto err_conns;
 	}
-	if ((c->fd = sli_connect_tcp(c->server, c->cfg.connect_timeout_ms)) < 0) {
-		rc = c->fd;
-		goto err_free;
-	}
-	if ((rc = handshake(c)) != 0)
-		goto err_close;
 	if ((rc = sli_loop_new(&c->loop)) != 0)
-		goto err_close;
-	if ((rc = sli_loop_add(c->loop, c->fd, SLI_READ, on_io, c)) != 0)
-		goto err_loop;
-	if ((c->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
-		rc = -errno;
-		goto err_loop;
+		goto err_conns;
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		sli_conn *k = &c->conns[i];
+		if ((rc = sli_loop_add(c->loop, k->fd, SLI_READ, on_io, k)) != 0)
+			goto err_loop;
+		if ((k->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
+			rc = -errno;
+			goto err_loop;
+		}
+		if ((rc = sli_loop_add(c->loop, k->timerfd, SLI_READ, on_timer, k)) != 0)
+			goto err_loop;
+		k->connected = 1;
+		k->phase = SLI_PH_UP;
+		k->last_rx = k->last_ping = sli_now_ms();
 	}
-	if ((rc = sli_loop_add(c->loop, c->timerfd, SLI_READ, on_timer, c)) != 0)
-		goto err_timer;
 	sli_loop_on_wake(c->loop, on_wake, c);
 	uint32_t tick = c->cfg.heartbeat_ms / 2;
 	if (tick > c->cfg.idle_timeout_ms / 4)
 		tick = c->cfg.idle_timeout_ms / 4;
 	sli_loop_on_tick(c->loop, tick < 10 ? 10 : tick, on_tick, c);
 	sli_loop_on_idle(c->loop, on_idle, c);
-	c->connected = 1;
-	c->phase = SLI_PH_UP;
-	c->last_rx = c->last_ping = sli_now_ms();
 	if ((rc = -pthread_create(&c->thread, NULL, runtime_main, c)) != 0)
-		goto err_timer;
+		goto err_loop;
 	*out = c;
 	return 0;
-err_timer:
-	if (c->timerfd >= 0)
-		close(c->timerfd);
 err_loop:
+	/* closing the fds takes them out of the loop's epoll set */
 	sli_loop_free(c->loop);
-err_close:
-	close(c->fd);
+err_conns:
+	for (uint32_t i = 0; i < c->nconns; i++)
+		conn_fini(&c->conns[i]);
+	free(c->conns);
+	free(c->list_parts);
+	free(c->list_nparts);
+	free(c->append_state);
+	free(c->append_rcs);
+	free(c->append_times);
+	free(c->append_msgs);
 err_free:
-	sli_buf_fini(&c->out);
-	free(c->rbuf);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);
@@ -1342,34 +1657,40 @@ void sl_client_close(sl_client *c)
 		snprintf(c->dead_msg, sizeof(c->dead_msg), "client closed");
 	}
 	pthread_mutex_unlock(&c->mu);
-	c->connected = 0;
+	for (uint32_t i = 0; i < c->nconns; i++)
+		c->conns[i].connected = 0;
 	for (sli_cmd *cmd = take_cmds(c), *nx; cmd; cmd = nx) {
 		nx = cmd->next;
 		run_cmd(c, cmd);
 	}
-	for (uint32_t h = 0; h < c->nslots; h++)
-		if (c->slots[h])
-			release(c, c->slots[h]);
-	while (c->parked)
-		release(c, c->parked);
-	for (sli_cmd *cmd = c->list_head, *nx; cmd; cmd = nx) {
-		nx = cmd->next;
-		sli_cmd_free(cmd);
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		sli_conn *k = &c->conns[i];
+		for (uint32_t h = 0; h < k->nslots; h++)
+			if (k->slots[h])
+				release(c, k->slots[h]);
+		while (k->parked)
+			release(c, k->parked);
+		if (k->fd >= 0)
+			sli_loop_del(c->loop, k->fd);
+		if (k->timerfd >= 0)
+			sli_loop_del(c->loop, k->timerfd);
+		conn_fini(k);
 	}
-	if (c->fd >= 0) {
-		sli_loop_del(c->loop, c->fd);
-		close(c->fd);
-	}
-	sli_loop_del(c->loop, c->timerfd);
-	close(c->timerfd);
 	sli_loop_free(c->loop);
-	sl_source_info_free(c->list_out, c->list_n);
-	free(c->append_msg);
-	free(c->slots);
-	free(c->freeh);
+	for (uint32_t i = 0; i < c->nconns; i++) {
+		sl_source_info_free(c->list_parts[i], c->list_nparts[i]);
+		free(c->append_msgs[i]);
+	}
+	free(c->conns);
+	free(c->list_parts);
+	free(c->list_nparts);
+	free(c->append_state);
+	free(c->append_rcs);
+	free(c->append_times);
+	free(c->append_msgs);
+	free(c->wsrc);
+	free(c->wcount);
 	free(c->tbuckets);
-	free(c->rbuf);
-	sli_buf_fini(&c->out);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);

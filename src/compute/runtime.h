@@ -52,6 +52,7 @@ typedef struct sli_csub {
 	uint64_t source;
 	uint32_t worker;
 	uint64_t from;
+	uint32_t proc; /* the storage process hosting the worker: worker mod processes */
 	sl_queue *q;
 	/* worker thread */
 	struct sli_csub *qnext; /* chain in the queue's id map */
@@ -100,47 +101,19 @@ typedef struct sli_cmd {
 	uint64_t bytes; /* CREDIT */
 	uint32_t gen;   /* CREDIT: the generation the bytes were received on */
 	uint64_t seq;   /* LIST: request number; APPEND: batch id */
+	uint32_t proc;  /* APPEND, LIST: the process it goes to */
 	sli_buf frames; /* APPEND: the encoded frames, built by the caller's thread */
 } sli_cmd;
 
-struct sl_client {
-	sl_client_config cfg;
-	char server[128];
-	uint32_t credit_batch; /* grant credit once this many bytes were consumed: window / 4 */
-	uint64_t window_max;   /* how far a subscription's window may grow */
+/* One connection: to one storage process of the cluster.  Everything per connection (socket,
+ * buffers, the handle table, requests in flight, heartbeats, reconnecting) lives here; the
+ * runtime thread owns all of it.  A subscription is on the connection of its worker's owner
+ * (worker mod processes), for its whole life. */
+typedef struct sli_conn {
+	sl_client *c;
+	uint32_t index;       /* the process it talks to */
+	char addr[128];       /* where it connects (again) */
 	int fd;
-	sli_loop *loop;
-	pthread_t thread;
-
-	/* mu protects everything up to the runtime-only section */
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* request answers and death */
-	sli_cmd *cmd_head, *cmd_tail;
-	int dead;
-	int dead_code;
-	char dead_msg[256];
-	uint64_t next_sub_id;
-	sli_csub **tbuckets; /* triple registry: user-live subscriptions, for SL_EDUPLICATE */
-	size_t tcap, tcount;
-	/* ListSources: one request at a time (list_mu) */
-	pthread_mutex_t list_mu;
-	uint64_t list_seq;      /* last request number handed out */
-	uint64_t list_wait;     /* the request a caller waits for, 0 = none */
-	int list_done, list_rc;
-	sl_source_info *list_out;
-	size_t list_n;
-	/* Append: one batch at a time (append_mu) */
-	pthread_mutex_t append_mu;
-	uint64_t append_seq;
-	uint64_t append_wait;
-	int append_done, append_rc;
-	uint64_t append_time;
-	char *append_msg;
-	/* the storage server of the current (or last) connection */
-	uint64_t srv_session, srv_epoch;
-	uint64_t reconnects;
-
-	/* runtime thread only */
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 	sli_buf out;
@@ -152,19 +125,74 @@ struct sl_client {
 	uint32_t nfree;
 	sli_cmd *list_head, *list_tail; /* ListSources sent, answers pending (FIFO) */
 	uint64_t last_rx, last_ping, ping_nonce;
-	int losing; /* inside die: pending Subscribes are parked, then ended with everything */
-	/* reconnecting (runtime thread only) */
 	int phase;            /* SLI_PH_* */
 	int timerfd;          /* the next connection attempt */
-	uint64_t session;     /* ours, sent in every Hello */
 	uint64_t outage_start, attempt_deadline;
 	uint32_t attempts;    /* since the connection was lost: the backoff exponent */
-	uint64_t rng;         /* jitter */
 	int lost_code;        /* why the connection was lost */
 	char lost_msg[200];
 	int last_attempt_rc;  /* why the last attempt to connect again failed */
 	uint64_t append_inflight; /* the batch sent on this connection and not answered, 0 = none */
 	sli_csub *parked;     /* subscriptions without a handle (PARKED, DONE) */
+} sli_conn;
+
+/* Per process state of the request a caller waits for (c->mu). */
+enum { SLI_PART_NONE, SLI_PART_PENDING, SLI_PART_OK, SLI_PART_FAILED };
+
+struct sl_client {
+	sl_client_config cfg;
+	char server[128];
+	uint32_t credit_batch; /* grant credit once this many bytes were consumed: window / 4 */
+	uint64_t window_max;   /* how far a subscription's window may grow */
+	sli_loop *loop;
+	pthread_t thread;
+	/* the cluster, fixed at open */
+	uint32_t nconns;       /* storage processes: P */
+	uint32_t home;         /* the process cfg->server is */
+	uint64_t fingerprint;
+	sli_conn *conns;       /* [nconns] */
+
+	/* mu protects everything up to the runtime-only section */
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* request answers and death */
+	sli_cmd *cmd_head, *cmd_tail;
+	int dead;
+	int dead_code;
+	char dead_msg[256];
+	uint64_t next_sub_id;
+	sli_csub **tbuckets; /* triple registry: user-live subscriptions, for SL_EDUPLICATE */
+	size_t tcap, tcount;
+	/* ListSources: one request at a time (list_mu), asked of every process */
+	pthread_mutex_t list_mu;
+	uint64_t list_seq;      /* last request number handed out */
+	uint64_t list_wait;     /* the request a caller waits for, 0 = none */
+	int list_done, list_rc;
+	uint32_t list_left;     /* processes that did not answer yet */
+	char list_msg[256];
+	sl_source_info **list_parts; /* [nconns] each process's answer */
+	size_t *list_nparts;
+	/* source id -> workers, learnt from ListSources (routes Append rows) */
+	uint64_t *wsrc;
+	uint32_t *wcount;
+	size_t wn;
+	/* Append: one batch at a time (append_mu), split by owner process */
+	pthread_mutex_t append_mu;
+	uint64_t append_seq;
+	uint64_t append_wait;
+	int append_done;
+	uint32_t append_left;
+	int *append_state;      /* [nconns] SLI_PART_* */
+	int *append_rcs;        /* [nconns] */
+	uint64_t *append_times; /* [nconns] */
+	char **append_msgs;     /* [nconns] */
+	/* the storage server of the current (or last) connection to the home process */
+	uint64_t srv_session, srv_epoch;
+	uint64_t reconnects;
+
+	/* runtime thread only */
+	int losing; /* inside die: pending Subscribes are parked, then ended with everything */
+	uint64_t session;     /* ours, sent in every Hello */
+	uint64_t rng;         /* jitter */
 };
 
 /* connection phases */

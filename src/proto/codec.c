@@ -231,6 +231,31 @@ int sli_sources_next(sl_bytes *rest, sli_source_entry *e)
 	return 1;
 }
 
+int sli_strs_next(sl_bytes *rest, sl_bytes *s)
+{
+	rd r = { rest->ptr, rest->len, 0 };
+	if (rest->len == 0)
+		return 0;
+	sl_bytes x = rd_str(&r);
+	if (r.bad)
+		return SL_EPROTO;
+	rest->ptr = r.p;
+	rest->len = r.left;
+	*s = x;
+	return 1;
+}
+
+static int strs_validate(sl_bytes strs, uint32_t count)
+{
+	sl_bytes one;
+	if ((uint64_t)count * 4 > strs.len)
+		return SL_EPROTO;
+	for (uint32_t i = 0; i < count; i++)
+		if (sli_strs_next(&strs, &one) != 1)
+			return SL_EPROTO;
+	return strs.len == 0 ? 0 : SL_EPROTO;
+}
+
 static int sources_validate(sl_bytes entries, uint32_t count)
 {
 	sli_source_entry e;
@@ -314,6 +339,17 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 		if (r->bad || sources_validate(f->u.sources.entries, f->u.sources.count) != 0)
 			return SL_EPROTO;
 		break;
+	case SLI_CLUSTER_MAP:
+		break;
+	case SLI_CLUSTER:
+		f->u.cluster.fingerprint = rd_u64(r);
+		f->u.cluster.process = rd_u32(r);
+		f->u.cluster.count = rd_u32(r);
+		f->u.cluster.addrs = rd_rest(r);
+		if (r->bad || f->u.cluster.count == 0 || f->u.cluster.process >= f->u.cluster.count ||
+		    strs_validate(f->u.cluster.addrs, f->u.cluster.count) != 0)
+			return SL_EPROTO;
+		break;
 	case SLI_APPEND:
 		f->u.append.batch = rd_u64(r);
 		f->u.append.source = rd_u64(r);
@@ -381,6 +417,8 @@ const char *sli_frame_type_name(uint8_t type)
 	case SLI_DATA: return "Data";
 	case SLI_LIST_SOURCES: return "ListSources";
 	case SLI_SOURCES: return "Sources";
+	case SLI_CLUSTER_MAP: return "ClusterMap";
+	case SLI_CLUSTER: return "Cluster";
 	case SLI_APPEND: return "Append";
 	case SLI_APPEND_OK: return "AppendOk";
 	case SLI_APPEND_ERROR: return "AppendError";

@@ -161,6 +161,13 @@ static size_t body_size(const sli_frame *f, int *rc)
 		fixed = 4;
 		str = &f->u.sources.entries;
 		break;
+	case SLI_CLUSTER_MAP:
+		fixed = 0;
+		break;
+	case SLI_CLUSTER:
+		fixed = 8 + 4 + 4;
+		str = &f->u.cluster.addrs;
+		break;
 	case SLI_APPEND:
 		fixed = 8 + 8 + 1 + 4;
 		str = &f->u.append.updates;
@@ -259,6 +266,14 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 	case SLI_SOURCES:
 		p = put_u32(p, f->u.sources.count);
 		p = put_raw(p, f->u.sources.entries);
+		break;
+	case SLI_CLUSTER_MAP:
+		break;
+	case SLI_CLUSTER:
+		p = put_u64(p, f->u.cluster.fingerprint);
+		p = put_u32(p, f->u.cluster.process);
+		p = put_u32(p, f->u.cluster.count);
+		p = put_raw(p, f->u.cluster.addrs);
 		break;
 	case SLI_APPEND:
 		p = put_u64(p, f->u.append.batch);

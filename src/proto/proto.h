@@ -51,6 +51,8 @@ enum sli_frame_type {
 	SLI_DATA = 0x20,
 	SLI_LIST_SOURCES = 0x30,
 	SLI_SOURCES = 0x31,
+	SLI_CLUSTER_MAP = 0x32,
+	SLI_CLUSTER = 0x33,
 	SLI_APPEND = 0x40,
 	SLI_APPEND_OK = 0x41,
 	SLI_APPEND_ERROR = 0x42,
@@ -136,6 +138,15 @@ typedef struct sli_source_entry {
 	sl_bytes uppers; /* workers x u64; read with sli_get_u64(uppers.ptr + 8 * w) */
 } sli_source_entry;
 
+/* The storage cluster as one process sees it: P processes, process i at addrs[i] hosting the
+ * workers w with w mod P == i.  A lone process answers count 1 with its own address. */
+typedef struct sli_cluster {
+	uint64_t fingerprint; /* hash of the cluster list and the source specs: equal on every process */
+	uint32_t process;     /* the index of the answering process */
+	uint32_t count;       /* processes */
+	sl_bytes addrs;       /* count x str "HOST:PORT"; read with sli_strs_next */
+} sli_cluster;
+
 typedef struct sli_append {
 	uint64_t batch;  /* client-chosen id; echoed in AppendOk/AppendError */
 	uint64_t source;
@@ -169,6 +180,7 @@ typedef struct sli_frame {
 		sli_credit credit;
 		sli_data data;
 		sli_sources sources;
+		sli_cluster cluster;
 		sli_append append;
 		sli_append_ok append_ok;
 		sli_append_error append_error;
@@ -201,6 +213,7 @@ int sli_events_next(sl_bytes *rest, sli_event *ev);
 int sli_updates_next(sl_bytes *rest, int64_t *diff, sl_bytes *row);
 int sli_changes_next(sl_bytes *rest, uint64_t *time, int64_t *delta);
 int sli_sources_next(sl_bytes *rest, sli_source_entry *e);
+int sli_strs_next(sl_bytes *rest, sl_bytes *s);
 
 /* Validates a whole run of events (as in a Data frame).  0 or SL_EPROTO. */
 int sli_events_validate(sl_bytes events);

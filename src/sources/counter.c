@@ -138,7 +138,9 @@ static void *counter_main(void *arg)
 
 	/* Resume where the slowest worker stands (upper u: ticks < u are done there). */
 	for (w = 0; w < c->workers; w++) {
-		c->uppers[w] = sl_source_upper(r->src, w);
+		/* In a cluster another process produces the workers this one does not host: here
+		 * they count as done, so nothing is staged or advanced for them. */
+		c->uppers[w] = sl_source_hosts(r->src, w) ? sl_source_upper(r->src, w) : SL_TIME_CLOSED;
 		if (c->uppers[w] < next)
 			next = c->uppers[w];
 	}

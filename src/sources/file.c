@@ -301,11 +301,18 @@ static int file_flush(filesrc *f, sl_source *src)
 	/* The least upper: after a crash between two advances, the workers ahead already have
 	 * this batch (see the top of the file). */
 	for (w = 0; w < f->workers; w++) {
+		if (!sl_source_hosts(src, w))
+			continue; /* in a cluster, another process keeps that worker's rows */
 		u = sl_source_upper(src, w);
 		if (u == SL_TIME_CLOSED)
 			return SL_ECLOSED;
 		if (u < t)
 			t = u;
+	}
+	if (t == SL_TIME_CLOSED) { /* hosts no worker of this source */
+		f->nitems = 0;
+		f->arena_len = 0;
+		return 0;
 	}
 	if (f->ups_cap < f->nitems) {
 		sl_update *ups = realloc(f->ups, f->nitems * sizeof(*ups));
@@ -319,7 +326,7 @@ static int file_flush(filesrc *f, sl_source *src)
 	for (i = 0; i < f->nitems; i++)
 		f->counts[f->items[i].key]++;
 	for (g = 0; g < 2u * f->workers; g++) {
-		if (f->counts[g] == 0 || sl_source_upper(src, g / 2u) > t)
+		if (f->counts[g] == 0 || !sl_source_hosts(src, g / 2u) || sl_source_upper(src, g / 2u) > t)
 			continue;
 		for (i = 0, j = 0; i < f->nitems; i++) {
 			if (f->items[i].key != g)
@@ -337,7 +344,7 @@ static int file_flush(filesrc *f, sl_source *src)
 	if ((rc = offsets_write(f, t + 1, f->off - f->line_bytes, f->line_no)) != 0)
 		return rc;
 	for (w = 0; w < f->workers; w++) {
-		if ((rc = sl_source_advance(src, w, t + 1)) != 0)
+		if (sl_source_hosts(src, w) && (rc = sl_source_advance(src, w, t + 1)) != 0)
 			return rc;
 	}
 	f->nitems = 0;
@@ -476,7 +483,7 @@ int sli_file_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *
 		snprintf(f->state_dir, n, "%s/sources/%s", sl_storage_data_dir(st), sp->name);
 		uint64_t upper = SL_TIME_CLOSED;
 		for (uint32_t w = 0; w < f->workers; w++)
-			if (sl_source_upper(src, w) < upper)
+			if (sl_source_hosts(src, w) && sl_source_upper(src, w) < upper)
 				upper = sl_source_upper(src, w);
 		if (upper != SL_TIME_CLOSED && offsets_resume(f, upper) != 0) {
 			snprintf(err, errlen, "source '%s': %s/file-offsets has no entry for the durable "

@@ -141,6 +141,13 @@ static void on_subscribe(struct conn *c, const sli_subscribe *r)
 		          src->name, src->nworkers, r->worker);
 		return;
 	}
+	if (!sli_hosts(c->st, r->worker)) {
+		uint32_t owner = r->worker % c->st->cluster_size;
+		sub_error(c, r->handle, SL_EWRONGOWNER,
+		          "worker %u of source %s is hosted by process %u at %s", r->worker, src->name,
+		          owner, c->st->cluster[owner]);
+		return;
+	}
 	if (sli_sub_by_handle(&c->subs, r->handle) != NULL) {
 		sub_error(c, r->handle, SL_EDUPLICATE, "handle %u is already in use on this connection",
 		          r->handle);
@@ -284,6 +291,15 @@ static void on_append(struct conn *c, const sli_append *r)
 				stage_fail(c, SL_ETOOBIG, msg);
 				break;
 			}
+			struct sl_source *src = sli_storage_find_source(c->st, c->stage_source);
+			uint32_t w = sl_ingest_route(row, src->nworkers);
+			if (!sli_hosts(c->st, w)) {
+				snprintf(msg, sizeof(msg), "update %u: its row goes to worker %u, hosted by "
+				         "process %u at %s", c->stage_count + i + 1, w, w % c->st->cluster_size,
+				         c->st->cluster[w % c->st->cluster_size]);
+				stage_fail(c, SL_EWRONGOWNER, msg);
+				break;
+			}
 		}
 	}
 	if (!c->stage_failed) {
@@ -347,6 +363,10 @@ static void on_frame(struct conn *c, const sli_frame *f)
 		break;
 	case SLI_LIST_SOURCES:
 		if (sli_encode_sources(c->st, &c->out) != 0)
+			conn_kill(c);
+		break;
+	case SLI_CLUSTER_MAP:
+		if (sli_encode_cluster(c->st, &c->out) != 0)
 			conn_kill(c);
 		break;
 	case SLI_APPEND:

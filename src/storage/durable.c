@@ -198,6 +198,8 @@ int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct sworker *w = &s->w[i];
 		uint64_t upper = SL_TIME_CLOSED;
+		if (!sli_hosts(st, i))
+			continue; /* another process keeps it */
 		for (int coll = 0; coll < 2; coll++) {
 			snprintf(ldir, sizeof(ldir), "%s/%u/%s", sdir, i, coll ? "err" : "ok");
 			err[0] = '\0';

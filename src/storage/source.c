@@ -13,6 +13,11 @@
 SL_API uint64_t sl_source_id(const sl_source *src) { return src->id; }
 SL_API uint32_t sl_source_workers(const sl_source *src) { return src->nworkers; }
 
+SL_API int sl_source_hosts(const sl_source *src, uint32_t worker)
+{
+	return worker < src->nworkers && sli_hosts(src->st, worker);
+}
+
 SL_API uint64_t sl_source_upper(const sl_source *src, uint32_t worker)
 {
 	if (worker >= src->nworkers)
@@ -85,14 +90,14 @@ SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind
 		s->w[i].src = s;
 		s->w[i].index = i;
 	}
-	if (st->cfg.data_dir != NULL) {
-		if ((rc = sli_source_open_durable(st, s)) != 0)
+	if (st->cfg.data_dir != NULL && (rc = sli_source_open_durable(st, s)) != 0)
+		goto err_free;
+	/* In memory: every worker without a data directory, and in a cluster the workers other
+	 * processes host (their logs stay empty: nothing appends to them here). */
+	for (uint32_t i = 0; i < workers; i++)
+		if (s->w[i].log[0] == NULL &&
+		    (sli_log_new(&s->w[i].log[0]) != 0 || sli_log_new(&s->w[i].log[1]) != 0))
 			goto err_free;
-	} else {
-		for (uint32_t i = 0; i < workers; i++)
-			if (sli_log_new(&s->w[i].log[0]) != 0 || sli_log_new(&s->w[i].log[1]) != 0)
-				goto err_free;
-	}
 	pthread_mutex_lock(&st->src_mu);
 	if (name_taken(st, name)) {
 		pthread_mutex_unlock(&st->src_mu);
@@ -227,6 +232,8 @@ SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
 {
 	if (src == NULL || worker >= src->nworkers || (coll != SL_OK && coll != SL_ERR))
 		return SL_EARG;
+	if (!sli_hosts(src->st, worker))
+		return SL_EWRONGOWNER;
 	struct sworker *w = &src->w[worker];
 	int rc = 0;
 	pthread_mutex_lock(&w->mu);
@@ -257,6 +264,8 @@ SL_API int sl_source_advance(sl_source *src, uint32_t worker, uint64_t upper)
 {
 	if (src == NULL || worker >= src->nworkers)
 		return SL_EARG;
+	if (!sli_hosts(src->st, worker))
+		return SL_EWRONGOWNER;
 	struct sworker *w = &src->w[worker];
 	int rc = 0;
 	pthread_mutex_lock(&w->mu);
@@ -307,6 +316,8 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 		pthread_mutex_lock(&src->w[i].mu);
 	uint64_t t = 0;
 	for (uint32_t i = 0; i < W; i++) {
+		if (!sli_hosts(src->st, i))
+			continue; /* another process's: its upper is not ours to move */
 		uint64_t u = atomic_load(&src->w[i].upper);
 		if (u == SL_TIME_CLOSED) {
 			rc = SL_ECLOSED;
@@ -334,6 +345,10 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 			break;
 		}
 		uint32_t wi = sl_ingest_route(row, W);
+		if (!sli_hosts(src->st, wi)) {
+			rc = SL_EWRONGOWNER;
+			break;
+		}
 		bw[wi].log = src->w[wi].log[SL_OK];
 		if ((rc = block_put(&bw[wi], t, diff, row)) != 0 && sli_log_error(bw[wi].log) != 0)
 			rc = sli_log_error(bw[wi].log);
@@ -342,7 +357,8 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 		if (bw[i].log)
 			block_commit(&bw[i]);
 	for (uint32_t i = 0; i < W && rc == 0; i++)
-		rc = sli_worker_mark_upper(src->st, &src->w[i], t + 1);
+		if (sli_hosts(src->st, i))
+			rc = sli_worker_mark_upper(src->st, &src->w[i], t + 1);
 	for (uint32_t i = 0; i < W; i++) {
 		for (int coll = 0; coll < 2; coll++) {
 			if (rc != 0)
@@ -353,10 +369,12 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 	}
 	/* A sync covers what is published, so it comes after; the uppers only after it. */
 	for (uint32_t i = 0; i < W && rc == 0; i++)
-		rc = sli_worker_sync(src->st, &src->w[i]);
+		if (sli_hosts(src->st, i))
+			rc = sli_worker_sync(src->st, &src->w[i]);
 	if (rc == 0) {
 		for (uint32_t i = 0; i < W; i++)
-			atomic_store_explicit(&src->w[i].upper, t + 1, memory_order_release);
+			if (sli_hosts(src->st, i))
+				atomic_store_explicit(&src->w[i].upper, t + 1, memory_order_release);
 		*time_out = t;
 	}
 out:

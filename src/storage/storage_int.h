@@ -110,6 +110,10 @@ struct sl_storage {
 	sl_storage_config cfg;
 	char listen[128];
 	char *data_dir;         /* owned copy of cfg.data_dir */
+	uint32_t cluster_size;  /* processes in the cluster (1 outside one) */
+	uint32_t process;       /* this process's index */
+	char **cluster;         /* their addresses, owned; NULL outside a cluster */
+	uint64_t fingerprint;
 	int listen_fd;
 	int port;
 	sli_loop *loop;
@@ -136,6 +140,12 @@ struct sl_storage {
 	size_t nconns;
 };
 
+/* Whether this process hosts worker w of every source (w mod P == process). */
+static inline int sli_hosts(const sl_storage *st, uint32_t w)
+{
+	return st->cluster_size <= 1 || w % st->cluster_size == st->process;
+}
+
 /* source.c */
 /* Appends validated updates to a log as blocks of MESSAGES events (the writer's side). */
 int sli_log_write_updates(sli_log *log, const sl_update *ups, size_t n);
@@ -145,6 +155,7 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
                       uint64_t *time_out);
 void sli_sources_free(sl_storage *st);
 int sli_encode_sources(sl_storage *st, sli_buf *b);
+int sli_encode_cluster(sl_storage *st, sli_buf *b);
 
 /* durable.c */
 void sli_storage_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -44,8 +44,9 @@ static sli_buf ev_data;    /* events of the Data sample */
 static sli_buf ev_single;  /* one PROGRESS event */
 static sli_buf src_entries; /* two Sources entries */
 static sli_buf app_updates; /* three updates */
+static sli_buf cluster_addrs; /* three addresses */
 
-#define NSAMPLES 20
+#define NSAMPLES 22
 static sli_frame samples[NSAMPLES];
 static size_t nsamples;
 
@@ -82,6 +83,17 @@ static int setup_samples(void **state)
 	sli_buf_init(&ev_single);
 	sli_buf_init(&src_entries);
 	sli_buf_init(&app_updates);
+	sli_buf_init(&cluster_addrs);
+	{
+		static const char *const addrs[] = { "127.0.0.1:7000", "127.0.0.2:7000", "" };
+		for (int i = 0; i < 3; i++) {
+			size_t l = strlen(addrs[i]);
+			assert_int_equal(sli_buf_reserve(&cluster_addrs, 4 + l), 0);
+			sli_set_u32(cluster_addrs.ptr + cluster_addrs.len, (uint32_t)l);
+			memcpy(cluster_addrs.ptr + cluster_addrs.len + 4, addrs[i], l);
+			cluster_addrs.len += 4 + l;
+		}
+	}
 
 	/* Data events: MESSAGES(3 updates), empty MESSAGES, PROGRESS(2 changes). */
 	assert_int_equal(sli_put_messages_header(&ev_data, 5, 3, 12 + 3 + 12 + 0 + 12 + 5), 0);
@@ -159,6 +171,11 @@ static int setup_samples(void **state)
 	s[n].type = SLI_APPEND_ERROR;
 	s[n].u.append_error = (sli_append_error){ 12, SL_EREJECTED, B("row too big") };
 	n++;
+	s[n].type = SLI_CLUSTER_MAP;
+	n++;
+	s[n].type = SLI_CLUSTER;
+	s[n].u.cluster = (sli_cluster){ 0x1234567890abcdefull, 2, 3, bufb(&cluster_addrs) };
+	n++;
 	assert_int_equal(n, NSAMPLES);
 	nsamples = n;
 	return 0;
@@ -170,6 +187,7 @@ static int teardown_samples(void **state)
 	sli_buf_fini(&ev_data);
 	sli_buf_fini(&ev_single);
 	sli_buf_fini(&src_entries);
+	sli_buf_fini(&cluster_addrs);
 	sli_buf_fini(&app_updates);
 	return 0;
 }
@@ -238,6 +256,14 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 		assert_int_equal(a->u.sources.count, b->u.sources.count);
 		assert_true(bytes_eq(a->u.sources.entries, b->u.sources.entries));
 		break;
+	case SLI_CLUSTER_MAP:
+		break;
+	case SLI_CLUSTER:
+		assert_true(a->u.cluster.fingerprint == b->u.cluster.fingerprint);
+		assert_int_equal(a->u.cluster.process, b->u.cluster.process);
+		assert_int_equal(a->u.cluster.count, b->u.cluster.count);
+		assert_true(bytes_eq(a->u.cluster.addrs, b->u.cluster.addrs));
+		break;
 	case SLI_APPEND:
 		assert_true(a->u.append.batch == b->u.append.batch);
 		assert_true(a->u.append.source == b->u.append.source);
@@ -296,7 +322,8 @@ static void test_roundtrip(void **state)
 	}
 	static const uint8_t all[] = { SLI_HELLO, SLI_ERROR, SLI_PING, SLI_PONG, SLI_SUBSCRIBE,
 		SLI_SUBSCRIBE_OK, SLI_SUBSCRIBE_ERROR, SLI_UNSUBSCRIBE, SLI_UNSUBSCRIBE_OK, SLI_CREDIT,
-		SLI_DATA, SLI_LIST_SOURCES, SLI_SOURCES, SLI_APPEND, SLI_APPEND_OK, SLI_APPEND_ERROR };
+		SLI_DATA, SLI_LIST_SOURCES, SLI_SOURCES, SLI_CLUSTER_MAP, SLI_CLUSTER, SLI_APPEND,
+		SLI_APPEND_OK, SLI_APPEND_ERROR };
 	for (size_t i = 0; i < sizeof(all); i++)
 		assert_true(seen[all[i]]);
 	assert_string_equal(sli_frame_type_name(SLI_SUBSCRIBE), "Subscribe");
@@ -761,7 +788,7 @@ static void test_buf(void **state)
 static void test_strerror(void **state)
 {
 	(void)state;
-	for (int c = SL_EPROTO; c >= SL_EIDLE; c--) {
+	for (int c = SL_EPROTO; c >= SL_ECLUSTER; c--) {
 		const char *s = sl_strerror(c);
 
 		assert_non_null(s);
@@ -774,7 +801,7 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(-EINVAL), "Invalid argument");
 	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");
 	assert_string_equal(sl_strerror(0), "success");
-	assert_string_equal(sl_strerror(SL_EIDLE - 1), "unknown error");
+	assert_string_equal(sl_strerror(SL_ECLUSTER - 1), "unknown error");
 	assert_string_equal(sl_strerror(-999), "unknown error");
 	assert_string_equal(sl_strerror(7), "unknown error");
 	assert_string_equal(sl_strerror(INT32_MIN), "unknown error");
