@@ -127,8 +127,12 @@ static int connect_server_retry(const char *server, uint32_t retry_for_ms, sl_cl
 		if (delay < 500)
 			delay *= 2;
 	}
-	if (rc != 0)
-		fprintf(stderr, "sluice: cannot connect to %s: %s\n", server, sl_strerror(rc));
+	if (rc != 0) {
+		/* The runtime's own message says more when it has one (which process, and why). */
+		const char *why = sl_client_last_error();
+		fprintf(stderr, "sluice: cannot connect to %s: %s\n", server,
+		        rc != -ECONNREFUSED && why != NULL && why[0] != '\0' ? why : sl_strerror(rc));
+	}
 	return rc;
 }
 
