@@ -53,7 +53,11 @@ if [[ ${SKIP_TSAN:-0} != 1 ]]; then
 	echo "==== ThreadSanitizer build (integration tests)"
 	cmake -S . -B "$B-tsan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-fsanitize=thread -O1 -g" \
 		-DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread"
-	cmake --build "$B-tsan" -j "$JOBS" --target itest_storage itest_compute itest_reconnect
+	itests=()
+	for f in tests/integration/itest_*.c; do
+		itests+=("$(basename "${f%.c}")")
+	done
+	cmake --build "$B-tsan" -j "$JOBS" --target "${itests[@]}"
 	TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} run_ctest "$B-tsan" -R '^integration\.'
 fi
 
