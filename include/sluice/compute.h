@@ -58,7 +58,10 @@ typedef struct sl_sub {
 } sl_sub;
 
 typedef struct sl_client_config {
-	const char *server;     /* "HOST:PORT"; default 127.0.0.1:6876 */
+	const char *server;     /* "HOST:PORT"; default 127.0.0.1:6876.  "A,B,..." lists addresses of
+	                           ONE storage process (a primary and its standbys): at open and at
+	                           every reconnect each is tried and the reachable one with the
+	                           highest term is used (ties: the first listed) */
 	uint32_t window;        /* initial credit window per subscription in bytes; default 256 KiB,
 	                           min 128 KiB.  While the subscription's worker keeps up (its queue
 	                           is empty when credit is granted) the window doubles, up to 4 MiB
@@ -94,6 +97,12 @@ SL_API void sl_client_close(sl_client *c);
  * 0, or SL_EARG. */
 SL_API int sl_client_server(sl_client *c, uint64_t *session, uint64_t *epoch,
                             uint64_t *reconnects);
+
+/* The highest fencing term the client has seen from storage (the Cluster frame's; 0 for a
+ * server that does not report one).  When cfg->server lists several addresses of one process
+ * (a primary and its standbys), the client uses the reachable one with the highest term, and
+ * never goes back to one with a lower term than it has seen. */
+SL_API uint64_t sl_client_term(sl_client *c);
 
 /* One source as reported by ListSources. Owned by the array from sl_client_list_sources. */
 typedef struct sl_source_info {

@@ -98,6 +98,26 @@ SL_API int sl_storage_start(sl_storage *st);
  * Accepts NULL. */
 SL_API void sl_storage_close(sl_storage *st);
 
+/* Makes this runtime a standby of the lone storage process at `primary` ("HOST:PORT"): a
+ * thread follows it over the sluice protocol (as a compute client, reconnecting by itself),
+ * registers every source of the primary here in the same order (so ids agree; register no
+ * source of your own), and writes each worker's complete times into the local logs, which
+ * serve read subscriptions as usual.  Ingest Appends are refused (SL_EREJECTED) until a client
+ * sends Promote: then the follower stops, the sources of kind "ingest" take Appends, and the
+ * term is the primary's + 1.  Replication is asynchronous: a promoted standby has what it had
+ * followed.  Call after sl_storage_open, before or after sl_storage_start.  Errors: SL_EARG
+ * (already a standby, or a process of a cluster), SL_ECLUSTER (the primary is a process of a
+ * cluster of several: not supported yet; see sl_storage_last_error), -errno. */
+SL_API int sl_storage_follow(sl_storage *st, const char *primary);
+
+/* 1 while this runtime follows a primary and was not promoted, else 0. */
+SL_API int sl_storage_is_standby(const sl_storage *st);
+
+/* The fencing term: persisted in DATA/term, 1 on a fresh data directory; a standby takes its
+ * primary's when it learns it, and promotion adds 1.  Sent in the Cluster frame: clients given
+ * several addresses of one process use the one with the highest term. */
+SL_API uint64_t sl_storage_term(const sl_storage *st);
+
 /* Flags for sl_source_register. */
 #define SL_SOURCE_INGEST 0x01 /* clients may Append batches (the `ingest` kind) */
 

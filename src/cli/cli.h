@@ -69,5 +69,10 @@ int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_i64(const char *s, size_t n, int64_t *out);
 /* 0 if s is HOST:PORT that the library accepts (IPv4 or localhost; empty host = any). */
 int cli_check_hostport(const char *s);
+/* "HOST:PORT[,HOST:PORT...]": the addresses of one storage process (primary and standbys). */
+int cli_check_server_list(const char *s);
+
+/* sluice promote (cli_promote.c): exit status. */
+int cli_promote(int argc, char **argv);
 
 #endif

@@ -118,3 +118,21 @@ int cli_check_hostport(const char *s)
 
 	return sli_parse_hostport(s, &sa) == 0 ? 0 : -1;
 }
+
+int cli_check_server_list(const char *s)
+{
+	char buf[1024];
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n + 1);
+	for (char *p = buf, *e;; p = e + 1) {
+		if ((e = strchr(p, ',')) != NULL)
+			*e = '\0';
+		if (cli_check_hostport(p) != 0)
+			return -1;
+		if (e == NULL)
+			return 0;
+	}
+}

@@ -39,6 +39,7 @@ static const char usage_main[] =
 	"  tail      print the updates of a source as they arrive\n"
 	"  sources   list the sources of a storage server\n"
 	"  ingest    append rows from stdin to an ingest source, as one atomic batch\n"
+	"  promote   make a standby (sluiced --standby-of) take over as the primary\n"
 	"  bench     run the benchmark (sluice_bench; sluice bench --help)\n"
 	"  stat      (not implemented yet)\n"
 	"\n"
@@ -55,7 +56,8 @@ static const char usage_tail[] =
 	"  progress closed         (--progress) the source closed before --until was reached\n"
 	"A tab, newline or backslash in a row is printed as \\t, \\n, \\\\.\n"
 	"\n"
-	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER ")\n"
+	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER "); a comma-separated list\n"
+	"                       names a primary and its standbys: the one with the highest term is used\n"
 	"  --from T             only updates at times >= T\n"
 	"  --until T            stop once every worker's frontier is >= T; only updates at times < T\n"
 	"  --progress           print progress lines\n"
@@ -72,7 +74,8 @@ static const char usage_sources[] =
 	"Prints one tab-separated line per source: NAME ID KIND WORKERS UPPER\n"
 	"(UPPER is the minimum over all workers, or 'closed').\n"
 	"\n"
-	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER ")\n";
+	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER "); a comma-separated list\n"
+	"                       names a primary and its standbys: the one with the highest term is used\n";
 
 static const char usage_ingest[] =
 	"usage: sluice ingest [--server HOST:PORT] [--updates] SOURCE\n"
@@ -82,7 +85,8 @@ static const char usage_ingest[] =
 	"escapes \\t, \\n, \\\\.  Prints the time storage gave the batch.  Any bad line rejects the\n"
 	"whole batch: 'line L: reason' on stderr, exit status 1.\n"
 	"\n"
-	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER ")\n"
+	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER "); a comma-separated list\n"
+	"                       names a primary and its standbys: the one with the highest term is used\n"
 	"  --updates            read DIFF<TAB>ROW lines\n";
 
 static int bad_args(const char *cmd, const char *msg)
@@ -513,7 +517,7 @@ static int cmd_tail(int argc, char **argv)
 	}
 	if (t.name == NULL)
 		return bad_args("tail", "missing SOURCE");
-	if (cli_check_hostport(t.server) != 0) {
+	if (cli_check_server_list(t.server) != 0) {
 		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", t.server);
 		return bad_args("tail", err);
 	}
@@ -643,7 +647,7 @@ static int cmd_sources(int argc, char **argv)
 		}
 		server = val;
 	}
-	if (cli_check_hostport(server) != 0) {
+	if (cli_check_server_list(server) != 0) {
 		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", server);
 		return bad_args("sources", err);
 	}
@@ -824,7 +828,7 @@ static int cmd_ingest(int argc, char **argv)
 	}
 	if (name == NULL)
 		return bad_args("ingest", "missing SOURCE");
-	if (cli_check_hostport(server) != 0) {
+	if (cli_check_server_list(server) != 0) {
 		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", server);
 		return bad_args("ingest", err);
 	}
@@ -913,6 +917,8 @@ int main(int argc, char **argv)
 		return cmd_ingest(argc, argv);
 	if (strcmp(cmd, "bench") == 0)
 		return cmd_bench(argc, argv);
+	if (strcmp(cmd, "promote") == 0)
+		return cli_promote(argc, argv);
 	if (strcmp(cmd, "stat") == 0) {
 		fprintf(stderr, "sluice: %s is not implemented yet\n", cmd);
 		return 2;

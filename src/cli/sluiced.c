@@ -3,6 +3,7 @@
  *
  *   sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]... [--cluster ADDR,... --process I]
  *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T]
+ *   sluiced --standby-of ADDR [--listen HOST:PORT] [--data-dir DIR] ...
  *
  * Startup order matters to clients: sources are registered before the network thread starts
  * and before the "listening on" line is printed, so a client that waits for that line never
@@ -49,6 +50,9 @@ static const char usage[] =
 	"                         NAME=ingest[,workers=W]\n"
 	"  --cluster ADDR,...   the addresses of every process of a storage cluster\n"
 	"  --process I          which address of --cluster is this process (0-based)\n"
+	"  --standby-of ADDR    run a standby of the (lone) storage process at ADDR: follow it into\n"
+	"                       this data directory and serve reads; ingest is refused until\n"
+	"                       'sluice promote' makes it the primary.  Takes no --source\n"
 	"  --help               show this help\n";
 
 static int bad_args(const char *fmt, const char *arg)
@@ -102,9 +106,11 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 {
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
-		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"help", 0}, {NULL, 0},
+		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
+		{NULL, 0},
 	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
+	const char *standby_of = NULL;
 	sl_fsync_mode fsync_mode = SL_FSYNC_INTERVAL;
 	uint64_t segment_size = 0, retain = 0;
 	const char *val;
@@ -138,6 +144,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			cluster = val;
 		} else if (strcmp(opt->name, "process") == 0) {
 			process = val;
+		} else if (strcmp(opt->name, "standby-of") == 0) {
+			standby_of = val;
 		} else if (strcmp(opt->name, "fsync") == 0) {
 			if (strcmp(val, "always") == 0)
 				fsync_mode = SL_FSYNC_ALWAYS;
@@ -161,6 +169,12 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		return bad_args("bad --listen address '%s': expected HOST:PORT", listen);
 	if (*data_dir == '\0')
 		return bad_args("%s", "--data-dir must not be empty");
+	if (standby_of != NULL && cli_check_hostport(standby_of) != 0)
+		return bad_args("bad --standby-of address '%s': expected HOST:PORT", standby_of);
+	if (standby_of != NULL && nspecs > 0)
+		return bad_args("%s", "--standby-of takes no --source: a standby hosts its primary's sources");
+	if (standby_of != NULL && cluster != NULL)
+		return bad_args("%s", "--standby-of and --cluster do not go together (a standby of a cluster process is not supported yet)");
 	if ((cluster == NULL) != (process == NULL))
 		return bad_args("%s", "--cluster and --process go together");
 	if (cluster != NULL) {
@@ -230,6 +244,12 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			status = (rc == SL_EARG || rc == SL_EDUPLICATE) ? 2 : 1;
 			goto out_stop;
 		}
+	}
+	if (standby_of != NULL && (rc = sl_storage_follow(st, standby_of)) != 0) {
+		fprintf(stderr, "sluiced: cannot be a standby of %s: %s\n", standby_of,
+		        sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+		status = 1;
+		goto out_stop;
 	}
 	if ((rc = sl_storage_start(st)) != 0) {
 		fprintf(stderr, "sluiced: cannot start the storage runtime: %s\n", sl_strerror(rc));

@@ -895,7 +895,18 @@ static void on_frame(sli_conn *k, const sli_frame *f)
 		on_sources(k, &f->u.sources);
 		break;
 	case SLI_CLUSTER:
-		/* asked again after every reconnect (clusters only): still the same cluster? */
+		/* asked again after every reconnect (clusters and address lists): still the same
+		 * cluster, and not a stale process (a term below one already seen)? */
+		if (c->naddrs > 1) {
+			uint64_t seen = atomic_load(&c->term);
+			if (f->u.cluster.term < seen) {
+				conn_lost(k, SL_ECLUSTER, "storage at %s has term %llu, below %llu: stale",
+				          k->addr, (unsigned long long)f->u.cluster.term,
+				          (unsigned long long)seen);
+				return;
+			}
+			atomic_store(&c->term, f->u.cluster.term);
+		}
 		if (c->nconns > 1 && (f->u.cluster.fingerprint != c->fingerprint ||
 		                      f->u.cluster.count != c->nconns ||
 		                      f->u.cluster.process != k->index)) {
@@ -992,8 +1003,8 @@ static void conn_up(sli_conn *k, const sli_hello *h, size_t consumed)
 	k->last_rx = k->last_ping = sli_now_ms();
 	k->want_write = 0;
 	sli_loop_mod(c->loop, k->fd, SLI_READ);
-	if (c->nconns > 1) {
-		/* the same cluster?  checked when the answer comes (on_frame) */
+	if (c->nconns > 1 || c->naddrs > 1) {
+		/* the same cluster (the same term or newer)?  checked when the answer comes */
 		sli_frame cm = {.type = SLI_CLUSTER_MAP};
 		send_frame(k, &cm);
 	}
@@ -1108,6 +1119,7 @@ static void hello_io(sli_conn *k, uint32_t events)
 }
 
 static void on_io(sli_loop *l, int fd, uint32_t events, void *arg);
+static int pick_addr(sl_client *c, uint64_t min_term, uint64_t *term_out);
 
 /* Starts one attempt: a non-blocking connect, finished in hello_io. */
 static void try_connect(sli_conn *k)
@@ -1150,10 +1162,22 @@ static void on_timer(sli_loop *l, int fd, uint32_t events, void *arg)
 	(void)r;
 	if (k->phase != SLI_PH_WAIT)
 		return;
-	if (sli_now_ms() >= k->outage_start + k->c->cfg.retry_for_ms)
+	if (sli_now_ms() >= k->outage_start + k->c->cfg.retry_for_ms) {
 		give_up(k, k->last_attempt_rc);
-	else
-		try_connect(k);
+		return;
+	}
+	if (k->c->naddrs > 1) {
+		/* the primary or a standby: the reachable one with the highest term, never one with
+		 * a lower term than seen (a returning old primary is stale) */
+		uint64_t t = 0;
+		int i = pick_addr(k->c, atomic_load(&k->c->term), &t);
+		if (i < 0) {
+			attempt_failed(k, i);
+			return;
+		}
+		snprintf(k->addr, sizeof(k->addr), "%s", k->c->addrs[i]);
+	}
+	try_connect(k);
 }
 
 /* ---- runtime thread: the connection's readiness ---- */
@@ -1338,6 +1362,7 @@ static int handshake(sli_conn *k, uint64_t *session, uint64_t *epoch)
 /* The cluster as one process describes it (copied out of the frame). */
 typedef struct cluster_view {
 	uint64_t fingerprint;
+	uint64_t term;
 	uint32_t process, count;
 	char (*addrs)[128];
 } cluster_view;
@@ -1362,6 +1387,7 @@ static int ask_cluster(sli_conn *k, cluster_view *v)
 	if (ans.type != SLI_CLUSTER)
 		return SL_EPROTO;
 	v->fingerprint = ans.u.cluster.fingerprint;
+	v->term = ans.u.cluster.term;
 	v->process = ans.u.cluster.process;
 	v->count = ans.u.cluster.count;
 	if ((v->addrs = calloc(v->count, sizeof(*v->addrs))) == NULL)
@@ -1432,6 +1458,72 @@ static int conn_connect(sli_conn *k, uint64_t *session, uint64_t *epoch)
 	return rc;
 }
 
+/* Connects to addr, asks its cluster map and hangs up: *term is its fencing term (0 for a
+ * server without cluster maps).  SL_ECLUSTER when it is a process of a cluster of several. */
+static int probe(sl_client *c, const char *addr, uint64_t *term)
+{
+	sli_conn k;
+	cluster_view v = {0};
+	uint64_t s, e;
+	int rc;
+	if ((rc = conn_init(c, &k, 0, addr)) != 0)
+		return rc;
+	if ((rc = conn_connect(&k, &s, &e)) == 0) {
+		rc = ask_cluster(&k, &v);
+		if (rc == 1) {
+			*term = 0;
+			rc = 0;
+		} else if (rc == 2) {
+			rc = SL_ETIMEDOUT;
+		} else if (rc == 0) {
+			*term = v.term;
+			if (v.count > 1)
+				rc = SL_ECLUSTER;
+		}
+	}
+	free(v.addrs);
+	conn_fini(&k);
+	return rc;
+}
+
+/* Of the client's addresses (one process: a primary and its standbys), the reachable one with
+ * the highest term, at least min_term (ties: the first listed).  Blocks for one connection
+ * attempt per address.  Its index, or a negative error (the last address's). */
+static int pick_addr(sl_client *c, uint64_t min_term, uint64_t *term_out)
+{
+	int best = -1, rc = SL_EDISCONNECTED;
+	uint64_t best_term = 0;
+	for (uint32_t i = 0; i < c->naddrs; i++) {
+		uint64_t t = 0;
+		int r = probe(c, c->addrs[i], &t);
+		if (r == SL_ECLUSTER) {
+			sli_set_last_error("storage at %s is a process of a cluster: a list of addresses "
+			                   "is only for the primary and standbys of one lone process",
+			                   c->addrs[i]);
+			return r;
+		}
+		if (r != 0) {
+			rc = r;
+			continue;
+		}
+		if (t < min_term) {
+			rc = SL_ECLUSTER; /* stale: an old primary that came back */
+			continue;
+		}
+		if (best < 0 || t > best_term) {
+			best = (int)i;
+			best_term = t;
+		}
+	}
+	if (best < 0) {
+		sli_set_last_error("no storage reachable at %s with term >= %llu: %s", c->server,
+		                   (unsigned long long)min_term, sl_strerror(rc));
+		return rc;
+	}
+	*term_out = best_term;
+	return best;
+}
+
 /* Connects to cfg->server, learns the cluster and connects to every other process, checking
  * that all describe the same cluster.  Fills c->conns, c->nconns, c->home, c->fingerprint. */
 static int cluster_open(sl_client *c)
@@ -1439,8 +1531,16 @@ static int cluster_open(sl_client *c)
 	sli_conn first;
 	cluster_view v = {0}, w = {0};
 	uint64_t session = 0, epoch = 0, s2, e2;
+	const char *home_addr = c->server;
 	int rc;
-	if ((rc = conn_init(c, &first, 0, c->server)) != 0)
+	if (c->naddrs > 1) {
+		uint64_t t = 0;
+		int i = pick_addr(c, 0, &t);
+		if (i < 0)
+			return i;
+		home_addr = c->addrs[i];
+	}
+	if ((rc = conn_init(c, &first, 0, home_addr)) != 0)
 		return rc;
 	if ((rc = conn_connect(&first, &session, &epoch)) != 0)
 		goto err_first;
@@ -1459,9 +1559,17 @@ static int cluster_open(sl_client *c)
 		sli_set_last_error("no cluster map from storage at %s: %s", c->server, sl_strerror(rc));
 		goto err_first;
 	}
+	if (c->naddrs > 1 && v.count > 1) {
+		rc = SL_ECLUSTER;
+		sli_set_last_error("storage at %s is a process of a cluster of %u: a list of addresses "
+		                   "is only for the primary and standbys of one lone process",
+		                   home_addr, v.count);
+		goto err_first;
+	}
 	c->srv_session = session;
 	c->srv_epoch = epoch;
 	c->fingerprint = v.fingerprint;
+	atomic_store(&c->term, v.term);
 	c->nconns = v.count;
 	c->home = v.count > 1 ? v.process : 0;
 	if ((c->conns = calloc(c->nconns, sizeof(*c->conns))) == NULL) {
@@ -1524,6 +1632,11 @@ err_first:
 	return rc;
 }
 
+uint64_t sl_client_term(sl_client *c)
+{
+	return c ? atomic_load(&c->term) : 0;
+}
+
 int sl_client_cluster(sl_client *c, uint32_t *processes)
 {
 	if (c == NULL)
@@ -1555,6 +1668,33 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		return SL_EARG;
 	}
 	c->cfg.server = c->server;
+	{
+		/* a comma-separated list: addresses of one process (primary and standbys) */
+		uint32_t n = 1;
+		for (const char *p = c->server; *p; p++)
+			n += *p == ',';
+		if (n > 1) {
+			if ((c->addrs = calloc(n, sizeof(*c->addrs))) == NULL) {
+				free(c);
+				return SL_ENOMEM;
+			}
+			const char *p = c->server;
+			for (uint32_t i = 0; i < n; i++) {
+				const char *e = strchr(p, ',');
+				size_t len = e ? (size_t)(e - p) : strlen(p);
+				if (len == 0 || len >= sizeof(c->addrs[i])) {
+					free(c->addrs);
+					free(c);
+					sli_set_last_error("bad server list '%s'", cfg->server);
+					return SL_EARG;
+				}
+				memcpy(c->addrs[i], p, len);
+				c->addrs[i][len] = '\0';
+				p = e ? e + 1 : p + len;
+			}
+			c->naddrs = n;
+		}
+	}
 	if (c->cfg.window == 0)
 		c->cfg.window = WINDOW_DEFAULT;
 	if (c->cfg.window < WINDOW_MIN)
@@ -1634,6 +1774,7 @@ err_conns:
 	free(c->append_times);
 	free(c->append_msgs);
 err_free:
+	free(c->addrs);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);
@@ -1691,6 +1832,7 @@ void sl_client_close(sl_client *c)
 	free(c->wsrc);
 	free(c->wcount);
 	free(c->tbuckets);
+	free(c->addrs);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);

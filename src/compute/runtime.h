@@ -112,7 +112,7 @@ typedef struct sli_cmd {
 typedef struct sli_conn {
 	sl_client *c;
 	uint32_t index;       /* the process it talks to */
-	char addr[128];       /* where it connects (again) */
+	char addr[1024];      /* where it connects (again): one address, or a comma list of a primary and its standbys */
 	int fd;
 	uint8_t *rbuf;
 	size_t rlen, rcap;
@@ -141,7 +141,11 @@ enum { SLI_PART_NONE, SLI_PART_PENDING, SLI_PART_OK, SLI_PART_FAILED };
 
 struct sl_client {
 	sl_client_config cfg;
-	char server[128];
+	char server[1024];
+	/* cfg->server as a list: addresses of one process (a primary and its standbys) */
+	char (*addrs)[128];
+	uint32_t naddrs;
+	_Atomic uint64_t term; /* the highest fencing term seen (Cluster frames) */
 	uint32_t credit_batch; /* grant credit once this many bytes were consumed: window / 4 */
 	uint64_t window_max;   /* how far a subscription's window may grow */
 	sli_loop *loop;

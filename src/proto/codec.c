@@ -343,6 +343,7 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 		break;
 	case SLI_CLUSTER:
 		f->u.cluster.fingerprint = rd_u64(r);
+		f->u.cluster.term = rd_u64(r);
 		f->u.cluster.process = rd_u32(r);
 		f->u.cluster.count = rd_u32(r);
 		f->u.cluster.addrs = rd_rest(r);
@@ -362,6 +363,11 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 	case SLI_APPEND_OK:
 		f->u.append_ok.batch = rd_u64(r);
 		f->u.append_ok.time = rd_u64(r);
+		break;
+	case SLI_PROMOTE:
+		break;
+	case SLI_PROMOTED:
+		f->u.promoted.term = rd_u64(r);
 		break;
 	case SLI_APPEND_ERROR:
 		f->u.append_error.batch = rd_u64(r);
@@ -422,6 +428,8 @@ const char *sli_frame_type_name(uint8_t type)
 	case SLI_APPEND: return "Append";
 	case SLI_APPEND_OK: return "AppendOk";
 	case SLI_APPEND_ERROR: return "AppendError";
+	case SLI_PROMOTE: return "Promote";
+	case SLI_PROMOTED: return "Promoted";
 	default: return "unknown";
 	}
 }

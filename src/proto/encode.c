@@ -165,7 +165,7 @@ static size_t body_size(const sli_frame *f, int *rc)
 		fixed = 0;
 		break;
 	case SLI_CLUSTER:
-		fixed = 8 + 4 + 4;
+		fixed = 8 + 8 + 4 + 4;
 		str = &f->u.cluster.addrs;
 		break;
 	case SLI_APPEND:
@@ -174,6 +174,12 @@ static size_t body_size(const sli_frame *f, int *rc)
 		break;
 	case SLI_APPEND_OK:
 		fixed = 8 + 8;
+		break;
+	case SLI_PROMOTE:
+		fixed = 0;
+		break;
+	case SLI_PROMOTED:
+		fixed = 8;
 		break;
 	case SLI_APPEND_ERROR:
 		if (wire_code(f->u.append_error.code) == 0)
@@ -271,6 +277,7 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 		break;
 	case SLI_CLUSTER:
 		p = put_u64(p, f->u.cluster.fingerprint);
+		p = put_u64(p, f->u.cluster.term);
 		p = put_u32(p, f->u.cluster.process);
 		p = put_u32(p, f->u.cluster.count);
 		p = put_raw(p, f->u.cluster.addrs);
@@ -285,6 +292,11 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 	case SLI_APPEND_OK:
 		p = put_u64(p, f->u.append_ok.batch);
 		p = put_u64(p, f->u.append_ok.time);
+		break;
+	case SLI_PROMOTE:
+		break;
+	case SLI_PROMOTED:
+		p = put_u64(p, f->u.promoted.term);
 		break;
 	case SLI_APPEND_ERROR:
 		p = put_u64(p, f->u.append_error.batch);

@@ -56,6 +56,8 @@ enum sli_frame_type {
 	SLI_APPEND = 0x40,
 	SLI_APPEND_OK = 0x41,
 	SLI_APPEND_ERROR = 0x42,
+	SLI_PROMOTE = 0x50,
+	SLI_PROMOTED = 0x51,
 };
 
 /* SubscribeOk flags */
@@ -142,6 +144,7 @@ typedef struct sli_source_entry {
  * workers w with w mod P == i.  A lone process answers count 1 with its own address. */
 typedef struct sli_cluster {
 	uint64_t fingerprint; /* hash of the cluster list and the source specs: equal on every process */
+	uint64_t term;        /* fencing epoch of the answering process (primary and standbys) */
 	uint32_t process;     /* the index of the answering process */
 	uint32_t count;       /* processes */
 	sl_bytes addrs;       /* count x str "HOST:PORT"; read with sli_strs_next */
@@ -166,6 +169,10 @@ typedef struct sli_append_error {
 	sl_bytes message;
 } sli_append_error;
 
+typedef struct sli_promoted {
+	uint64_t term; /* the new term of the promoted standby */
+} sli_promoted;
+
 typedef struct sli_frame {
 	uint8_t type; /* enum sli_frame_type */
 	union {
@@ -184,7 +191,8 @@ typedef struct sli_frame {
 		sli_append append;
 		sli_append_ok append_ok;
 		sli_append_error append_error;
-		/* LIST_SOURCES has an empty body */
+		sli_promoted promoted;
+		/* LIST_SOURCES, CLUSTER_MAP and PROMOTE have an empty body */
 	} u;
 } sli_frame;
 

@@ -270,7 +270,11 @@ static void on_append(struct conn *c, const sli_append *r)
 		c->stage_batch = r->batch;
 		c->stage_source = r->source;
 		struct sl_source *src = sli_storage_find_source(c->st, r->source);
-		if (src == NULL) {
+		if (c->st->standby_of != NULL && !atomic_load(&c->st->promoted)) {
+			snprintf(msg, sizeof(msg), "this is a standby of %s: promote it first with sluice "
+			         "promote", c->st->standby_of);
+			stage_fail(c, SL_EREJECTED, msg);
+		} else if (src == NULL) {
 			snprintf(msg, sizeof(msg), "no source with id %llu", (unsigned long long)r->source);
 			stage_fail(c, SL_ENOSOURCE, msg);
 		} else if (!(src->flags & SL_SOURCE_INGEST)) {
@@ -372,6 +376,19 @@ static void on_frame(struct conn *c, const sli_frame *f)
 	case SLI_APPEND:
 		on_append(c, &f->u.append);
 		break;
+	case SLI_PROMOTE: {
+		char err[200];
+		uint64_t term = 0;
+		int rc = sli_storage_promote(c->st, &term, err, sizeof(err));
+		if (rc != 0) {
+			queue_error(c, rc, 0, "%s", err);
+		} else {
+			sli_frame p = {.type = SLI_PROMOTED};
+			p.u.promoted.term = term;
+			put_frame(c, &p);
+		}
+		break;
+	}
 	case SLI_ERROR:
 		if (f->u.error.fatal)
 			conn_kill(c);

@@ -109,6 +109,19 @@ int sli_storage_open_data_dir(sl_storage *st)
 		fclose(f);
 	}
 	st->epoch = epoch + 1;
+	/* The fencing term: 1 on a fresh directory. */
+	snprintf(path, sizeof(path), "%s/term", dir);
+	uint64_t term = 1;
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(buf, sizeof(buf), f) == NULL || sscanf(buf, "%" SCNu64, &term) != 1 || term == 0) {
+			fclose(f);
+			sli_storage_set_error("%s does not hold a term number", path);
+			return SL_EIO;
+		}
+		fclose(f);
+	}
+	atomic_store(&st->term, term);
+	snprintf(path, sizeof(path), "%s/epoch", dir);
 	snprintf(buf, sizeof(buf), "%" PRIu64 "\n", st->epoch);
 	if ((rc = write_file_atomic(dir, "epoch", buf)) != 0) {
 		sli_storage_set_error("cannot write %s: %s", path, sl_strerror(rc));
@@ -221,6 +234,15 @@ int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 			return rc;
 	}
 	return 0;
+}
+
+int sli_storage_save_term(sl_storage *st, uint64_t term)
+{
+	char buf[64];
+	if (st->cfg.data_dir == NULL)
+		return 0;
+	snprintf(buf, sizeof(buf), "%" PRIu64 "\n", term);
+	return write_file_atomic(st->cfg.data_dir, "term", buf);
 }
 
 int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper)

@@ -89,6 +89,7 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 		st->cfg.segment_size = def.segment_size;
 	snprintf(st->listen, sizeof(st->listen), "%s", st->cfg.listen);
 	st->cfg.listen = st->listen;
+	atomic_store(&st->term, 1);
 	sli_storage_set_error("%s", "");
 	if (st->cfg.data_dir != NULL) {
 		if ((st->data_dir = strdup(st->cfg.data_dir)) == NULL) {
@@ -104,6 +105,7 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	}
 	pthread_mutex_init(&st->src_mu, NULL);
 	pthread_mutex_init(&st->dirty_mu, NULL);
+	pthread_mutex_init(&st->follow_mu, NULL);
 	if (getrandom(&st->session, sizeof(st->session), 0) != sizeof(st->session))
 		st->session = (uint64_t)getpid() ^ sli_now_ms();
 	if ((st->listen_fd = sli_listen_tcp(st->listen, &st->port)) < 0) {
@@ -184,6 +186,7 @@ int sli_encode_cluster(sl_storage *st, sli_buf *b)
 	if (rc == 0) {
 		sli_frame f = {.type = SLI_CLUSTER};
 		f.u.cluster.fingerprint = st->fingerprint;
+		f.u.cluster.term = atomic_load(&st->term);
 		f.u.cluster.process = st->cluster ? st->process : 0;
 		f.u.cluster.count = n;
 		f.u.cluster.addrs = (sl_bytes){addrs.ptr, addrs.len};
@@ -228,6 +231,7 @@ SL_API void sl_storage_close(sl_storage *st)
 {
 	if (st == NULL)
 		return;
+	sli_follow_join(st);
 	if (st->started) {
 		sli_loop_stop(st->loop);
 		pthread_join(st->thread, NULL);
@@ -247,6 +251,8 @@ SL_API void sl_storage_close(sl_storage *st)
 	for (uint32_t i = 0; st->cluster && i < st->cluster_size; i++)
 		free(st->cluster[i]);
 	free(st->cluster);
+	free(st->standby_of);
+	pthread_mutex_destroy(&st->follow_mu);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
 	free(st);

@@ -138,6 +138,15 @@ struct sl_storage {
 
 	struct conn *conns;     /* loop */
 	size_t nconns;
+
+	/* Fencing and standby (follow.c).  term: the fencing epoch, persisted in DATA/term. */
+	_Atomic uint64_t term;
+	char *standby_of;       /* the primary followed while a standby (not promoted), else NULL */
+	atomic_int promoted;    /* a standby that was promoted: it takes ingest now */
+	pthread_mutex_t follow_mu; /* held by the follower while it applies one event */
+	atomic_int follow_stop;
+	pthread_t follow_tid;
+	int follow_started;
 };
 
 /* Whether this process hosts worker w of every source (w mod P == process). */
@@ -166,6 +175,11 @@ int sli_worker_sync(sl_storage *st, struct sworker *w);
 /* mark, then sync: the upper may be published once this returns 0.  Caller holds w->mu. */
 int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper);
 int sli_sync_start(sl_storage *st);
+/* Writes the term to DATA/term (no-op without a data directory).  0 or -errno. */
+int sli_storage_save_term(sl_storage *st, uint64_t term);
+/* follow.c: stops the follower (from the network thread: does not join); joins it at close. */
+int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen);
+void sli_follow_join(sl_storage *st);
 void sli_sync_stop(sl_storage *st);
 
 /* compact.c */

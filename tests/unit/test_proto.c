@@ -46,7 +46,7 @@ static sli_buf src_entries; /* two Sources entries */
 static sli_buf app_updates; /* three updates */
 static sli_buf cluster_addrs; /* three addresses */
 
-#define NSAMPLES 22
+#define NSAMPLES 24
 static sli_frame samples[NSAMPLES];
 static size_t nsamples;
 
@@ -174,7 +174,12 @@ static int setup_samples(void **state)
 	s[n].type = SLI_CLUSTER_MAP;
 	n++;
 	s[n].type = SLI_CLUSTER;
-	s[n].u.cluster = (sli_cluster){ 0x1234567890abcdefull, 2, 3, bufb(&cluster_addrs) };
+	s[n].u.cluster = (sli_cluster){ 0x1234567890abcdefull, 7, 2, 3, bufb(&cluster_addrs) };
+	n++;
+	s[n].type = SLI_PROMOTE;
+	n++;
+	s[n].type = SLI_PROMOTED;
+	s[n].u.promoted = (sli_promoted){ 42 };
 	n++;
 	assert_int_equal(n, NSAMPLES);
 	nsamples = n;
@@ -260,6 +265,7 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 		break;
 	case SLI_CLUSTER:
 		assert_true(a->u.cluster.fingerprint == b->u.cluster.fingerprint);
+		assert_true(a->u.cluster.term == b->u.cluster.term);
 		assert_int_equal(a->u.cluster.process, b->u.cluster.process);
 		assert_int_equal(a->u.cluster.count, b->u.cluster.count);
 		assert_true(bytes_eq(a->u.cluster.addrs, b->u.cluster.addrs));
@@ -270,6 +276,11 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 		assert_int_equal(a->u.append.flags, b->u.append.flags);
 		assert_int_equal(a->u.append.count, b->u.append.count);
 		assert_true(bytes_eq(a->u.append.updates, b->u.append.updates));
+		break;
+	case SLI_PROMOTE:
+		break;
+	case SLI_PROMOTED:
+		assert_true(a->u.promoted.term == b->u.promoted.term);
 		break;
 	case SLI_APPEND_OK:
 		assert_true(a->u.append_ok.batch == b->u.append_ok.batch);
@@ -323,7 +334,7 @@ static void test_roundtrip(void **state)
 	static const uint8_t all[] = { SLI_HELLO, SLI_ERROR, SLI_PING, SLI_PONG, SLI_SUBSCRIBE,
 		SLI_SUBSCRIBE_OK, SLI_SUBSCRIBE_ERROR, SLI_UNSUBSCRIBE, SLI_UNSUBSCRIBE_OK, SLI_CREDIT,
 		SLI_DATA, SLI_LIST_SOURCES, SLI_SOURCES, SLI_CLUSTER_MAP, SLI_CLUSTER, SLI_APPEND,
-		SLI_APPEND_OK, SLI_APPEND_ERROR };
+		SLI_APPEND_OK, SLI_APPEND_ERROR, SLI_PROMOTE, SLI_PROMOTED };
 	for (size_t i = 0; i < sizeof(all); i++)
 		assert_true(seen[all[i]]);
 	assert_string_equal(sli_frame_type_name(SLI_SUBSCRIBE), "Subscribe");

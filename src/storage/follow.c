@@ -1,0 +1,396 @@
+/*
+ * follow.c - a standby: this storage process follows another one (its primary) over the sluice
+ * protocol, as a compute client, and writes what it receives into its own durable logs, so it
+ * can serve read subscriptions and take over (promotion) when the primary is gone.
+ *
+ * The follower thread registers every source of the primary, in the primary's order (so ids
+ * agree), subscribes every worker from the local worker's upper, appends each MESSAGES event
+ * at its time and advances the local worker to each PROGRESS's frontier.  Storage sends only
+ * complete times and the compute runtime resumes exactly across reconnects, so the local log is
+ * a prefix of the primary's, time by time.  When the client gives up (the retry window ran out)
+ * it is opened again; updates of a time already appended but not yet complete are skipped by
+ * count when the new subscription sends them again (storage's log order is deterministic).
+ * The client is also opened again after every reconnect, so sources a restarted primary added
+ * are followed too.
+ *
+ * Promotion (a Promote frame, on the network thread): the follower is told to stop under
+ * follow_mu (so no event is half applied), the ingest sources start taking Appends, and the
+ * term is bumped and persisted.  The thread is joined at sl_storage_close.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sluice/compute.h"
+#include "storage/storage_int.h"
+
+#define FOLLOW_RETRY_MS (24u * 3600u * 1000u)
+#define FOLLOW_DATAFLOW 0x5354414e4442ull /* "STANDB" */
+
+/* Per (local source, worker, collection): updates appended at times >= the upper since the
+ * last advance; after the client is opened again, that many are skipped from the new stream. */
+struct fworker {
+	uint64_t pending[2];
+	uint64_t skip[2];
+};
+
+struct fsource {
+	sl_source *src;
+	struct fworker *w;
+};
+
+struct follower {
+	sl_storage *st;
+	struct fsource *srcs;
+	size_t nsrcs;
+};
+
+static void follow_warn(sl_storage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void follow_warn(sl_storage *st, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (st->cfg.warn)
+		st->cfg.warn(st->cfg.warn_arg, msg);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* Sleeps up to ms, returning early (1) when asked to stop. */
+static int nap(sl_storage *st, unsigned ms)
+{
+	for (unsigned t = 0; t < ms; t += 50) {
+		if (atomic_load(&st->follow_stop))
+			return 1;
+		sleep_ms(50);
+	}
+	return atomic_load(&st->follow_stop);
+}
+
+/* Checks that the primary is a lone process and learns its term.  0, SL_ECLUSTER (fatal). */
+static int check_primary(sl_storage *st, sl_client *c)
+{
+	uint32_t p = 0;
+	sl_client_cluster(c, &p);
+	if (p > 1) {
+		sli_storage_set_error("%s is a process of a storage cluster of %u processes: a standby "
+		                      "of one process of a cluster is not supported yet",
+		                      st->standby_of, p);
+		return SL_ECLUSTER;
+	}
+	uint64_t t = sl_client_term(c);
+	if (t > atomic_load(&st->term)) {
+		atomic_store(&st->term, t);
+		int rc = sli_storage_save_term(st, t);
+		if (rc != 0)
+			follow_warn(st, "cannot persist term %" PRIu64 ": %s", t, sl_strerror(rc));
+	}
+	return 0;
+}
+
+/* Registers (or finds, on a later round) every source of the primary locally. */
+static int register_sources(struct follower *f, sl_source_info *infos, size_t n)
+{
+	sl_storage *st = f->st;
+	if (n > f->nsrcs) {
+		struct fsource *ns = realloc(f->srcs, n * sizeof(*ns));
+		if (ns == NULL)
+			return SL_ENOMEM;
+		memset(ns + f->nsrcs, 0, (n - f->nsrcs) * sizeof(*ns));
+		f->srcs = ns;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct fsource *fs = &f->srcs[i];
+		if (i < f->nsrcs) {
+			if (strcmp(fs->src->name, infos[i].name) != 0 || fs->src->id != infos[i].id ||
+			    fs->src->nworkers != infos[i].workers) {
+				sli_storage_set_error("the primary's source %" PRIu64 " is now %s with %u "
+				                      "workers; this standby has %s with %u",
+				                      infos[i].id, infos[i].name, infos[i].workers,
+				                      fs->src->name, fs->src->nworkers);
+				return SL_EARG;
+			}
+			continue;
+		}
+		sl_source *src;
+		int rc = sl_source_register(st, infos[i].name, infos[i].kind, infos[i].workers, 0, &src);
+		if (rc != 0)
+			return rc;
+		if (src->id != infos[i].id) {
+			sli_storage_set_error("source %s has id %" PRIu64 " here and %" PRIu64 " on the "
+			                      "primary: a standby must host no other source",
+			                      infos[i].name, src->id, infos[i].id);
+			return SL_EARG;
+		}
+		if ((fs->w = calloc(infos[i].workers ? infos[i].workers : 1, sizeof(*fs->w))) == NULL)
+			return SL_ENOMEM;
+		fs->src = src;
+		f->nsrcs = i + 1;
+	}
+	return 0;
+}
+
+static struct fsource *find_fsource(struct follower *f, uint64_t id)
+{
+	for (size_t i = 0; i < f->nsrcs; i++)
+		if (f->srcs[i].src->id == id)
+			return &f->srcs[i];
+	return NULL;
+}
+
+/* Applies one event.  0, or a negative error (the round ends, the client is opened again). */
+static int apply(struct follower *f, const sl_event *ev)
+{
+	struct fsource *fs = find_fsource(f, ev->source);
+	if (fs == NULL || ev->worker >= fs->src->nworkers)
+		return 0;
+	struct fworker *fw = &fs->w[ev->worker];
+	if (ev->kind == SL_EV_MESSAGES) {
+		int coll = ev->collection == SL_ERR ? 1 : 0;
+		sl_update *ups = malloc((ev->count ? ev->count : 1) * sizeof(*ups));
+		if (ups == NULL)
+			return SL_ENOMEM;
+		size_t n = 0;
+		sl_iter it;
+		sl_bytes row;
+		int64_t diff;
+		sl_iter_init(&it, ev);
+		while (sl_iter_update(&it, &row, &diff) == 1) {
+			if (fw->skip[coll] > 0) {
+				fw->skip[coll]--;
+				continue;
+			}
+			ups[n++] = (sl_update){.row = row, .time = ev->time, .diff = diff};
+		}
+		int rc = n ? sl_source_append(fs->src, ev->worker, ev->collection, ups, n) : 0;
+		free(ups);
+		if (rc == 0)
+			fw->pending[coll] += n;
+		return rc;
+	}
+	if (ev->kind == SL_EV_PROGRESS) {
+		uint64_t cur = sl_source_upper(fs->src, ev->worker);
+		if (ev->frontier > cur) {
+			int rc = sl_source_advance(fs->src, ev->worker, ev->frontier);
+			if (rc != 0)
+				return rc;
+			fw->pending[0] = fw->pending[1] = 0;
+			fw->skip[0] = fw->skip[1] = 0;
+		}
+	}
+	return 0;
+}
+
+/* One connection to the primary, until the client gives up or we are told to stop.  Returns 1
+ * to stop for good, 0 to open the client again. */
+static int follow_round(struct follower *f)
+{
+	sl_storage *st = f->st;
+	sl_client_config cfg;
+	sl_client *c = NULL;
+	sl_queue *q = NULL;
+	sl_source_info *infos = NULL;
+	size_t n = 0;
+	int rc, stop = 0;
+	sl_client_config_init(&cfg);
+	cfg.server = st->standby_of;
+	cfg.retry_for_ms = FOLLOW_RETRY_MS;
+	if ((rc = sl_client_open(&cfg, &c)) != 0)
+		return 0; /* not reachable yet: try again */
+	if (check_primary(st, c) != 0) {
+		follow_warn(st, "%s", sl_storage_last_error());
+		stop = 1;
+		goto out;
+	}
+	while ((rc = sl_client_list_sources(c, 5000, &infos, &n)) != 0) {
+		if (nap(st, 200))
+			goto out;
+		if (rc == SL_EDISCONNECTED || rc == SL_ETIMEDOUT)
+			continue;
+		follow_warn(st, "cannot list the sources of %s: %s", st->standby_of, sl_strerror(rc));
+		goto out;
+	}
+	pthread_mutex_lock(&st->follow_mu);
+	rc = atomic_load(&st->follow_stop) ? 1 : register_sources(f, infos, n);
+	pthread_mutex_unlock(&st->follow_mu);
+	if (rc != 0) {
+		if (rc != 1)
+			follow_warn(st, "standby of %s stops following: %s", st->standby_of,
+			            sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+		stop = 1;
+		goto out;
+	}
+	if ((rc = sl_queue_open(c, &q)) != 0)
+		goto out;
+	for (size_t i = 0; i < f->nsrcs; i++) {
+		for (uint32_t w = 0; w < f->srcs[i].src->nworkers; w++) {
+			struct fworker *fw = &f->srcs[i].w[w];
+			uint64_t from = sl_source_upper(f->srcs[i].src, w);
+			if (from == SL_TIME_CLOSED)
+				continue;
+			/* what a previous round appended at times >= from comes again: skip it */
+			fw->skip[0] = fw->pending[0];
+			fw->skip[1] = fw->pending[1];
+			sl_sub sub;
+			if ((rc = sl_subscribe(q, FOLLOW_DATAFLOW, f->srcs[i].src->id, w, from, &sub)) != 0)
+				goto out;
+		}
+	}
+	for (;;) {
+		sl_event ev;
+		if (atomic_load(&st->follow_stop)) {
+			stop = 1;
+			break;
+		}
+		rc = sl_queue_next(q, &ev, 100);
+		if (rc == 0)
+			continue;
+		if (rc < 0)
+			break;
+		if (ev.kind == SL_EV_DISCONNECTED) {
+			follow_warn(st, "lost the primary %s: %s; connecting again", st->standby_of,
+			            ev.message ? ev.message : sl_strerror(ev.code));
+			break;
+		}
+		if (ev.kind == SL_EV_RECONNECTED) {
+			/* the primary may have restarted with more sources: list them again (what the
+			 * new subscriptions send twice is skipped by count) */
+			break;
+		}
+		if (ev.kind == SL_EV_SUBSCRIBE_ERROR) {
+			follow_warn(st, "the primary %s refused to follow source %" PRIu64 " worker %u: %s",
+			            st->standby_of, ev.source, ev.worker, ev.message ? ev.message : "");
+			continue;
+		}
+		if (ev.kind != SL_EV_MESSAGES && ev.kind != SL_EV_PROGRESS)
+			continue;
+		pthread_mutex_lock(&st->follow_mu);
+		if (atomic_load(&st->follow_stop)) {
+			pthread_mutex_unlock(&st->follow_mu);
+			stop = 1;
+			break;
+		}
+		rc = apply(f, &ev);
+		pthread_mutex_unlock(&st->follow_mu);
+		if (rc != 0) {
+			follow_warn(st, "standby of %s cannot apply an update: %s; following again",
+			            st->standby_of, sl_strerror(rc));
+			break;
+		}
+	}
+out:
+	sl_queue_close(q);
+	sl_source_info_free(infos, n);
+	sl_client_close(c);
+	return stop || atomic_load(&st->follow_stop);
+}
+
+static void *follow_thread(void *arg)
+{
+	struct follower *f = arg;
+	sl_storage *st = f->st;
+	while (!follow_round(f))
+		if (nap(st, 200))
+			break;
+	for (size_t i = 0; i < f->nsrcs; i++)
+		free(f->srcs[i].w);
+	free(f->srcs);
+	free(f);
+	return NULL;
+}
+
+SL_API int sl_storage_follow(sl_storage *st, const char *primary)
+{
+	if (st == NULL || primary == NULL || st->standby_of != NULL)
+		return SL_EARG;
+	if (st->cluster != NULL) {
+		sli_storage_set_error("a process of a cluster cannot be a standby (not supported yet)");
+		return SL_EARG;
+	}
+	/* A quick first look: a primary that is a cluster process is refused right away. */
+	sl_client_config cfg;
+	sl_client *c;
+	sl_client_config_init(&cfg);
+	cfg.server = primary;
+	cfg.retry_for_ms = 0;
+	cfg.connect_timeout_ms = 2000;
+	if ((st->standby_of = strdup(primary)) == NULL)
+		return SL_ENOMEM;
+	if (sl_client_open(&cfg, &c) == 0) {
+		int rc = check_primary(st, c);
+		sl_client_close(c);
+		if (rc != 0) {
+			free(st->standby_of);
+			st->standby_of = NULL;
+			return rc;
+		}
+	}
+	struct follower *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return SL_ENOMEM;
+	f->st = st;
+	atomic_store(&st->follow_stop, 0);
+	int rc = pthread_create(&st->follow_tid, NULL, follow_thread, f);
+	if (rc != 0) {
+		free(f);
+		return -rc;
+	}
+	st->follow_started = 1;
+	return 0;
+}
+
+SL_API int sl_storage_is_standby(const sl_storage *st)
+{
+	return st->standby_of != NULL && !atomic_load(&st->promoted);
+}
+
+SL_API uint64_t sl_storage_term(const sl_storage *st)
+{
+	return atomic_load(&st->term);
+}
+
+int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen)
+{
+	if (st->standby_of == NULL || atomic_load(&st->promoted)) {
+		snprintf(err, errlen, "not a standby");
+		return SL_EREJECTED;
+	}
+	/* The follower applies one event at a time under follow_mu: after this no more. */
+	pthread_mutex_lock(&st->follow_mu);
+	atomic_store(&st->follow_stop, 1);
+	pthread_mutex_unlock(&st->follow_mu);
+	uint64_t term = atomic_load(&st->term) + 1;
+	int rc = sli_storage_save_term(st, term);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot persist the new term %" PRIu64 ": %s", term, sl_strerror(rc));
+		return rc;
+	}
+	atomic_store(&st->term, term);
+	pthread_mutex_lock(&st->src_mu);
+	for (size_t i = 0; i < st->nsources; i++)
+		if (strcmp(st->sources[i]->kind, "ingest") == 0)
+			st->sources[i]->flags |= SL_SOURCE_INGEST;
+	pthread_mutex_unlock(&st->src_mu);
+	atomic_store(&st->promoted, 1);
+	*term_out = term;
+	return 0;
+}
+
+void sli_follow_join(sl_storage *st)
+{
+	if (!st->follow_started)
+		return;
+	atomic_store(&st->follow_stop, 1);
+	pthread_join(st->follow_tid, NULL);
+	st->follow_started = 0;
+}
