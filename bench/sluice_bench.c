@@ -209,15 +209,19 @@ struct store {
 /* Opens a storage runtime on 127.0.0.1:0 with one source of `workers` workers, appends
  * `per_worker` 100-byte updates to each (batches of PREFILL_BATCH at one time), closes every
  * worker when `close_workers` is set, and starts the network thread. */
-static int store_open(uint32_t workers, uint64_t per_worker, int close_workers, struct store *s)
+static int store_prepare(struct store *s)
 {
 	sl_storage_config cfg;
-	int rc;
 	memset(s, 0, sizeof(*s));
 	sl_storage_config_init(&cfg);
 	cfg.listen = "127.0.0.1:0";
-	if ((rc = sl_storage_open(&cfg, &s->st)) != 0)
-		return rc;
+	return sl_storage_open(&cfg, &s->st);
+}
+
+/* The rest of store_open on a prepared runtime (in a cluster: only the hosted workers). */
+static int store_fill_start(struct store *s, uint32_t workers, uint64_t per_worker, int close_workers)
+{
+	int rc;
 	if ((rc = sl_source_register(s->st, "bench", "bench", workers, 0, &s->src)) != 0)
 		goto err_close;
 	s->workers = workers;
@@ -238,6 +242,8 @@ static int store_open(uint32_t workers, uint64_t per_worker, int close_workers, 
 		}
 		for (uint32_t w = 0; w < workers && rc == 0; w++) {
 			uint64_t left = per_worker, t = 1;
+			if (!sl_source_hosts(s->src, w))
+				continue;
 			while (left > 0 && rc == 0) {
 				size_t n = left < batch ? (size_t)left : batch;
 				for (size_t i = 0; i < n; i++)
@@ -256,7 +262,8 @@ static int store_open(uint32_t workers, uint64_t per_worker, int close_workers, 
 	}
 	if (close_workers)
 		for (uint32_t w = 0; w < workers && rc == 0; w++)
-			rc = sl_source_close_worker(s->src, w);
+			if (sl_source_hosts(s->src, w))
+				rc = sl_source_close_worker(s->src, w);
 	if (rc != 0 || (rc = sl_storage_start(s->st)) != 0)
 		goto err_close;
 	return 0;
@@ -264,6 +271,12 @@ err_close:
 	sl_storage_close(s->st);
 	s->st = NULL;
 	return rc;
+}
+
+static int store_open(uint32_t workers, uint64_t per_worker, int close_workers, struct store *s)
+{
+	int rc = store_prepare(s);
+	return rc != 0 ? rc : store_fill_start(s, workers, per_worker, close_workers);
 }
 
 static void store_close(struct store *s)
@@ -601,6 +614,65 @@ static int run_sluice(const struct config *cf, uint32_t subs, double *ups, doubl
 out:
 	sl_client_close(c);
 	store_close(&s);
+	return rc;
+}
+
+/* Aggregate throughput to one client from a cluster of `procs` storage runtimes (in this
+ * process, each on its own port and network thread): one source of CLUSTER_WORKERS workers,
+ * each process holding its share, the client subscribing every worker. */
+#define CLUSTER_WORKERS 6
+static int run_cluster(const struct config *cf, uint32_t procs, double *ups)
+{
+	uint64_t per_worker = cf->tput_bytes / ROW_BYTES / CLUSTER_WORKERS;
+	struct store s[3];
+	char addr[3][64];
+	const char *addrs[3];
+	sl_client *c = NULL;
+	struct cons k;
+	pthread_t th;
+	uint32_t opened = 0;
+	int rc = 0;
+	if (per_worker == 0)
+		per_worker = 1;
+	for (; opened < procs && rc == 0; opened++)
+		if ((rc = store_prepare(&s[opened])) == 0) {
+			snprintf(addr[opened], sizeof(addr[opened]), "127.0.0.1:%d", sl_storage_port(s[opened].st));
+			addrs[opened] = addr[opened];
+		}
+	for (uint32_t i = 0; i < procs && rc == 0; i++)
+		if (procs > 1 && (rc = sl_storage_set_cluster(s[i].st, addrs, procs, i, 42)) != 0)
+			break;
+	for (uint32_t i = 0; i < procs && rc == 0; i++)
+		rc = store_fill_start(&s[i], CLUSTER_WORKERS, per_worker, 1);
+	if (rc != 0) {
+		fprintf(stderr, "cluster: storage: %s\n", sl_strerror(rc));
+		goto out;
+	}
+	if ((rc = client_open(sl_storage_port(s[0].st), &c)) != 0) {
+		fprintf(stderr, "cluster: client: %s\n", sl_strerror(rc));
+		goto out;
+	}
+	cons_init(&k, c, sl_source_id(s[0].src), 0, CLUSTER_WORKERS, 1, MODE_DRAIN, cf->timeout_ns);
+	if ((rc = pthread_create(&th, NULL, cons_main, &k)) != 0) {
+		rc = -rc;
+		goto out;
+	}
+	pthread_join(th, NULL);
+	if (k.rc != 0) {
+		fprintf(stderr, "cluster: %s\n", k.err);
+		rc = k.rc;
+	} else if (k.updates != per_worker * CLUSTER_WORKERS) {
+		fprintf(stderr, "cluster: got %" PRIu64 " updates, expected %" PRIu64 "\n", k.updates,
+		        per_worker * CLUSTER_WORKERS);
+		rc = SL_EPROTO;
+	} else {
+		*ups = (double)k.updates / ((double)(k.t_done - k.t_start) / 1e9);
+	}
+out:
+	sl_client_close(c);
+	for (uint32_t i = 0; i < opened; i++)
+		if (s[i].st != NULL)
+			store_close(&s[i]);
 	return rc;
 }
 
@@ -1277,9 +1349,9 @@ static void usage(FILE *f)
 	           "  --runs N      runs per measurement, the median is reported (default 3)\n"
 	           "  --write FILE  also write a markdown report to FILE\n"
 	           "  --skip-redis  leave out the Redis pub/sub comparison\n"
-	           "  --window B    compute credit window per subscription in bytes (default: the\n"
-	           "                runtime's own, 256 KiB)\n"
-	           "  --only TEST   run one test: raw, sluice, redis, fairness, latency, memory\n"
+	           "  --window B    initial compute credit window per subscription in bytes\n"
+	           "                (default: the runtime's own, 256 KiB, growing to 4 MiB)\n"
+	           "  --only TEST   run one test: raw, sluice, cluster, redis, fairness, latency, memory\n"
 	           "  --subs N      sluice and redis with N subscriptions/channels only\n");
 }
 
@@ -1329,6 +1401,11 @@ static int write_report(const struct config *cf, const char *cmdline, const char
 	        "machine's limit only roughly: on this shared VM single runs vary by about 20%%, so a "
 	        "median above 0.89x (where the headers would make sluice exceed raw) means the pump ran "
 	        "slow that time.\n"
+	        "- **cluster**: 1, 2 and 3 storage runtimes in this process (each on its own loopback "
+	        "port and network thread, `sl_storage_set_cluster`), one source of 6 workers whose "
+	        "rows (the same total as above) each process holds for the workers it hosts, and one "
+	        "client given process 0's address that subscribes all 6 (it connects to every process "
+	        "itself); aggregate updates/s from the first subscribe to the last closed frontier.\n"
 	        "- **redis**: Debian's redis-server on a free loopback port (`--save '' --appendonly no "
 	        "--client-output-buffer-limit 'pubsub 0 0 0'`), a hiredis publisher thread pipelining "
 	        "`PUBLISH` in batches of 1000 (`redisAppendCommand`), round-robin over the channels, and "
@@ -1481,6 +1558,20 @@ int main(int argc, char **argv)
 		if (raw > 0)
 			add_row(label, "x raw", target, want > 0 ? verdict(bps / 1e9 / raw >= want) : NULL,
 			        "%.2fx", bps / 1e9 / raw);
+	}
+
+	/* a cluster: 1, 2 and 3 storage processes feeding one client */
+	for (uint32_t procs = 1; procs <= 3 && want(&cf, "cluster"); procs++) {
+		int rc = 0;
+		for (int r = 0; r < runs && rc == 0; r++)
+			rc = run_cluster(&cf, procs, &v[r]);
+		snprintf(label, sizeof(label), "cluster, %u process%s", procs, procs == 1 ? "" : "es");
+		if (rc != 0) {
+			failures++;
+			add_row(label, "updates/s", NULL, "error", "%s", sl_strerror(rc));
+			continue;
+		}
+		add_row(label, "updates/s (6 workers, one client)", NULL, NULL, "%.0f", median(v, runs));
 	}
 
 	/* redis */
