@@ -369,6 +369,10 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 	case SLI_PROMOTED:
 		f->u.promoted.term = rd_u64(r);
 		break;
+	case SLI_FENCE:
+		f->u.fence.term = rd_u64(r);
+		f->u.fence.by = rd_str(r);
+		break;
 	case SLI_APPEND_ERROR:
 		f->u.append_error.batch = rd_u64(r);
 		f->u.append_error.code = rd_code(r);
@@ -430,6 +434,7 @@ const char *sli_frame_type_name(uint8_t type)
 	case SLI_APPEND_ERROR: return "AppendError";
 	case SLI_PROMOTE: return "Promote";
 	case SLI_PROMOTED: return "Promoted";
+	case SLI_FENCE: return "Fence";
 	default: return "unknown";
 	}
 }

@@ -181,6 +181,10 @@ static size_t body_size(const sli_frame *f, int *rc)
 	case SLI_PROMOTED:
 		fixed = 8;
 		break;
+	case SLI_FENCE:
+		fixed = 8 + 4;
+		str = &f->u.fence.by;
+		break;
 	case SLI_APPEND_ERROR:
 		if (wire_code(f->u.append_error.code) == 0)
 			goto err_arg;
@@ -297,6 +301,10 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 		break;
 	case SLI_PROMOTED:
 		p = put_u64(p, f->u.promoted.term);
+		break;
+	case SLI_FENCE:
+		p = put_u64(p, f->u.fence.term);
+		p = put_str(p, f->u.fence.by);
 		break;
 	case SLI_APPEND_ERROR:
 		p = put_u64(p, f->u.append_error.batch);

@@ -58,6 +58,7 @@ enum sli_frame_type {
 	SLI_APPEND_ERROR = 0x42,
 	SLI_PROMOTE = 0x50,
 	SLI_PROMOTED = 0x51,
+	SLI_FENCE = 0x52,
 };
 
 /* SubscribeOk flags */
@@ -169,6 +170,13 @@ typedef struct sli_append_error {
 	sl_bytes message;
 } sli_append_error;
 
+/* From a promoted standby to the primary it replaced, once that one is back: it must serve no
+ * more (it answers with Error(SL_EFENCED, fatal) and refuses every later client). */
+typedef struct sli_fence {
+	uint64_t term; /* the promoted standby's term: takes effect only above the receiver's */
+	sl_bytes by;   /* the promoted standby's address, for the receiver's refusals */
+} sli_fence;
+
 typedef struct sli_promoted {
 	uint64_t term; /* the new term of the promoted standby */
 } sli_promoted;
@@ -192,6 +200,7 @@ typedef struct sli_frame {
 		sli_append_ok append_ok;
 		sli_append_error append_error;
 		sli_promoted promoted;
+		sli_fence fence;
 		/* LIST_SOURCES, CLUSTER_MAP and PROMOTE have an empty body */
 	} u;
 } sli_frame;

@@ -118,6 +118,12 @@ static void on_hello(struct conn *c, const sli_hello *h)
 		            (unsigned)h->version, (unsigned)SLI_PROTO_VERSION);
 		return;
 	}
+	if (c->st->fenced) {
+		queue_error(c, SL_EFENCED, 1,
+		            "this storage process was superseded by %s (a promoted standby, term %llu): use it",
+		            c->st->fenced_by, (unsigned long long)atomic_load(&c->st->term));
+		return;
+	}
 	static const char name[] = "sluiced " "0.1";
 	sli_frame f = {.type = SLI_HELLO};
 	f.u.hello.magic = SLI_MAGIC;
@@ -386,7 +392,30 @@ static void on_frame(struct conn *c, const sli_frame *f)
 			sli_frame p = {.type = SLI_PROMOTED};
 			p.u.promoted.term = term;
 			put_frame(c, &p);
+			/* From now on, fence the old primary whenever it comes back. */
+			sli_fencer_start(c->st);
 		}
+		break;
+	}
+	case SLI_FENCE: {
+		char by[256];
+		snprintf(by, sizeof(by), "%.*s", (int)f->u.fence.by.len, (const char *)f->u.fence.by.ptr);
+		if (f->u.fence.term <= atomic_load(&c->st->term)) {
+			queue_error(c, SL_EREJECTED, 0, "fence of term %llu refused: this process is at term %llu",
+			            (unsigned long long)f->u.fence.term,
+			            (unsigned long long)atomic_load(&c->st->term));
+			break;
+		}
+		int rc = sli_storage_fence(c->st, f->u.fence.term, by);
+		if (rc != 0) {
+			queue_error(c, rc, 0, "cannot record the fence: %s", sl_strerror(rc));
+			break;
+		}
+		/* Every connection goes, this one with the reason. */
+		for (struct conn *o = c->st->conns; o != NULL; o = o->next)
+			if (!o->dead && !o->closing)
+				queue_error(o, SL_EFENCED, 1, "superseded by %s (term %llu)", by,
+				            (unsigned long long)f->u.fence.term);
 		break;
 	}
 	case SLI_ERROR:

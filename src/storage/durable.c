@@ -121,6 +121,22 @@ int sli_storage_open_data_dir(sl_storage *st)
 		fclose(f);
 	}
 	atomic_store(&st->term, term);
+	/* Fenced by a promoted standby: stays so across restarts (see fence.c). */
+	snprintf(path, sizeof(path), "%s/fenced", dir);
+	if ((f = fopen(path, "r")) != NULL) {
+		uint64_t fterm = 0;
+		char by[256] = "";
+		if (fgets(buf, sizeof(buf), f) == NULL || sscanf(buf, "%" SCNu64 " %255s", &fterm, by) != 2) {
+			fclose(f);
+			sli_storage_set_error("%s does not hold a term and an address", path);
+			return SL_EIO;
+		}
+		fclose(f);
+		st->fenced = 1;
+		snprintf(st->fenced_by, sizeof(st->fenced_by), "%s", by);
+		if (fterm > term)
+			atomic_store(&st->term, fterm);
+	}
 	snprintf(path, sizeof(path), "%s/epoch", dir);
 	snprintf(buf, sizeof(buf), "%" PRIu64 "\n", st->epoch);
 	if ((rc = write_file_atomic(dir, "epoch", buf)) != 0) {
@@ -234,6 +250,15 @@ int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 			return rc;
 	}
 	return 0;
+}
+
+int sli_storage_save_fenced(sl_storage *st, uint64_t term, const char *by)
+{
+	char buf[320];
+	if (st->cfg.data_dir == NULL)
+		return 0;
+	snprintf(buf, sizeof(buf), "%" PRIu64 " %s\n", term, by);
+	return write_file_atomic(st->cfg.data_dir, "fenced", buf);
 }
 
 int sli_storage_save_term(sl_storage *st, uint64_t term)

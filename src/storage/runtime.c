@@ -232,6 +232,7 @@ SL_API void sl_storage_close(sl_storage *st)
 	if (st == NULL)
 		return;
 	sli_follow_join(st);
+	sli_fencer_stop(st);
 	if (st->started) {
 		sli_loop_stop(st->loop);
 		pthread_join(st->thread, NULL);

@@ -141,6 +141,11 @@ struct sl_storage {
 
 	/* Fencing and standby (follow.c).  term: the fencing epoch, persisted in DATA/term. */
 	_Atomic uint64_t term;
+	int fenced;             /* loop: superseded by fenced_by (a promoted standby): serve nobody */
+	char fenced_by[256];
+	pthread_t fence_tid;    /* a promoted standby fencing the primary it replaced (fence.c) */
+	int fence_started;
+	atomic_int fence_stop;
 	char *standby_of;       /* the primary followed while a standby (not promoted), else NULL */
 	atomic_int promoted;    /* a standby that was promoted: it takes ingest now */
 	pthread_mutex_t follow_mu; /* held by the follower while it applies one event */
@@ -188,6 +193,12 @@ struct sli_snap *sli_snap_ref(struct sli_snap *s);
 int sli_snapshot_load(sl_storage *st, struct sl_source *src, struct sworker *w);
 void sli_compact_tick(sl_storage *st);
 void sli_worker_compaction_free(struct sworker *w);
+
+/* fence.c */
+int sli_fencer_start(sl_storage *st);
+void sli_fencer_stop(sl_storage *st);
+int sli_storage_fence(sl_storage *st, uint64_t term, const char *by);
+int sli_storage_save_fenced(sl_storage *st, uint64_t term, const char *by);
 
 /* subs.c */
 int sli_subtable_init(struct subtable *t);

@@ -3,9 +3,9 @@
 # primary dies for good, `sluice promote` makes the standby take ingest at term 2, and a tail
 # given both addresses (--server P,S) moves over by itself and prints every row of both halves
 # exactly once.  The old primary coming back (term 1) is stale: a client that knows both
-# addresses keeps using the standby (fencing needs the client to know both; one given only
-# the old primary's address still talks to it).  A standby that was not promoted refuses
-# ingest with one clear line.
+# addresses keeps using the standby, and the promoted standby fences the old primary, which
+# then refuses even clients that know only its address (also after a restart).  A standby that
+# was not promoted refuses ingest with one clear line.
 source "$TESTLIB"
 
 batch() { # batch I: the rows of batch I
@@ -76,9 +76,29 @@ u=$(timeout -k 5 60 "$SLUICE" sources --server "$P,$S" | awk -F'\t' '$1 == "in" 
 [[ $u == 10 ]] || fail "sources --server P,S shows upper '$u' for in: not the promoted standby's 10"
 u=$(timeout -k 5 60 "$SLUICE" sources --server "$S,$P" | awk -F'\t' '$1 == "in" { print $5 }')
 [[ $u == 10 ]] || fail "sources --server S,P shows upper '$u' for in, expected 10"
-# Fencing is the client's: given only the old primary's address, it talks to the old primary.
-u=$(timeout -k 5 60 "$SLUICE" sources --server "$P" | awk -F'\t' '$1 == "in" { print $5 }')
-[[ $u == 5 ]] || fail "sources --server P shows upper '$u' for in, expected the old primary's 5"
+# The promoted standby fences the old primary once it is back: then even a client that knows
+# only the old address is refused, and told where to go (bounded wait: the fencer retries
+# every 0.5 s).
+fenced=0
+for ((i = 0; i < 100; i++)); do
+	rc=0
+	timeout -k 5 30 "$SLUICE" sources --server "$P" >/dev/null 2>"$TMP/fenced.err" || rc=$?
+	if [[ $rc -ne 0 ]] && grep -q "superseded by $S" "$TMP/fenced.err"; then
+		fenced=1
+		break
+	fi
+	sleep 0.1
+done
+[[ $fenced -eq 1 ]] || fail "the old primary was not fenced: $(cat "$TMP/fenced.err")"
+[[ $(wc -l <"$TMP/fenced.err") -eq 1 ]] || fail "not a one-line error: $(cat "$TMP/fenced.err")"
+echo "old primary refuses: $(cat "$TMP/fenced.err")"
+# And it stays fenced across a restart on its data directory.
+stop_sluiced
+SLUICED_DATA_DIR=$P_DATA start_sluiced --source "in=ingest,workers=3" --listen "127.0.0.1:$P_PORT"
+unset SLUICED_DATA_DIR
+rc=0
+timeout -k 5 30 "$SLUICE" sources --server "$P" >/dev/null 2>"$TMP/fenced2.err" || rc=$?
+[[ $rc -ne 0 ]] && grep -q "superseded by $S" "$TMP/fenced2.err" || fail "a restart lifted the fence: $(cat "$TMP/fenced2.err")"
 
 # A standby of the promoted standby follows all ten batches.
 start_sluiced --standby-of "$S"

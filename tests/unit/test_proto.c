@@ -46,7 +46,7 @@ static sli_buf src_entries; /* two Sources entries */
 static sli_buf app_updates; /* three updates */
 static sli_buf cluster_addrs; /* three addresses */
 
-#define NSAMPLES 24
+#define NSAMPLES 25
 static sli_frame samples[NSAMPLES];
 static size_t nsamples;
 
@@ -181,6 +181,9 @@ static int setup_samples(void **state)
 	s[n].type = SLI_PROMOTED;
 	s[n].u.promoted = (sli_promoted){ 42 };
 	n++;
+	s[n].type = SLI_FENCE;
+	s[n].u.fence = (sli_fence){ 3, B("127.0.0.1:7001") };
+	n++;
 	assert_int_equal(n, NSAMPLES);
 	nsamples = n;
 	return 0;
@@ -282,6 +285,10 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 	case SLI_PROMOTED:
 		assert_true(a->u.promoted.term == b->u.promoted.term);
 		break;
+	case SLI_FENCE:
+		assert_true(a->u.fence.term == b->u.fence.term);
+		assert_true(bytes_eq(a->u.fence.by, b->u.fence.by));
+		break;
 	case SLI_APPEND_OK:
 		assert_true(a->u.append_ok.batch == b->u.append_ok.batch);
 		assert_true(a->u.append_ok.time == b->u.append_ok.time);
@@ -334,7 +341,7 @@ static void test_roundtrip(void **state)
 	static const uint8_t all[] = { SLI_HELLO, SLI_ERROR, SLI_PING, SLI_PONG, SLI_SUBSCRIBE,
 		SLI_SUBSCRIBE_OK, SLI_SUBSCRIBE_ERROR, SLI_UNSUBSCRIBE, SLI_UNSUBSCRIBE_OK, SLI_CREDIT,
 		SLI_DATA, SLI_LIST_SOURCES, SLI_SOURCES, SLI_CLUSTER_MAP, SLI_CLUSTER, SLI_APPEND,
-		SLI_APPEND_OK, SLI_APPEND_ERROR, SLI_PROMOTE, SLI_PROMOTED };
+		SLI_APPEND_OK, SLI_APPEND_ERROR, SLI_PROMOTE, SLI_PROMOTED, SLI_FENCE };
 	for (size_t i = 0; i < sizeof(all); i++)
 		assert_true(seen[all[i]]);
 	assert_string_equal(sli_frame_type_name(SLI_SUBSCRIBE), "Subscribe");
@@ -799,7 +806,7 @@ static void test_buf(void **state)
 static void test_strerror(void **state)
 {
 	(void)state;
-	for (int c = SL_EPROTO; c >= SL_ECLUSTER; c--) {
+	for (int c = SL_EPROTO; c >= SL_EFENCED; c--) {
 		const char *s = sl_strerror(c);
 
 		assert_non_null(s);
@@ -812,7 +819,7 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(-EINVAL), "Invalid argument");
 	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");
 	assert_string_equal(sl_strerror(0), "success");
-	assert_string_equal(sl_strerror(SL_ECLUSTER - 1), "unknown error");
+	assert_string_equal(sl_strerror(SL_EFENCED - 1), "unknown error");
 	assert_string_equal(sl_strerror(-999), "unknown error");
 	assert_string_equal(sl_strerror(7), "unknown error");
 	assert_string_equal(sl_strerror(INT32_MIN), "unknown error");
