@@ -278,6 +278,7 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 		f->u.hello.flags = rd_u16(r);
 		f->u.hello.session = rd_u64(r);
 		f->u.hello.epoch = rd_u64(r);
+		f->u.hello.fingerprint = rd_u64(r);
 		f->u.hello.name = rd_str(r);
 		break;
 	case SLI_ERROR:

@@ -114,7 +114,7 @@ static size_t body_size(const sli_frame *f, int *rc)
 	*rc = 0;
 	switch (f->type) {
 	case SLI_HELLO:
-		fixed = 4 + 2 + 2 + 8 + 8 + 4;
+		fixed = 4 + 2 + 2 + 8 + 8 + 8 + 4;
 		str = &f->u.hello.name;
 		break;
 	case SLI_ERROR:
@@ -224,6 +224,7 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 		p = put_u16(p, f->u.hello.flags);
 		p = put_u64(p, f->u.hello.session);
 		p = put_u64(p, f->u.hello.epoch);
+		p = put_u64(p, f->u.hello.fingerprint);
 		p = put_str(p, f->u.hello.name);
 		break;
 	case SLI_ERROR:

@@ -73,6 +73,9 @@ typedef struct sli_hello {
 	uint64_t session; /* random per process start (server) or per client */
 	uint64_t epoch;   /* server: increments on every restart on the same data dir; client: 0 */
 	sl_bytes name;    /* free text: program name and version */
+	uint64_t fingerprint; /* a cluster process's configuration fingerprint (see sli_cluster);
+	                         0 from clients and from a process outside a cluster.  On the wire
+	                         it comes before name. */
 } sli_hello;
 
 typedef struct sli_error {

@@ -118,6 +118,22 @@ static void on_hello(struct conn *c, const sli_hello *h)
 		            (unsigned)h->version, (unsigned)SLI_PROTO_VERSION);
 		return;
 	}
+	if (h->fingerprint != 0 && c->st->cluster != NULL && h->fingerprint != c->st->fingerprint) {
+		/* A process of a differently configured cluster: refuse to be mixed with it. */
+		queue_error(c, SL_ECLUSTER, 1,
+		            "cluster configuration differs: this process (%u of %u) has fingerprint %016llx, "
+		            "yours is %016llx: check --cluster and --source on every process",
+		            c->st->process, c->st->cluster_size, (unsigned long long)c->st->fingerprint,
+		            (unsigned long long)h->fingerprint);
+		if (c->st->cfg.warn) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "refused a peer with another cluster configuration "
+			         "(fingerprint %016llx, ours %016llx)", (unsigned long long)h->fingerprint,
+			         (unsigned long long)c->st->fingerprint);
+			c->st->cfg.warn(c->st->cfg.warn_arg, msg);
+		}
+		return;
+	}
 	if (c->st->fenced) {
 		queue_error(c, SL_EFENCED, 1,
 		            "this storage process was superseded by %s (a promoted standby, term %llu): use it",
@@ -130,6 +146,7 @@ static void on_hello(struct conn *c, const sli_hello *h)
 	f.u.hello.version = SLI_PROTO_VERSION;
 	f.u.hello.session = c->st->session;
 	f.u.hello.epoch = c->st->epoch;
+	f.u.hello.fingerprint = c->st->cluster ? c->st->fingerprint : 0;
 	f.u.hello.name = (sl_bytes){(const uint8_t *)name, sizeof(name) - 1};
 	put_frame(c, &f);
 	c->hello_done = 1;

@@ -224,6 +224,7 @@ SL_API int sl_storage_start(sl_storage *st)
 	if (rc != 0)
 		return -rc;
 	st->started = 1;
+	sli_peers_start(st); /* best effort: only a report depends on it */
 	return 0;
 }
 
@@ -233,6 +234,7 @@ SL_API void sl_storage_close(sl_storage *st)
 		return;
 	sli_follow_join(st);
 	sli_fencer_stop(st);
+	sli_peers_stop(st);
 	if (st->started) {
 		sli_loop_stop(st->loop);
 		pthread_join(st->thread, NULL);

@@ -146,6 +146,9 @@ struct sl_storage {
 	pthread_t fence_tid;    /* a promoted standby fencing the primary it replaced (fence.c) */
 	int fence_started;
 	atomic_int fence_stop;
+	pthread_t peers_tid;    /* the start-up greeting of the other cluster processes (peers.c) */
+	int peers_started;
+	atomic_int peers_stop;
 	char *standby_of;       /* the primary followed while a standby (not promoted), else NULL */
 	atomic_int promoted;    /* a standby that was promoted: it takes ingest now */
 	pthread_mutex_t follow_mu; /* held by the follower while it applies one event */
@@ -199,6 +202,10 @@ int sli_fencer_start(sl_storage *st);
 void sli_fencer_stop(sl_storage *st);
 int sli_storage_fence(sl_storage *st, uint64_t term, const char *by);
 int sli_storage_save_fenced(sl_storage *st, uint64_t term, const char *by);
+
+/* peers.c */
+int sli_peers_start(sl_storage *st);
+void sli_peers_stop(sl_storage *st);
 
 /* subs.c */
 int sli_subtable_init(struct subtable *t);

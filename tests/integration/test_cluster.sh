@@ -12,6 +12,7 @@ base=$((20000 + RANDOM % 30000))
 ADDRS=("127.0.0.2:$base" "127.0.0.3:$base" "127.0.0.4:$base")
 CLUSTER=$(IFS=,; echo "${ADDRS[*]}")
 PIDS=()
+LOGS=()
 
 # start_process I [CLUSTER-LIST]: starts process I and waits (bounded) for it to listen.
 start_process() {
@@ -19,6 +20,7 @@ start_process() {
 	bg "$SLUICED" --listen "${ADDRS[$i]}" --data-dir "$TMP/data$i" --cluster "$list" --process "$i" \
 		--source "$SPEC" --source "$ING" 2>"$log"
 	PIDS[$i]=$BG_PID
+	LOGS[$i]=$log
 	for ((k = 0; k < 200; k++)); do
 		grep -q "listening on ${ADDRS[$i]}\$" "$log" && return 0
 		kill -0 "${PIDS[$i]}" 2>/dev/null || fail "process $i exited at start: $(cat "$log")"
@@ -71,4 +73,14 @@ timeout 30 "$SLUICE" sources --server "${ADDRS[0]}" >/dev/null 2>"$TMP/mix.err" 
 [[ $(wc -l <"$TMP/mix.err") -eq 1 ]] || fail "not a one-line error: $(cat "$TMP/mix.err")"
 grep -qi "cluster\|disagree" "$TMP/mix.err" || fail "the error does not say what is wrong: $(cat "$TMP/mix.err")"
 echo "refused: $(cat "$TMP/mix.err")"
+# The processes notice too: the odd one greets its peers at start and they refuse it.
+noticed=0
+for ((k = 0; k < 100; k++)); do
+	if grep -q "refused us" "${LOGS[2]}" && grep -q "another cluster configuration" "${LOGS[0]}"; then
+		noticed=1
+		break
+	fi
+	sleep 0.1
+done
+[[ $noticed -eq 1 ]] || fail "the processes did not notice the mix: $(cat "${LOGS[2]}" "${LOGS[0]}")"
 pass

@@ -113,10 +113,11 @@ static int setup_samples(void **state)
 
 	memset(samples, 0, sizeof(samples));
 	s[n].type = SLI_HELLO;
-	s[n].u.hello = (sli_hello){ SLI_MAGIC, SLI_PROTO_VERSION, 0, 0x1122334455667788ull, 3, B("sluice 0.1") };
+	s[n].u.hello = (sli_hello){ SLI_MAGIC, SLI_PROTO_VERSION, 0, 0x1122334455667788ull, 3, B("sluice 0.1"),
+		0x0123456789abcdefull };
 	n++;
 	s[n].type = SLI_HELLO;
-	s[n].u.hello = (sli_hello){ 0xffffffffu, 0xffff, 0xffff, UINT64_MAX, 0, B("") };
+	s[n].u.hello = (sli_hello){ 0xffffffffu, 0xffff, 0xffff, UINT64_MAX, 0, B(""), UINT64_MAX };
 	n++;
 	s[n].type = SLI_ERROR;
 	s[n].u.error = (sli_error){ SL_EVERSION, 1, B("version 9 not supported") };
@@ -211,6 +212,7 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 		assert_int_equal(a->u.hello.flags, b->u.hello.flags);
 		assert_true(a->u.hello.session == b->u.hello.session);
 		assert_true(a->u.hello.epoch == b->u.hello.epoch);
+		assert_true(a->u.hello.fingerprint == b->u.hello.fingerprint);
 		assert_true(bytes_eq(a->u.hello.name, b->u.hello.name));
 		break;
 	case SLI_ERROR:
@@ -616,15 +618,15 @@ static void test_malformed(void **state)
 
 	/* Truncated str inside a complete frame: name says 100 bytes, 3 present. */
 	memset(body, 0, sizeof(body));
-	sli_set_u32(body + 24, 100);
-	raw_frame(&b, SLI_HELLO, body, 28 + 3);
+	sli_set_u32(body + 32, 100);
+	raw_frame(&b, SLI_HELLO, body, 36 + 3);
 	assert_int_equal(decode_buf(&b), SL_EPROTO);
-	sli_set_u32(body + 24, UINT32_MAX);
-	raw_frame(&b, SLI_HELLO, body, 28 + 3);
+	sli_set_u32(body + 32, UINT32_MAX);
+	raw_frame(&b, SLI_HELLO, body, 36 + 3);
 	assert_int_equal(decode_buf(&b), SL_EPROTO);
-	sli_set_u32(body + 24, 3);
-	raw_frame(&b, SLI_HELLO, body, 28 + 3);
-	assert_int_equal(decode_buf(&b), 5 + 31);
+	sli_set_u32(body + 32, 3);
+	raw_frame(&b, SLI_HELLO, body, 36 + 3);
+	assert_int_equal(decode_buf(&b), 5 + 39);
 
 	/* Data: bad collection, no events, unknown event tag. */
 	memset(body, 0, sizeof(body));
