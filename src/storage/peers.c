@@ -6,15 +6,10 @@
  * answers); this makes the operator see it in the processes' logs too.  A peer that is not up
  * yet is tried again every second until it has been greeted, or the runtime closes.
  */
-#include <errno.h>
 #include <stdarg.h>
-#include <poll.h>
 #include <stdio.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "net/sock.h"
+#include "storage/probe.h"
 #include "storage/storage_int.h"
 
 #define PEER_RETRY_MS 1000
@@ -33,54 +28,24 @@ static void report(sl_storage *st, const char *fmt, ...)
 	st->cfg.warn(st->cfg.warn_arg, msg);
 }
 
-/* Greets peer i: 1 when it answered (agreeing or not), 0 when it could not be reached. */
-static int greet(sl_storage *st, uint32_t i)
+struct greeting {
+	sl_storage *st;
+	uint32_t peer;
+};
+
+static int greeted(const sli_frame *f, void *arg)
 {
-	uint8_t buf[2048];
-	size_t len = 0;
-	sli_buf out;
-	sli_frame f;
-	int answered = 0;
-	int fd = sli_connect_tcp(st->cluster[i], PEER_IO_MS);
-	if (fd < 0)
-		return 0;
-	sli_buf_init(&out);
-	sli_frame hello = {.type = SLI_HELLO};
-	hello.u.hello.magic = SLI_MAGIC;
-	hello.u.hello.version = SLI_PROTO_VERSION;
-	hello.u.hello.fingerprint = st->fingerprint;
-	hello.u.hello.name = (sl_bytes){(const uint8_t *)"sluiced peer check", 18};
-	if (sli_frame_encode(&out, &hello) != 0 || send(fd, out.ptr, out.len, MSG_NOSIGNAL) != (ssize_t)out.len)
-		goto out;
-	uint64_t deadline = sli_now_ms() + PEER_IO_MS;
-	while (!answered && sli_now_ms() < deadline) {
-		ssize_t r = sli_frame_decode(buf, len, SLI_FRAME_MAX_DEFAULT, &f);
-		if (r > 0) {
-			answered = 1;
-			if (f.type == SLI_HELLO && f.u.hello.fingerprint != st->fingerprint)
-				report(st, "process %u at %s has another cluster configuration (fingerprint %016llx, "
-				       "ours %016llx): check --cluster and --source on every process", i,
-				       st->cluster[i], (unsigned long long)f.u.hello.fingerprint,
-				       (unsigned long long)st->fingerprint);
-			else if (f.type == SLI_ERROR && f.u.error.code == SL_ECLUSTER)
-				report(st, "process %u at %s refused us: %.*s", i, st->cluster[i],
-				       (int)f.u.error.message.len, (const char *)f.u.error.message.ptr);
-			break;
-		}
-		if (r < 0 || len == sizeof(buf))
-			break;
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-out:
-	sli_buf_fini(&out);
-	close(fd);
-	return answered;
+	struct greeting *g = arg;
+	sl_storage *st = g->st;
+	if (f->type == SLI_HELLO && f->u.hello.fingerprint != st->fingerprint)
+		report(st, "process %u at %s has another cluster configuration (fingerprint %016llx, "
+		       "ours %016llx): check --cluster and --source on every process", g->peer,
+		       st->cluster[g->peer], (unsigned long long)f->u.hello.fingerprint,
+		       (unsigned long long)st->fingerprint);
+	else if (f->type == SLI_ERROR && f->u.error.code == SL_ECLUSTER)
+		report(st, "process %u at %s refused us: %.*s", g->peer, st->cluster[g->peer],
+		       (int)f->u.error.message.len, (const char *)f->u.error.message.ptr);
+	return 1; /* its first answer says all */
 }
 
 static void *peers_thread(void *arg)
@@ -90,15 +55,16 @@ static void *peers_thread(void *arg)
 	uint8_t done[256] = {0};
 	done[st->process] = 1;
 	while (left > 0 && !atomic_load(&st->peers_stop)) {
-		for (uint32_t i = 0; i < st->cluster_size && i < sizeof(done); i++)
-			if (!done[i] && greet(st, i)) {
+		for (uint32_t i = 0; i < st->cluster_size && i < sizeof(done); i++) {
+			struct greeting g = {st, i};
+			if (!done[i] && sli_probe(st->cluster[i], st->fingerprint, "sluiced peer check", NULL,
+			                          PEER_IO_MS, greeted, &g)) {
 				done[i] = 1;
 				left--;
 			}
-		for (int k = 0; k < PEER_RETRY_MS / 50 && left > 0 && !atomic_load(&st->peers_stop); k++) {
-			struct timespec ts = {0, 50 * 1000000L};
-			nanosleep(&ts, NULL);
 		}
+		if (left > 0)
+			sli_nap(&st->peers_stop, PEER_RETRY_MS);
 	}
 	return NULL;
 }

@@ -1,0 +1,90 @@
+/*
+ * probe.c - the short blocking conversations of probe.h: one socket, one deadline, frames in
+ * and out through the codec.
+ */
+#include "storage/probe.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/loop.h"
+#include "net/sock.h"
+
+static int send_all(int fd, const sli_buf *b, uint64_t deadline)
+{
+	size_t off = 0;
+	while (off < b->len) {
+		ssize_t n = send(fd, b->ptr + off, b->len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (sli_now_ms() > deadline)
+			return SL_ETIMEDOUT;
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		poll(&p, 1, 100);
+	}
+	return 0;
+}
+
+int sli_probe(const char *addr, uint64_t fingerprint, const char *name, const sli_frame *extra,
+              int timeout_ms, sli_probe_fn fn, void *arg)
+{
+	uint8_t buf[4096];
+	size_t len = 0;
+	sli_buf out;
+	int ended = 0;
+	uint64_t deadline = sli_now_ms() + (uint64_t)timeout_ms;
+	int fd = sli_connect_tcp(addr, timeout_ms);
+	if (fd < 0)
+		return 0;
+	sli_buf_init(&out);
+	sli_frame hello = {.type = SLI_HELLO};
+	hello.u.hello.magic = SLI_MAGIC;
+	hello.u.hello.version = SLI_PROTO_VERSION;
+	hello.u.hello.fingerprint = fingerprint;
+	hello.u.hello.name = (sl_bytes){(const uint8_t *)name, strlen(name)};
+	if (sli_frame_encode(&out, &hello) != 0 || (extra && sli_frame_encode(&out, extra) != 0) ||
+	    send_all(fd, &out, deadline) != 0)
+		goto out;
+	while (!ended) {
+		sli_frame f;
+		ssize_t r = sli_frame_decode(buf, len, SLI_FRAME_MAX_DEFAULT, &f);
+		if (r > 0) {
+			ended = fn(&f, arg);
+			memmove(buf, buf + r, len - (size_t)r);
+			len -= (size_t)r;
+			continue;
+		}
+		uint64_t now = sli_now_ms();
+		if (r < 0 || len == sizeof(buf) || now >= deadline)
+			break;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, (int)(deadline - now)) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+out:
+	sli_buf_fini(&out);
+	close(fd);
+	return ended;
+}
+
+void sli_nap(atomic_int *stop, unsigned ms)
+{
+	for (unsigned i = 0; i < ms / 50 && !atomic_load(stop); i++) {
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
