@@ -58,10 +58,13 @@ typedef struct sl_sub {
 } sl_sub;
 
 typedef struct sl_client_config {
-	const char *server;     /* "HOST:PORT"; default 127.0.0.1:6876.  "A,B,..." lists addresses of
-	                           ONE storage process (a primary and its standbys): at open and at
-	                           every reconnect each is tried and the reachable one with the
-	                           highest term is used (ties: the first listed) */
+	const char *server;     /* "HOST:PORT"; default 127.0.0.1:6876.  "A,B,..." lists where to
+	                           start: at open each is tried and the reachable one with the
+	                           highest term is asked for the cluster map (ties: the first
+	                           listed).  For a lone process (no --cluster) the list is its
+	                           primary and standbys, tried again at every reconnect.  For a
+	                           cluster, each process's addresses (primary and standbys) come
+	                           from the map, and each connection fails over among them alone */
 	uint32_t window;        /* initial credit window per subscription in bytes; default 256 KiB,
 	                           min 128 KiB.  While the subscription's worker keeps up (its queue
 	                           is empty when credit is granted) the window doubles, up to 4 MiB
@@ -73,6 +76,10 @@ typedef struct sl_client_config {
 	uint32_t idle_timeout_ms; /* declare the connection dead after this much silence; default 10000 */
 	uint32_t retry_for_ms;  /* keep reconnecting for this long after losing the connection;
 	                           default 30000; 0 = never reconnect: SL_EV_DISCONNECTED at once */
+	int one_process;        /* talk only to the process at server, even when it is one of a
+	                           cluster: no connection to the others (Subscribes for their workers
+	                           get SL_EWRONGOWNER), no failover to its standbys.  A standby
+	                           following one process of a cluster uses this; default 0 */
 } sl_client_config;
 
 SL_API void sl_client_config_init(sl_client_config *cfg);
@@ -98,10 +105,10 @@ SL_API void sl_client_close(sl_client *c);
 SL_API int sl_client_server(sl_client *c, uint64_t *session, uint64_t *epoch,
                             uint64_t *reconnects);
 
-/* The highest fencing term the client has seen from storage (the Cluster frame's; 0 for a
- * server that does not report one).  When cfg->server lists several addresses of one process
- * (a primary and its standbys), the client uses the reachable one with the highest term, and
- * never goes back to one with a lower term than it has seen. */
+/* The highest fencing term the client has seen from the process cfg->server is (the Cluster
+ * frame's; 0 for a server that does not report one).  Terms are per process: of a process's
+ * addresses (its primary and standbys) the client uses the reachable one with the highest term,
+ * and never goes back to one with a lower term than it has seen from that process. */
 SL_API uint64_t sl_client_term(sl_client *c);
 
 /* One source as reported by ListSources. Owned by the array from sl_client_list_sources. */

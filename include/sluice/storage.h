@@ -98,16 +98,20 @@ SL_API int sl_storage_start(sl_storage *st);
  * Accepts NULL. */
 SL_API void sl_storage_close(sl_storage *st);
 
-/* Makes this runtime a standby of the lone storage process at `primary` ("HOST:PORT"): a
+/* Makes this runtime a standby of the storage process at `primary` ("HOST:PORT"): a
  * thread follows it over the sluice protocol (as a compute client, reconnecting by itself),
  * registers every source of the primary here in the same order (so ids agree; register no
  * source of your own), and writes each worker's complete times into the local logs, which
  * serve read subscriptions as usual.  Ingest Appends are refused (SL_EREJECTED) until a client
  * sends Promote: then the follower stops, the sources of kind "ingest" take Appends, and the
  * term is the primary's + 1.  Replication is asynchronous: a promoted standby has what it had
- * followed.  Call after sl_storage_open, before or after sl_storage_start.  Errors: SL_EARG
- * (already a standby, or a process of a cluster), SL_ECLUSTER (the primary is a process of a
- * cluster of several: not supported yet; see sl_storage_last_error), -errno. */
+ * followed.  For a process of a cluster, first call sl_storage_set_cluster with the primary's
+ * list and process (the fingerprint is then taken from the primary, and kept in
+ * DATA/fingerprint): the standby follows and serves only that process's workers.  Call after
+ * sl_storage_open, before or after sl_storage_start.  Errors: SL_EARG (already a standby),
+ * SL_ECLUSTER (the primary is not the process this runtime was configured for: a process of a
+ * cluster for a runtime without one, or another list or process; see sl_storage_last_error),
+ * -errno. */
 SL_API int sl_storage_follow(sl_storage *st, const char *primary);
 
 /* 1 while this runtime follows a primary and was not promoted, else 0. */

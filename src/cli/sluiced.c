@@ -29,7 +29,7 @@
 
 static const char usage[] =
 	"usage: sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]...\n"
-	"               [--cluster ADDR,ADDR,... --process I]\n"
+	"               [--cluster ADDR,ADDR,... --process I] [--standby-of ADDR]\n"
 	"\n"
 	"Runs a sluice storage server hosting the given sources.\n"
 	"\n"
@@ -48,11 +48,15 @@ static const char usage[] =
 	"                         NAME=counter[,workers=W][,max=N][,keep=K][,rate=R][,errors=E]\n"
 	"                         NAME=file,path=P[,format=text|csv][,columns=C][,workers=W]\n"
 	"                         NAME=ingest[,workers=W]\n"
-	"  --cluster ADDR,...   the addresses of every process of a storage cluster\n"
-	"  --process I          which address of --cluster is this process (0-based)\n"
-	"  --standby-of ADDR    run a standby of the (lone) storage process at ADDR: follow it into\n"
+	"  --cluster ADDR,...   the addresses of every process of a storage cluster; an entry\n"
+	"                       PRIMARY/STANDBY/... also names that process's standbys, so\n"
+	"                       clients fail over to them\n"
+	"  --process I          which entry of --cluster is this process (0-based)\n"
+	"  --standby-of ADDR    run a standby of the storage process at ADDR: follow it into\n"
 	"                       this data directory and serve reads; ingest is refused until\n"
-	"                       'sluice promote' makes it the primary.  Takes no --source\n"
+	"                       'sluice promote' makes it the primary.  Takes no --source; with\n"
+	"                       --cluster and --process, the primary's (it listens on the first\n"
+	"                       address of its entry that is not ADDR)\n"
 	"  --help               show this help\n";
 
 static int bad_args(const char *fmt, const char *arg)
@@ -102,6 +106,41 @@ static void print_notice(void *arg, const char *msg)
 	fprintf(stderr, "sluiced: %s\n", msg);
 }
 
+/* A --cluster entry: one process's addresses, "HOST:PORT" or "PRIMARY/STANDBY/...".  0 or -1. */
+static int check_entry(const char *entry)
+{
+	char one[128];
+	const char *p = entry;
+	for (;;) {
+		size_t len = strcspn(p, "/");
+		if (len == 0 || len >= sizeof(one))
+			return -1;
+		memcpy(one, p, len);
+		one[len] = '\0';
+		if (cli_check_hostport(one) != 0)
+			return -1;
+		if (p[len] == '\0')
+			return 0;
+		p += len + 1;
+	}
+}
+
+/* Where a process listens by default: the first address of its --cluster entry, or for a
+ * standby the first one that is not its primary's.  NULL when there is none. */
+static const char *own_address(const char *entry, const char *standby_of, char *buf, size_t len)
+{
+	for (const char *p = entry;;) {
+		size_t n = strcspn(p, "/");
+		if (standby_of == NULL || strlen(standby_of) != n || strncmp(p, standby_of, n) != 0) {
+			snprintf(buf, len, "%.*s", (int)n, p);
+			return buf;
+		}
+		if (p[n] == '\0')
+			return NULL;
+		p += n + 1;
+	}
+}
+
 static int run(int argc, char **argv, const char **specs, sli_source_runner **runners)
 {
 	static const cli_opt opts[] = {
@@ -115,7 +154,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	uint64_t segment_size = 0, retain = 0;
 	const char *val;
 	const cli_opt *opt;
-	char err[512], *addrs[MAX_CLUSTER], cluster_buf[8192], *p;
+	char err[512], *addrs[MAX_CLUSTER], cluster_buf[8192], *p, own[128];
 	size_t nspecs = 0, naddrs = 0, i;
 	uint64_t proc_index = 0;
 	sl_storage_config cfg;
@@ -173,8 +212,6 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		return bad_args("bad --standby-of address '%s': expected HOST:PORT", standby_of);
 	if (standby_of != NULL && nspecs > 0)
 		return bad_args("%s", "--standby-of takes no --source: a standby hosts its primary's sources");
-	if (standby_of != NULL && cluster != NULL)
-		return bad_args("%s", "--standby-of and --cluster do not go together (a standby of a cluster process is not supported yet)");
 	if ((cluster == NULL) != (process == NULL))
 		return bad_args("%s", "--cluster and --process go together");
 	if (cluster != NULL) {
@@ -184,8 +221,9 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		for (p = strtok(cluster_buf, ","); p != NULL; p = strtok(NULL, ",")) {
 			if (naddrs == MAX_CLUSTER)
 				return bad_args("%s", "--cluster lists too many addresses");
-			if (cli_check_hostport(p) != 0)
-				return bad_args("bad --cluster address '%s': expected HOST:PORT", p);
+			if (check_entry(p) != 0)
+				return bad_args("bad --cluster address '%s': expected HOST:PORT, or "
+				                "PRIMARY/STANDBY/... (HOST:PORT each)", p);
 			addrs[naddrs++] = p;
 		}
 		if (naddrs == 0)
@@ -194,8 +232,13 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			snprintf(err, sizeof(err), "--process %s is not in 0..%zu", process, naddrs - 1);
 			return bad_args("%s", err);
 		}
-		if (listen == NULL)
-			listen = addrs[proc_index];
+		if (listen == NULL && (listen = own_address(addrs[proc_index], standby_of, own,
+		                                            sizeof(own))) == NULL) {
+			snprintf(err, sizeof(err), "--standby-of %s: process %s's entry '%s' in --cluster "
+			         "names no address for this standby: list it there (PRIMARY/STANDBY) or "
+			         "give --listen", standby_of, process, addrs[proc_index]);
+			return bad_args("%s", err);
+		}
 	}
 	if (listen == NULL)
 		listen = DEFAULT_LISTEN;

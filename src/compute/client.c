@@ -201,6 +201,7 @@ void sli_cmd_free(sli_cmd *cmd)
 /* ---- runtime thread: output ---- */
 
 static void conn_lost(sli_conn *k, int code, const char *fmt, ...);
+static uint32_t conn_process(const sli_conn *k);
 
 static void send_frame(sli_conn *k, const sli_frame *f)
 {
@@ -897,19 +898,19 @@ static void on_frame(sli_conn *k, const sli_frame *f)
 	case SLI_CLUSTER:
 		/* asked again after every reconnect (clusters and address lists): still the same
 		 * cluster, and not a stale process (a term below one already seen)? */
-		if (c->naddrs > 1) {
-			uint64_t seen = atomic_load(&c->term);
+		{
+			uint64_t seen = atomic_load(&k->term);
 			if (f->u.cluster.term < seen) {
 				conn_lost(k, SL_ECLUSTER, "storage at %s has term %llu, below %llu: stale",
 				          k->addr, (unsigned long long)f->u.cluster.term,
 				          (unsigned long long)seen);
 				return;
 			}
-			atomic_store(&c->term, f->u.cluster.term);
+			atomic_store(&k->term, f->u.cluster.term);
 		}
-		if (c->nconns > 1 && (f->u.cluster.fingerprint != c->fingerprint ||
-		                      f->u.cluster.count != c->nconns ||
-		                      f->u.cluster.process != k->index)) {
+		if (c->map_count > 1 && (f->u.cluster.fingerprint != c->fingerprint ||
+		                         f->u.cluster.count != c->map_count ||
+		                         f->u.cluster.process != conn_process(k))) {
 			char msg[256];
 			snprintf(msg, sizeof(msg), "storage process %u (%s) came back as another cluster "
 			         "(fingerprint %016llx, process %u of %u)", k->index, k->addr,
@@ -1003,7 +1004,7 @@ static void conn_up(sli_conn *k, const sli_hello *h, size_t consumed)
 	k->last_rx = k->last_ping = sli_now_ms();
 	k->want_write = 0;
 	sli_loop_mod(c->loop, k->fd, SLI_READ);
-	if (c->nconns > 1 || c->naddrs > 1) {
+	if (c->map_count > 1 || k->nalts > 1) {
 		/* the same cluster (the same term or newer)?  checked when the answer comes */
 		sli_frame cm = {.type = SLI_CLUSTER_MAP};
 		send_frame(k, &cm);
@@ -1119,7 +1120,8 @@ static void hello_io(sli_conn *k, uint32_t events)
 }
 
 static void on_io(sli_loop *l, int fd, uint32_t events, void *arg);
-static int pick_addr(sl_client *c, uint64_t min_term, uint64_t *term_out);
+static int pick_addr(sl_client *c, char (*alts)[SLI_ADDR_MAX], uint32_t n, uint64_t min_term,
+                     uint64_t *term_out);
 
 /* Starts one attempt: a non-blocking connect, finished in hello_io. */
 static void try_connect(sli_conn *k)
@@ -1166,16 +1168,17 @@ static void on_timer(sli_loop *l, int fd, uint32_t events, void *arg)
 		give_up(k, k->last_attempt_rc);
 		return;
 	}
-	if (k->c->naddrs > 1) {
+	if (k->nalts > 1) {
 		/* the primary or a standby: the reachable one with the highest term, never one with
-		 * a lower term than seen (a returning old primary is stale) */
+		 * a lower term than seen (a returning old primary is stale).  Blocks the runtime
+		 * thread for one probe per address (refused at once when a host is up). */
 		uint64_t t = 0;
-		int i = pick_addr(k->c, atomic_load(&k->c->term), &t);
+		int i = pick_addr(k->c, k->alts, k->nalts, atomic_load(&k->term), &t);
 		if (i < 0) {
 			attempt_failed(k, i);
 			return;
 		}
-		snprintf(k->addr, sizeof(k->addr), "%s", k->c->addrs[i]);
+		snprintf(k->addr, sizeof(k->addr), "%s", k->alts[i]);
 	}
 	try_connect(k);
 }
@@ -1364,7 +1367,7 @@ typedef struct cluster_view {
 	uint64_t fingerprint;
 	uint64_t term;
 	uint32_t process, count;
-	char (*addrs)[128];
+	char (*addrs)[SLI_MAP_ENTRY_MAX];
 } cluster_view;
 
 /* Asks k for the cluster map.  1 when the server does not know ClusterMap (a server older than
@@ -1384,7 +1387,7 @@ static int ask_cluster(sli_conn *k, cluster_view *v)
 		return rc == SL_ETIMEDOUT ? 2 : rc;
 	if (ans.type == SLI_ERROR && ans.u.error.code == SL_EPROTO)
 		return 1;
-	if (ans.type != SLI_CLUSTER)
+	if (ans.type != SLI_CLUSTER || ans.u.cluster.count == 0)
 		return SL_EPROTO;
 	v->fingerprint = ans.u.cluster.fingerprint;
 	v->term = ans.u.cluster.term;
@@ -1393,10 +1396,38 @@ static int ask_cluster(sli_conn *k, cluster_view *v)
 	if ((v->addrs = calloc(v->count, sizeof(*v->addrs))) == NULL)
 		return SL_ENOMEM;
 	sl_bytes rest = ans.u.cluster.addrs, one;
-	for (uint32_t i = 0; i < v->count && sli_strs_next(&rest, &one) == 1; i++)
-		snprintf(v->addrs[i], sizeof(v->addrs[i]), "%.*s", (int)one.len,
-		         (const char *)one.ptr);
+	for (uint32_t i = 0; i < v->count; i++) {
+		if (sli_strs_next(&rest, &one) != 1 || one.len == 0 || one.len >= sizeof(v->addrs[i]))
+			return SL_EPROTO; /* the caller frees v->addrs */
+		memcpy(v->addrs[i], one.ptr, one.len);
+	}
 	drop_answer(k, used);
+	return 0;
+}
+
+/* Splits list at sep into addresses (each non-empty, shorter than SLI_ADDR_MAX).  0 with *out
+ * (free it) and *n set, SL_EARG, SL_ENOMEM. */
+static int split_addrs(const char *list, char sep, char (**out)[SLI_ADDR_MAX], uint32_t *n)
+{
+	uint32_t cnt = 1;
+	for (const char *p = list; *p; p++)
+		cnt += *p == sep;
+	char (*a)[SLI_ADDR_MAX] = calloc(cnt, sizeof(*a));
+	if (a == NULL)
+		return SL_ENOMEM;
+	const char *p = list;
+	for (uint32_t i = 0; i < cnt; i++) {
+		const char *e = strchr(p, sep);
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == 0 || len >= SLI_ADDR_MAX) {
+			free(a);
+			return SL_EARG;
+		}
+		memcpy(a[i], p, len);
+		p = e ? e + 1 : p + len;
+	}
+	*out = a;
+	*n = cnt;
 	return 0;
 }
 
@@ -1412,6 +1443,39 @@ static int conn_init(sl_client *c, sli_conn *k, uint32_t index, const char *addr
 	k->rcap = RBUF_INITIAL;
 	if ((k->rbuf = malloc(k->rcap)) == NULL)
 		return SL_ENOMEM;
+	return 0;
+}
+
+/* Sets the addresses k fails over among: list split at sep (a map entry: '/').  An address k
+ * already has that is not among them (the one the caller was given, spelt another way) goes
+ * first. */
+static int conn_set_alts(sli_conn *k, const char *list, char sep)
+{
+	char (*a)[SLI_ADDR_MAX];
+	uint32_t n, i;
+	int rc;
+	if ((rc = split_addrs(list, sep, &a, &n)) != 0) {
+		sli_set_last_error("bad address list '%s' for storage process %u", list, k->index);
+		return rc;
+	}
+	for (i = 0; i < n && strcmp(a[i], k->addr) != 0; i++)
+		;
+	if (k->addr[0] != '\0' && i == n) {
+		char (*b)[SLI_ADDR_MAX] = realloc(a, (n + 1) * sizeof(*a));
+		if (b == NULL) {
+			free(a);
+			return SL_ENOMEM;
+		}
+		a = b;
+		memmove(a + 1, a, n * sizeof(*a));
+		snprintf(a[0], sizeof(a[0]), "%s", k->addr);
+		n++;
+	}
+	free(k->alts);
+	k->alts = a;
+	k->nalts = n;
+	if (k->addr[0] == '\0')
+		snprintf(k->addr, sizeof(k->addr), "%s", a[0]);
 	return 0;
 }
 
@@ -1432,9 +1496,12 @@ static void conn_fini(sli_conn *k)
 	free(k->rbuf);
 	free(k->slots);
 	free(k->freeh);
+	free(k->alts);
 	k->rbuf = NULL;
 	k->slots = NULL;
 	k->freeh = NULL;
+	k->alts = NULL;
+	k->nalts = 0;
 }
 
 /* Connects k to its address and exchanges Hello. */
@@ -1459,7 +1526,7 @@ static int conn_connect(sli_conn *k, uint64_t *session, uint64_t *epoch)
 }
 
 /* Connects to addr, asks its cluster map and hangs up: *term is its fencing term (0 for a
- * server without cluster maps).  SL_ECLUSTER when it is a process of a cluster of several. */
+ * server without cluster maps). */
 static int probe(sl_client *c, const char *addr, uint64_t *term)
 {
 	sli_conn k;
@@ -1477,8 +1544,6 @@ static int probe(sl_client *c, const char *addr, uint64_t *term)
 			rc = SL_ETIMEDOUT;
 		} else if (rc == 0) {
 			*term = v.term;
-			if (v.count > 1)
-				rc = SL_ECLUSTER;
 		}
 	}
 	free(v.addrs);
@@ -1486,22 +1551,17 @@ static int probe(sl_client *c, const char *addr, uint64_t *term)
 	return rc;
 }
 
-/* Of the client's addresses (one process: a primary and its standbys), the reachable one with
- * the highest term, at least min_term (ties: the first listed).  Blocks for one connection
- * attempt per address.  Its index, or a negative error (the last address's). */
-static int pick_addr(sl_client *c, uint64_t min_term, uint64_t *term_out)
+/* Of alts[0, n) (one process: a primary and its standbys), the reachable one with the highest
+ * term, at least min_term (ties: the first listed).  Blocks for one connection attempt per
+ * address.  Its index, or a negative error (the last address's). */
+static int pick_addr(sl_client *c, char (*alts)[SLI_ADDR_MAX], uint32_t n, uint64_t min_term,
+                     uint64_t *term_out)
 {
 	int best = -1, rc = SL_EDISCONNECTED;
 	uint64_t best_term = 0;
-	for (uint32_t i = 0; i < c->naddrs; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		uint64_t t = 0;
-		int r = probe(c, c->addrs[i], &t);
-		if (r == SL_ECLUSTER) {
-			sli_set_last_error("storage at %s is a process of a cluster: a list of addresses "
-			                   "is only for the primary and standbys of one lone process",
-			                   c->addrs[i]);
-			return r;
-		}
+		int r = probe(c, alts[i], &t);
 		if (r != 0) {
 			rc = r;
 			continue;
@@ -1516,26 +1576,82 @@ static int pick_addr(sl_client *c, uint64_t min_term, uint64_t *term_out)
 		}
 	}
 	if (best < 0) {
-		sli_set_last_error("no storage reachable at %s with term >= %llu: %s", c->server,
-		                   (unsigned long long)min_term, sl_strerror(rc));
+		sli_set_last_error("no storage reachable at %s%s with term >= %llu: %s", alts[0],
+		                   n > 1 ? " or its standbys" : "", (unsigned long long)min_term,
+		                   sl_strerror(rc));
 		return rc;
 	}
 	*term_out = best_term;
 	return best;
 }
 
+/* The cluster process connection k talks to. */
+static uint32_t conn_process(const sli_conn *k)
+{
+	return k->c->nconns > 1 ? k->index : k->c->map_process;
+}
+
+/* Connects to process i of the map (the reachable one of its addresses with the highest term),
+ * exchanges Hello and checks that it describes the same cluster as the home process did. */
+static int join_process(sl_client *c, sli_conn *k, uint32_t i)
+{
+	cluster_view w = {0};
+	uint64_t s, e, t = 0;
+	int rc;
+	if ((rc = conn_init(c, k, i, "")) != 0 || (rc = conn_set_alts(k, c->map[i], '/')) != 0)
+		return rc;
+	if (k->nalts > 1) {
+		int j = pick_addr(c, k->alts, k->nalts, 0, &t);
+		if (j < 0) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", sl_client_last_error());
+			sli_set_last_error("storage process %u of %u: %s", i, c->map_count, why);
+			return j;
+		}
+		snprintf(k->addr, sizeof(k->addr), "%s", k->alts[j]);
+	}
+	if ((rc = conn_connect(k, &s, &e)) != 0) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", sl_client_last_error());
+		sli_set_last_error("storage process %u of %u: %s", i, c->map_count, why);
+		return rc;
+	}
+	if ((rc = ask_cluster(k, &w)) != 0) {
+		free(w.addrs);
+		rc = rc == 1 ? SL_ECLUSTER : rc == 2 ? SL_ETIMEDOUT : rc;
+		sli_set_last_error("storage process %u at %s gave no cluster map: %s", i, k->addr,
+		                   sl_strerror(rc));
+		return rc;
+	}
+	int same = w.fingerprint == c->fingerprint && w.count == c->map_count && w.process == i;
+	for (uint32_t j = 0; same && j < w.count; j++)
+		same = strcmp(w.addrs[j], c->map[j]) == 0;
+	free(w.addrs);
+	if (!same) {
+		sli_set_last_error("storage process %u at %s disagrees about the cluster: it says "
+		                   "fingerprint %016llx, process %u of %u; %s says fingerprint "
+		                   "%016llx, %u processes", i, k->addr,
+		                   (unsigned long long)w.fingerprint, w.process, w.count, c->server,
+		                   (unsigned long long)c->fingerprint, c->map_count);
+		return SL_ECLUSTER;
+	}
+	atomic_store(&k->term, w.term);
+	return 0;
+}
+
 /* Connects to cfg->server, learns the cluster and connects to every other process, checking
- * that all describe the same cluster.  Fills c->conns, c->nconns, c->home, c->fingerprint. */
+ * that all describe the same cluster.  Fills c->conns, c->nconns, c->home, c->fingerprint and
+ * the map. */
 static int cluster_open(sl_client *c)
 {
 	sli_conn first;
-	cluster_view v = {0}, w = {0};
-	uint64_t session = 0, epoch = 0, s2, e2;
+	cluster_view v = {0};
+	uint64_t session = 0, epoch = 0;
 	const char *home_addr = c->server;
 	int rc;
 	if (c->naddrs > 1) {
 		uint64_t t = 0;
-		int i = pick_addr(c, 0, &t);
+		int i = pick_addr(c, c->addrs, c->naddrs, 0, &t);
 		if (i < 0)
 			return i;
 		home_addr = c->addrs[i];
@@ -1559,82 +1675,59 @@ static int cluster_open(sl_client *c)
 		sli_set_last_error("no cluster map from storage at %s: %s", c->server, sl_strerror(rc));
 		goto err_first;
 	}
-	if (c->naddrs > 1 && v.count > 1) {
-		rc = SL_ECLUSTER;
-		sli_set_last_error("storage at %s is a process of a cluster of %u: a list of addresses "
-		                   "is only for the primary and standbys of one lone process",
-		                   home_addr, v.count);
-		goto err_first;
-	}
 	c->srv_session = session;
 	c->srv_epoch = epoch;
 	c->fingerprint = v.fingerprint;
-	atomic_store(&c->term, v.term);
-	c->nconns = v.count;
-	c->home = v.count > 1 ? v.process : 0;
+	c->map_count = v.count;
+	c->map_process = v.count > 1 ? v.process : 0;
+	c->map = v.addrs; /* NULL from a server without cluster maps */
+	v.addrs = NULL;
+	c->nconns = v.count > 1 && !c->cfg.one_process ? v.count : 1;
+	c->home = c->nconns > 1 ? v.process : 0;
+	/* The home process's addresses: a lone process's are the ones we were given; a cluster
+	 * process's, its map entry (where the address we reached stays first). */
+	first.index = c->home;
+	atomic_store(&first.term, v.term);
+	if (c->cfg.one_process)
+		rc = conn_set_alts(&first, home_addr, '\0');
+	else if (v.count > 1 || (c->map != NULL && strchr(c->map[0], '/') != NULL))
+		rc = conn_set_alts(&first, c->map[c->map_process], '/');
+	else
+		rc = conn_set_alts(&first, c->server, ',');
+	if (rc != 0)
+		goto err_first;
 	if ((c->conns = calloc(c->nconns, sizeof(*c->conns))) == NULL) {
 		rc = SL_ENOMEM;
 		goto err_first;
 	}
 	for (uint32_t i = 0; i < c->nconns; i++)
 		c->conns[i].fd = c->conns[i].timerfd = -1;
-	/* the address we were given stays the home process's (it answers at it) */
-	first.index = c->home;
 	c->conns[c->home] = first;
 	/* moved: what first held is the home connection's now */
 	memset(&first, 0, sizeof(first));
 	first.fd = first.timerfd = -1;
 	sli_buf_init(&first.out);
 	for (uint32_t i = 0; i < c->nconns; i++) {
-		sli_conn *k = &c->conns[i];
-		if (i == c->home)
-			continue;
-		if ((rc = conn_init(c, k, i, v.addrs[i])) != 0)
+		if (i != c->home && (rc = join_process(c, &c->conns[i], i)) != 0)
 			goto err_conns;
-		if ((rc = conn_connect(k, &s2, &e2)) != 0) {
-			char why[512];
-			snprintf(why, sizeof(why), "%s", sl_client_last_error());
-			sli_set_last_error("storage process %u of %u: %s", i, c->nconns, why);
-			goto err_conns;
-		}
-		if ((rc = ask_cluster(k, &w)) != 0) {
-			rc = rc == 1 ? SL_ECLUSTER : rc == 2 ? SL_ETIMEDOUT : rc;
-			sli_set_last_error("storage process %u at %s gave no cluster map: %s", i,
-			                   k->addr, sl_strerror(rc));
-			goto err_conns;
-		}
-		int same = w.fingerprint == v.fingerprint && w.count == v.count && w.process == i;
-		for (uint32_t j = 0; same && j < v.count; j++)
-			same = strcmp(w.addrs[j], v.addrs[j]) == 0;
-		if (!same) {
-			rc = SL_ECLUSTER;
-			sli_set_last_error("storage process %u at %s disagrees about the cluster: it "
-			                   "says fingerprint %016llx, process %u of %u; %s says "
-			                   "fingerprint %016llx, %u processes", i, k->addr,
-			                   (unsigned long long)w.fingerprint, w.process, w.count,
-			                   c->server, (unsigned long long)v.fingerprint, v.count);
-			goto err_conns;
-		}
-		free(w.addrs);
-		w.addrs = NULL;
 	}
-	free(v.addrs);
 	return 0;
 err_conns:
-	free(w.addrs);
 	for (uint32_t i = 0; i < c->nconns; i++)
 		conn_fini(&c->conns[i]);
 	free(c->conns);
 	c->conns = NULL;
 err_first:
 	free(v.addrs);
+	free(c->map);
+	c->map = NULL;
 	conn_fini(&first);
 	return rc;
 }
 
 uint64_t sl_client_term(sl_client *c)
 {
-	return c ? atomic_load(&c->term) : 0;
+	return c ? atomic_load(&c->conns[c->home].term) : 0;
 }
 
 int sl_client_cluster(sl_client *c, uint32_t *processes)
@@ -1642,8 +1735,17 @@ int sl_client_cluster(sl_client *c, uint32_t *processes)
 	if (c == NULL)
 		return SL_EARG;
 	if (processes)
-		*processes = c->nconns;
+		*processes = c->map_count;
 	return 0;
+}
+
+void sli_client_map(const sl_client *c, uint64_t *fingerprint, uint32_t *count,
+                    uint32_t *process, const char (**entries)[SLI_MAP_ENTRY_MAX])
+{
+	*fingerprint = c->fingerprint;
+	*count = c->map_count;
+	*process = c->map_process;
+	*entries = (const char (*)[SLI_MAP_ENTRY_MAX])c->map;
 }
 
 int sl_client_open(const sl_client_config *cfg, sl_client **out)
@@ -1668,32 +1770,11 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		return SL_EARG;
 	}
 	c->cfg.server = c->server;
-	{
-		/* a comma-separated list: addresses of one process (primary and standbys) */
-		uint32_t n = 1;
-		for (const char *p = c->server; *p; p++)
-			n += *p == ',';
-		if (n > 1) {
-			if ((c->addrs = calloc(n, sizeof(*c->addrs))) == NULL) {
-				free(c);
-				return SL_ENOMEM;
-			}
-			const char *p = c->server;
-			for (uint32_t i = 0; i < n; i++) {
-				const char *e = strchr(p, ',');
-				size_t len = e ? (size_t)(e - p) : strlen(p);
-				if (len == 0 || len >= sizeof(c->addrs[i])) {
-					free(c->addrs);
-					free(c);
-					sli_set_last_error("bad server list '%s'", cfg->server);
-					return SL_EARG;
-				}
-				memcpy(c->addrs[i], p, len);
-				c->addrs[i][len] = '\0';
-				p = e ? e + 1 : p + len;
-			}
-			c->naddrs = n;
-		}
+	if (strchr(c->server, ',') != NULL &&
+	    (rc = split_addrs(c->server, ',', &c->addrs, &c->naddrs)) != 0) {
+		free(c);
+		sli_set_last_error("bad server list '%s'", cfg->server);
+		return rc;
 	}
 	if (c->cfg.window == 0)
 		c->cfg.window = WINDOW_DEFAULT;
@@ -1775,6 +1856,7 @@ err_conns:
 	free(c->append_msgs);
 err_free:
 	free(c->addrs);
+	free(c->map);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);
@@ -1833,6 +1915,7 @@ void sl_client_close(sl_client *c)
 	free(c->wcount);
 	free(c->tbuckets);
 	free(c->addrs);
+	free(c->map);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);

@@ -105,6 +105,11 @@ typedef struct sli_cmd {
 	sli_buf frames; /* APPEND: the encoded frames, built by the caller's thread */
 } sli_cmd;
 
+/* One address, "HOST:PORT". */
+#define SLI_ADDR_MAX 128
+/* One process's entry in a cluster map: its addresses separated by '/', primary first. */
+#define SLI_MAP_ENTRY_MAX 1024
+
 /* One connection: to one storage process of the cluster.  Everything per connection (socket,
  * buffers, the handle table, requests in flight, heartbeats, reconnecting) lives here; the
  * runtime thread owns all of it.  A subscription is on the connection of its worker's owner
@@ -112,7 +117,10 @@ typedef struct sli_cmd {
 typedef struct sli_conn {
 	sl_client *c;
 	uint32_t index;       /* the process it talks to */
-	char addr[1024];      /* where it connects (again): one address, or a comma list of a primary and its standbys */
+	char addr[SLI_ADDR_MAX]; /* where it connects (again): one of alts */
+	char (*alts)[SLI_ADDR_MAX]; /* the process's addresses: its primary and standbys */
+	uint32_t nalts;
+	_Atomic uint64_t term; /* the highest fencing term seen from this process: a lower one is stale */
 	int fd;
 	uint8_t *rbuf;
 	size_t rlen, rcap;
@@ -142,18 +150,21 @@ enum { SLI_PART_NONE, SLI_PART_PENDING, SLI_PART_OK, SLI_PART_FAILED };
 struct sl_client {
 	sl_client_config cfg;
 	char server[1024];
-	/* cfg->server as a list: addresses of one process (a primary and its standbys) */
-	char (*addrs)[128];
+	/* cfg->server as a list: where to start (any process of the cluster, or a lone process's
+	 * primary and standbys) */
+	char (*addrs)[SLI_ADDR_MAX];
 	uint32_t naddrs;
-	_Atomic uint64_t term; /* the highest fencing term seen (Cluster frames) */
 	uint32_t credit_batch; /* grant credit once this many bytes were consumed: window / 4 */
 	uint64_t window_max;   /* how far a subscription's window may grow */
 	sli_loop *loop;
 	pthread_t thread;
 	/* the cluster, fixed at open */
-	uint32_t nconns;       /* storage processes: P */
-	uint32_t home;         /* the process cfg->server is */
+	uint32_t nconns;       /* connections: P, or 1 with cfg.one_process */
+	uint32_t home;         /* the connection to the process cfg->server is */
 	uint64_t fingerprint;
+	uint32_t map_count;    /* the cluster map: P */
+	uint32_t map_process;  /* the process cfg->server is */
+	char (*map)[SLI_MAP_ENTRY_MAX]; /* [map_count] each process's entry */
 	sli_conn *conns;       /* [nconns] */
 
 	/* mu protects everything up to the runtime-only section */
@@ -238,5 +249,11 @@ void sli_client_unregister(sl_client *c, sli_csub *s);
  * reference to s).  SL_EDUPLICATE if the triple is taken, SL_EDISCONNECTED if the connection is
  * gone, SL_ENOMEM. */
 int sli_client_subscribe(sl_client *c, sli_csub *s);
+
+/* The cluster map learnt at open (for a standby following one process of a cluster): its
+ * fingerprint, the number of processes, which one cfg->server is, and each process's entry
+ * (addresses separated by '/', primary first; valid until sl_client_close). */
+void sli_client_map(const sl_client *c, uint64_t *fingerprint, uint32_t *count,
+                    uint32_t *process, const char (**entries)[SLI_MAP_ENTRY_MAX]);
 
 #endif

@@ -261,6 +261,31 @@ int sli_storage_save_fenced(sl_storage *st, uint64_t term, const char *by)
 	return write_file_atomic(st->cfg.data_dir, "fenced", buf);
 }
 
+/* A standby of a cluster process reports its primary's fingerprint: kept in DATA/fingerprint
+ * so that after a restart it has it before (and without) reaching the primary again. */
+int sli_storage_save_fingerprint(sl_storage *st, uint64_t fp)
+{
+	char buf[64];
+	if (st->cfg.data_dir == NULL)
+		return 0;
+	snprintf(buf, sizeof(buf), "%016" PRIx64 "\n", fp);
+	return write_file_atomic(st->cfg.data_dir, "fingerprint", buf);
+}
+
+int sli_storage_load_fingerprint(sl_storage *st, uint64_t *fp)
+{
+	char path[4096], buf[64];
+	if (st->cfg.data_dir == NULL)
+		return SL_EIO;
+	snprintf(path, sizeof(path), "%s/fingerprint", st->cfg.data_dir);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -errno;
+	int ok = fgets(buf, sizeof(buf), f) != NULL && sscanf(buf, "%" SCNx64, fp) == 1;
+	fclose(f);
+	return ok ? 0 : SL_EIO;
+}
+
 int sli_storage_save_term(sl_storage *st, uint64_t term)
 {
 	char buf[64];

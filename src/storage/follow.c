@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compute/runtime.h"
 #include "sluice/compute.h"
 #include "storage/storage_int.h"
 
@@ -77,16 +78,39 @@ static int nap(sl_storage *st, unsigned ms)
 	return atomic_load(&st->follow_stop);
 }
 
-/* Checks that the primary is a lone process and learns its term.  0, SL_ECLUSTER (fatal). */
+/* Checks that the primary is the process this standby was configured for: a lone process for
+ * a lone standby; for a standby given --cluster and --process, that process of a cluster with
+ * the same list, whose fingerprint the standby then reports as its own.  Learns the primary's
+ * term.  0, SL_ECLUSTER (fatal). */
 static int check_primary(sl_storage *st, sl_client *c)
 {
-	uint32_t p = 0;
-	sl_client_cluster(c, &p);
-	if (p > 1) {
-		sli_storage_set_error("%s is a process of a storage cluster of %u processes: a standby "
-		                      "of one process of a cluster is not supported yet",
-		                      st->standby_of, p);
+	uint64_t fp;
+	uint32_t count, process;
+	const char (*map)[SLI_MAP_ENTRY_MAX];
+	sli_client_map(c, &fp, &count, &process, &map);
+	if (st->cluster == NULL && count > 1) {
+		sli_storage_set_error("%s is process %u of a storage cluster of %u processes: give the "
+		                      "standby the same --cluster list and --process %u", st->standby_of,
+		                      process, count, process);
 		return SL_ECLUSTER;
+	}
+	if (st->cluster != NULL) {
+		int same = map != NULL && count == st->cluster_size && process == st->process;
+		for (uint32_t i = 0; same && i < count; i++)
+			same = strcmp(map[i], st->cluster[i]) == 0;
+		if (!same) {
+			sli_storage_set_error("%s is process %u of %u of a cluster listed as '%s...'; this "
+			                      "standby was given process %u of %u listed as '%s...': give it "
+			                      "the primary's --cluster and --process", st->standby_of,
+			                      process, count, map ? map[0] : "", st->process,
+			                      st->cluster_size, st->cluster[0]);
+			return SL_ECLUSTER;
+		}
+		if (atomic_exchange(&st->fingerprint, fp) != fp) {
+			int rc = sli_storage_save_fingerprint(st, fp);
+			if (rc != 0)
+				follow_warn(st, "cannot persist the cluster fingerprint: %s", sl_strerror(rc));
+		}
 	}
 	uint64_t t = sl_client_term(c);
 	if (t > atomic_load(&st->term)) {
@@ -205,6 +229,7 @@ static int follow_round(struct follower *f)
 	sl_client_config_init(&cfg);
 	cfg.server = st->standby_of;
 	cfg.retry_for_ms = FOLLOW_RETRY_MS;
+	cfg.one_process = 1;
 	if ((rc = sl_client_open(&cfg, &c)) != 0)
 		return 0; /* not reachable yet: try again */
 	if (check_primary(st, c) != 0) {
@@ -236,7 +261,7 @@ static int follow_round(struct follower *f)
 		for (uint32_t w = 0; w < f->srcs[i].src->nworkers; w++) {
 			struct fworker *fw = &f->srcs[i].w[w];
 			uint64_t from = sl_source_upper(f->srcs[i].src, w);
-			if (from == SL_TIME_CLOSED)
+			if (from == SL_TIME_CLOSED || !sl_source_hosts(f->srcs[i].src, w))
 				continue;
 			/* what a previous round appended at times >= from comes again: skip it */
 			fw->skip[0] = fw->pending[0];
@@ -313,19 +338,20 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 {
 	if (st == NULL || primary == NULL || st->standby_of != NULL)
 		return SL_EARG;
-	if (st->cluster != NULL) {
-		sli_storage_set_error("a process of a cluster cannot be a standby (not supported yet)");
-		return SL_EARG;
-	}
-	/* A quick first look: a primary that is a cluster process is refused right away. */
+	/* A quick first look: a primary that is not the process this standby was configured for is
+	 * refused right away. */
 	sl_client_config cfg;
 	sl_client *c;
 	sl_client_config_init(&cfg);
 	cfg.server = primary;
+	cfg.one_process = 1;
 	cfg.retry_for_ms = 0;
 	cfg.connect_timeout_ms = 2000;
 	if ((st->standby_of = strdup(primary)) == NULL)
 		return SL_ENOMEM;
+	uint64_t fp;
+	if (st->cluster != NULL && sli_storage_load_fingerprint(st, &fp) == 0)
+		atomic_store(&st->fingerprint, fp); /* learnt from the primary before a restart */
 	if (sl_client_open(&cfg, &c) == 0) {
 		int rc = check_primary(st, c);
 		sl_client_close(c);

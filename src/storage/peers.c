@@ -8,6 +8,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "storage/probe.h"
 #include "storage/storage_int.h"
@@ -57,7 +58,11 @@ static void *peers_thread(void *arg)
 	while (left > 0 && !atomic_load(&st->peers_stop)) {
 		for (uint32_t i = 0; i < st->cluster_size && i < sizeof(done); i++) {
 			struct greeting g = {st, i};
-			if (!done[i] && sli_probe(st->cluster[i], st->fingerprint, "sluiced peer check", NULL,
+			/* a process's entry may list its standbys after it ("A/S"): greet the primary */
+			char primary[128];
+			snprintf(primary, sizeof(primary), "%.*s", (int)strcspn(st->cluster[i], "/"),
+			         st->cluster[i]);
+			if (!done[i] && sli_probe(primary, st->fingerprint, "sluiced peer check", NULL,
 			                          PEER_IO_MS, greeted, &g)) {
 				done[i] = 1;
 				left--;
@@ -71,7 +76,8 @@ static void *peers_thread(void *arg)
 
 int sli_peers_start(sl_storage *st)
 {
-	if (st->cluster == NULL || st->cluster_size < 2 || st->peers_started)
+	/* A standby is not greeted and greets nobody: its primary did (it has its fingerprint). */
+	if (st->cluster == NULL || st->cluster_size < 2 || st->peers_started || st->standby_of != NULL)
 		return 0;
 	int rc = pthread_create(&st->peers_tid, NULL, peers_thread, st);
 	if (rc != 0)

@@ -113,7 +113,7 @@ struct sl_storage {
 	uint32_t cluster_size;  /* processes in the cluster (1 outside one) */
 	uint32_t process;       /* this process's index */
 	char **cluster;         /* their addresses, owned; NULL outside a cluster */
-	uint64_t fingerprint;
+	_Atomic uint64_t fingerprint; /* a standby of a cluster process learns it from its primary */
 	int listen_fd;
 	int port;
 	sli_loop *loop;
@@ -185,6 +185,9 @@ int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper);
 int sli_sync_start(sl_storage *st);
 /* Writes the term to DATA/term (no-op without a data directory).  0 or -errno. */
 int sli_storage_save_term(sl_storage *st, uint64_t term);
+int sli_storage_save_fingerprint(sl_storage *st, uint64_t fp);
+/* 0 with *fp from DATA/fingerprint (a standby of a cluster process), or a negative error. */
+int sli_storage_load_fingerprint(sl_storage *st, uint64_t *fp);
 /* follow.c: stops the follower (from the network thread: does not join); joins it at close. */
 int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen);
 void sli_follow_join(sl_storage *st);

@@ -55,6 +55,8 @@ expect_fail 2 "unknown key 'keep'" "$SLUICED" "${L[@]}" "${D[@]}" --source x=ing
 expect_fail 2 "--cluster and --process" "$SLUICED" "${L[@]}" "${D[@]}" --cluster 127.0.0.1:1
 expect_fail 2 "--process 2 is not in 0..1" "$SLUICED" "${D[@]}" --cluster 127.0.0.1:1,127.0.0.1:2 --process 2
 expect_fail 2 "bad --cluster address" "$SLUICED" "${D[@]}" --cluster 127.0.0.1:1,nonsense --process 0
+expect_fail 2 "bad --cluster address" "$SLUICED" "${D[@]}" --cluster 127.0.0.1:1/,127.0.0.1:2 --process 0
+expect_fail 2 "names no address for this standby" "$SLUICED" "${D[@]}" --cluster 127.0.0.1:1,127.0.0.1:2 --process 1 --standby-of 127.0.0.1:2
 
 # A one-process cluster listens on its own address.
 start_sluiced --source "n=counter,max=3"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A storage cluster of three processes on three loopback addresses: `sluice tail` and `sluice
 # sources` given any one address see the whole cluster; one process killed with SIGKILL and
-# restarted mid-stream changes nothing in the result; ingest spreads a batch over every worker
+# restarted mid-stream changes nothing in the result (and the streams of the other processes
+# keep flowing while it is down: asserted); ingest spreads a batch over every worker
 # of every process; processes started with different cluster lists are refused by clients.
 source "$TESTLIB"
 
@@ -40,15 +41,40 @@ for i in 0 1 2; do
 		--until $((N + 1)) c >"$TMP/tail$i"
 	TAILS[$i]=$BG_PID
 done
-sleep 0.8
+# And a streaming tail, to watch the other processes' subscriptions during the outage.
+bg timeout -k 5 120 "$SLUICE" tail --server "${ADDRS[0]}" --retry-for 60 --until $((N + 1)) c >"$TMP/stream"
+STREAM=$BG_PID
+# max_time_elsewhere: the latest insert the stream printed from a worker of process 0 or 1
+# (row k is inserted by worker (k-1) mod 6, hosted by process (k-1) mod 3).
+max_time_elsewhere() {
+	awk -F'\t' '$1 == "ok" && $3 == 1 && ($4 - 1) % 3 != 2 && $2 > m { m = $2 } END { print m + 0 }' "$TMP/stream"
+}
+for ((k = 0; k < 400; k++)); do
+	[[ $(max_time_elsewhere) -ge 10000 ]] && break
+	sleep 0.05
+done
+[[ $(max_time_elsewhere) -ge 10000 ]] || fail "the stream did not start within 20 s"
 kill -KILL "${PIDS[2]}"
 wait "${PIDS[2]}" 2>/dev/null || true
-sleep 0.5
+# While process 2 is down, the subscriptions to processes 0 and 1 keep flowing.
+at_kill=$(max_time_elsewhere)
+for ((k = 0; k < 400; k++)); do
+	[[ $(max_time_elsewhere) -ge $((at_kill + 3000)) ]] && break
+	sleep 0.05
+done
+during=$(max_time_elsewhere)
+[[ $during -ge $((at_kill + 3000)) ]] ||
+	fail "processes 0 and 1 stalled while process 2 was down: from time $at_kill to $during in 20 s"
+echo "while process 2 was down the stream went on from time $at_kill to $during"
 start_process 2
 for i in 0 1 2; do
 	wait "${TAILS[$i]}" || fail "tail through ${ADDRS[$i]} exited with $?"
 	expect_diff "$TMP/expected" "$TMP/tail$i" "tail --consolidate through ${ADDRS[$i]} (process 2 killed mid-stream)"
 done
+wait "$STREAM" || fail "the streaming tail exited with $?"
+awk -F'\t' '{ c[$4] += $3 } END { for (r in c) if (c[r] != 0) printf "ok\t%s\t%d\n", r, c[r] }' "$TMP/stream" |
+	sort >"$TMP/stream.consolidated"
+expect_diff "$TMP/expected" "$TMP/stream.consolidated" "the streaming tail, consolidated"
 
 # sources through any address covers all six workers.
 for i in 0 1 2; do
