@@ -114,6 +114,7 @@ typedef struct sli_conn {
 	uint32_t index;       /* the process it talks to */
 	char addr[1024];      /* where it connects (again): one address, or a comma list of a primary and its standbys */
 	int fd;
+	struct ssl_st *ssl;   /* TLS on fd, or NULL */
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 	sli_buf out;
@@ -141,6 +142,8 @@ enum { SLI_PART_NONE, SLI_PART_PENDING, SLI_PART_OK, SLI_PART_FAILED };
 
 struct sl_client {
 	sl_client_config cfg;
+	struct ssl_ctx_st *tls; /* cfg.tls_ca given: every connection speaks TLS */
+	char *token;            /* cfg.auth_token, copied */
 	char server[1024];
 	/* cfg->server as a list: addresses of one process (a primary and its standbys) */
 	char (*addrs)[128];

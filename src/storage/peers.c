@@ -57,7 +57,7 @@ static void *peers_thread(void *arg)
 	while (left > 0 && !atomic_load(&st->peers_stop)) {
 		for (uint32_t i = 0; i < st->cluster_size && i < sizeof(done); i++) {
 			struct greeting g = {st, i};
-			if (!done[i] && sli_probe(st->cluster[i], st->fingerprint, "sluiced peer check", NULL,
+			if (!done[i] && sli_probe(st->sec, st->cluster[i], st->fingerprint, "sluiced peer check", NULL,
 			                          PEER_IO_MS, greeted, &g)) {
 				done[i] = 1;
 				left--;

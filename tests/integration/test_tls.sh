@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# TLS on every connection: a CA, a server certificate for 127.0.0.1 and a client certificate are
+# made with the openssl command; `sluice tail --tls-ca` prints exactly the counter's rows from a
+# TLS sluiced; a plaintext client of a TLS server and a TLS client of a plaintext server each
+# get one clear line and a non-zero exit within a few seconds (no hang); a server certificate
+# from another CA fails verification; with --tls-client-ca (mutual TLS) a client without a
+# certificate is refused and one with a certificate is served; and a standby follows a mutual
+# TLS primary over TLS, presenting its own certificate.
+source "$TESTLIB"
+
+command -v openssl >/dev/null || { echo "SKIP: no openssl command"; exit 77; }
+
+PKI=$TMP/pki
+mkdir -p "$PKI"
+ossl() { openssl "$@" >>"$PKI/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -n 5 "$PKI/openssl.log")"; }
+make_ca() { # make_ca NAME
+	ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-keyout "$PKI/$1.key" -out "$PKI/$1.pem" -subj "/CN=sluice test $1" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+}
+make_cert() { # make_cert CA NAME CN [SAN]
+	ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$PKI/$2.key" -out "$PKI/$2.csr" -subj "/CN=$3"
+	printf 'basicConstraints=CA:FALSE\n%s' "${4:+subjectAltName=$4
+}" >"$PKI/$2.ext"
+	ossl x509 -req -in "$PKI/$2.csr" -CA "$PKI/$1.pem" -CAkey "$PKI/$1.key" -CAcreateserial \
+		-days 2 -out "$PKI/$2.pem" -extfile "$PKI/$2.ext"
+}
+make_ca ca
+make_ca other
+make_cert ca server 127.0.0.1 IP:127.0.0.1
+make_cert ca client "sluice test client"
+make_cert other imposter 127.0.0.1 IP:127.0.0.1
+
+CA=$PKI/ca.pem
+SRV=(--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key")
+for i in $(seq 1 20); do printf 'ok\t%s\t1\n' "$i"; done | sort >"$TMP/expected"
+
+# run_client NAME CMD...: runs CMD bounded to 30 s; sets RC; stdout/stderr in $TMP/NAME.out/.err.
+run_client() {
+	local name=$1
+	shift
+	RC=0
+	timeout -k 5 30 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" || RC=$?
+}
+
+# expect_refused NAME PATTERN WHAT: the client failed (not by timeout), quickly, saying PATTERN.
+expect_refused() {
+	[[ $RC -ne 0 ]] || fail "$3: exited 0"
+	[[ $RC -ne 124 && $RC -ne 137 ]] || fail "$3: hung until the timeout"
+	grep -q -- "$2" "$TMP/$1.err" || fail "$3: stderr says '$(cat "$TMP/$1.err")', expected '$2'"
+	[[ $(wc -l <"$TMP/$1.err") -eq 1 ]] || fail "$3: more than one line on stderr: $(cat "$TMP/$1.err")"
+}
+
+# 1. A TLS server; a TLS tail prints exactly the counter's rows.
+start_sluiced "${SRV[@]}" --source "c=counter,workers=2,max=20"
+T=$SERVER
+run_client tail "$SLUICE" tail --server "$T" --tls-ca "$CA" --consolidate c
+[[ $RC -eq 0 ]] || fail "TLS tail exited with $RC: $(cat "$TMP/tail.err")"
+expect_diff "$TMP/expected" "$TMP/tail.out" "TLS tail"
+run_client sources "$SLUICE" sources --server "$T" --tls-ca "$CA"
+[[ $RC -eq 0 ]] || fail "TLS sources exited with $RC: $(cat "$TMP/sources.err")"
+grep -q "^c	.*	counter	2	closed$" "$TMP/sources.out" || fail "TLS sources printed: $(cat "$TMP/sources.out")"
+
+# 2. A plaintext client of the TLS server: a clear refusal, not a hang.
+start=$SECONDS
+run_client plain "$SLUICE" tail --server "$T" --consolidate c
+expect_refused plain "this server requires TLS" "plaintext tail of a TLS server"
+((SECONDS - start < 15)) || fail "plaintext tail of a TLS server took $((SECONDS - start)) s"
+
+# 3. A certificate from another CA fails verification.
+run_client wrongca "$SLUICE" tail --server "$T" --tls-ca "$PKI/other.pem" --consolidate c
+expect_refused wrongca "certificate verify failed" "tail with the wrong CA"
+
+# 4. A TLS client of a plaintext server: a clear refusal, not a hang.
+start_sluiced --source "c=counter,workers=2,max=20"
+start=$SECONDS
+run_client notls "$SLUICE" tail --server "$SERVER" --tls-ca "$CA" --consolidate c
+expect_refused notls "does not speak TLS" "TLS tail of a plaintext server"
+((SECONDS - start < 15)) || fail "TLS tail of a plaintext server took $((SECONDS - start)) s"
+# and the plaintext server still serves plaintext clients
+run_client plainok "$SLUICE" tail --server "$SERVER" --consolidate c
+[[ $RC -eq 0 ]] || fail "plaintext tail exited with $RC: $(cat "$TMP/plainok.err")"
+expect_diff "$TMP/expected" "$TMP/plainok.out" "plaintext tail"
+
+# A server whose certificate does not name 127.0.0.1 (another CA's, here) is refused too.
+start_sluiced --tls-cert "$PKI/imposter.pem" --tls-key "$PKI/imposter.key" --source "c=counter,max=1"
+run_client imposter "$SLUICE" sources --server "$SERVER" --tls-ca "$CA"
+expect_refused imposter "certificate verify failed" "sources of a server with a foreign certificate"
+
+# 5. Mutual TLS: no client certificate, refused; with one, served.
+start_sluiced "${SRV[@]}" --tls-client-ca "$CA" --source "c=counter,workers=2,max=20"
+M=$SERVER M_PID=$SLUICED_PID M_LOG=$SLUICED_LOG
+run_client nocert "$SLUICE" tail --server "$M" --tls-ca "$CA" --consolidate c
+[[ $RC -ne 0 && $RC -ne 124 && $RC -ne 137 ]] || fail "tail without a client certificate exited with $RC"
+grep -q "TLS" "$TMP/nocert.err" || fail "tail without a client certificate said: $(cat "$TMP/nocert.err")"
+run_client withcert "$SLUICE" tail --server "$M" --tls-ca "$CA" --tls-cert "$PKI/client.pem" \
+	--tls-key "$PKI/client.key" --consolidate c
+[[ $RC -eq 0 ]] || fail "mTLS tail exited with $RC: $(cat "$TMP/withcert.err")"
+expect_diff "$TMP/expected" "$TMP/withcert.out" "mTLS tail"
+
+# 6. A standby follows the mutual TLS primary, presenting its own (server) certificate, and
+# serves TLS itself.
+start_sluiced --standby-of "$M" "${SRV[@]}" --tls-ca "$CA"
+S=$SERVER S_PID=$SLUICED_PID S_LOG=$SLUICED_LOG
+u=
+for ((i = 0; i < 300; i++)); do
+	kill -0 "$S_PID" 2>/dev/null || fail "the standby died: $(tail -n 20 "$S_LOG")"
+	u=$(timeout -k 5 30 "$SLUICE" sources --server "$S" --tls-ca "$CA" 2>/dev/null |
+		awk -F'\t' '$1 == "c" { print $5 }') || true
+	[[ $u == closed ]] && break
+	sleep 0.1
+done
+[[ $u == closed ]] || fail "the standby did not follow the TLS primary to the end within 30 s (upper '$u'): $(tail -n 20 "$S_LOG")"
+run_client standby "$SLUICE" tail --server "$S" --tls-ca "$CA" --consolidate c
+[[ $RC -eq 0 ]] || fail "tail of the standby exited with $RC: $(cat "$TMP/standby.err")"
+expect_diff "$TMP/expected" "$TMP/standby.out" "tail of the TLS standby"
+
+pass
