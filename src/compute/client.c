@@ -1499,6 +1499,11 @@ static int conn_connect(sli_conn *k, uint64_t *session, uint64_t *epoch)
 			sli_set_last_error("TLS with storage at %s failed: %s", k->addr,
 			                   sli_tls_last_error());
 			rc = SL_ETLS;
+		} else if ((rc == -ECONNRESET || rc == SL_EDISCONNECTED) && k->ssl != NULL) {
+			sli_set_last_error("TLS with storage at %s failed: the server closed the "
+			                   "connection after the handshake (does it want a client "
+			                   "certificate: --tls-cert/--tls-key?)", k->addr);
+			rc = SL_ETLS;
 		}
 		if (sl_client_last_error()[0] == '\0')
 			sli_set_last_error("no Hello from storage at %s: %s", k->addr, sl_strerror(rc));

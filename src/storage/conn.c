@@ -25,7 +25,7 @@
 #define CREDIT_LIMIT ((uint64_t)1 << 62)
 
 /* conn->tls_phase */
-enum { CONN_TLS_NONE, CONN_TLS_SNIFF, CONN_TLS_HANDSHAKE };
+enum { CONN_TLS_NONE, CONN_TLS_SNIFF, CONN_TLS_HANDSHAKE, CONN_TLS_FAILED };
 
 static void conn_update_interest(struct conn *c)
 {
@@ -576,6 +576,17 @@ int sli_conn_flush(struct conn *c)
 static void conn_tls_io(struct conn *c, uint32_t events)
 {
 	char err[256];
+	if (c->tls_phase == CONN_TLS_FAILED) {
+		/* Lingering: what the client still sends is dropped until it closes, so that our
+		 * close does not reset the connection before it has read OpenSSL's alert. */
+		uint8_t junk[4096];
+		ssize_t n;
+		while ((n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+			;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			conn_kill(c);
+		return;
+	}
 	if (c->tls_phase == CONN_TLS_SNIFF) {
 		uint8_t b;
 		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
@@ -603,8 +614,13 @@ static void conn_tls_io(struct conn *c, uint32_t events)
 	}
 	int r = sli_tls_handshake(c->ssl, err, sizeof(err));
 	if (r < 0) {
-		/* No sluice frame can reach a peer that failed the handshake: just close. */
-		conn_kill(c);
+		/* No sluice frame can reach a peer that failed the handshake (OpenSSL sent it an
+		 * alert): close our side, drain theirs until they close or the deadline passes. */
+		shutdown(c->fd, SHUT_WR);
+		c->tls_phase = CONN_TLS_FAILED;
+		c->reading = 1;
+		c->want_write = 0;
+		sli_loop_mod(c->st->loop, c->fd, SLI_READ);
 		return;
 	}
 	if (r > 0) {
