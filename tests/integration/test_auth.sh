@@ -5,6 +5,22 @@
 # standby given the token follows its primary (and one with a wrong token says why).
 source "$TESTLIB"
 
+# Every sluiced started here must stop cleanly (status 0: no leak report under ASan).
+ALL_SLUICED=()
+start_server() {
+	start_sluiced "$@"
+	ALL_SLUICED+=("$SLUICED_PID:$SLUICED_LOG")
+}
+stop_all() {
+	local e rc i
+	for ((i = ${#ALL_SLUICED[@]} - 1; i >= 0; i--)); do # standbys before their primaries
+		e=${ALL_SLUICED[i]}
+		rc=0
+		kill_bounded "${e%%:*}" || rc=$?
+		[[ $rc -eq 0 ]] || fail "sluiced ${e%%:*} exited with $rc: $(tail -n 30 "${e#*:}")"
+	done
+}
+
 printf 's3cret-token\n' >"$TMP/token"
 printf 'wrong-token\n' >"$TMP/wrong"
 printf 's3cret-token' >"$TMP/token-nonl" # the same token without a newline
@@ -25,7 +41,7 @@ expect_auth_refused() { # NAME WHAT
 
 for i in $(seq 1 20); do printf 'ok\t%s\t1\n' "$i"; done | sort >"$TMP/expected"
 
-start_sluiced --auth-token-file "$TMP/token" --source "c=counter,workers=2,max=20" --source "in=ingest"
+start_server --auth-token-file "$TMP/token" --source "c=counter,workers=2,max=20" --source "in=ingest"
 P=$SERVER P_PID=$SLUICED_PID
 
 # The right token (with or without its newline) works.
@@ -68,7 +84,7 @@ timeout -k 5 30 "$SLUICED" --listen 127.0.0.1:0 --data-dir "$TMP/d-empty" --auth
 [[ $RC -eq 1 ]] && grep -q "is empty" "$TMP/empty.err" || fail "sluiced with an empty token file: exit $RC: $(cat "$TMP/empty.err")"
 
 # A standby with the token follows the primary and serves with the same token.
-start_sluiced --standby-of "$P" --auth-token-file "$TMP/token"
+start_server --standby-of "$P" --auth-token-file "$TMP/token"
 S=$SERVER S_PID=$SLUICED_PID S_LOG=$SLUICED_LOG
 u=
 for ((i = 0; i < 300; i++)); do
@@ -92,4 +108,5 @@ timeout -k 5 30 "$SLUICED" --listen 127.0.0.1:0 --data-dir "$TMP/d-wrong" --stan
 [[ $RC -ne 0 && $RC -ne 124 ]] && grep -q "authentication failed" "$TMP/sbwrong.err" ||
 	fail "a standby with a wrong token: exit $RC: $(cat "$TMP/sbwrong.err")"
 
+stop_all
 pass

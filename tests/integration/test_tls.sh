@@ -8,6 +8,22 @@
 # TLS primary over TLS, presenting its own certificate.
 source "$TESTLIB"
 
+# Every sluiced started here must stop cleanly (status 0: no leak report under ASan).
+ALL_SLUICED=()
+start_server() {
+	start_sluiced "$@"
+	ALL_SLUICED+=("$SLUICED_PID:$SLUICED_LOG")
+}
+stop_all() {
+	local e rc i
+	for ((i = ${#ALL_SLUICED[@]} - 1; i >= 0; i--)); do # standbys before their primaries
+		e=${ALL_SLUICED[i]}
+		rc=0
+		kill_bounded "${e%%:*}" || rc=$?
+		[[ $rc -eq 0 ]] || fail "sluiced ${e%%:*} exited with $rc: $(tail -n 30 "${e#*:}")"
+	done
+}
+
 command -v openssl >/dev/null || { echo "SKIP: no openssl command"; exit 77; }
 
 PKI=$TMP/pki
@@ -53,7 +69,7 @@ expect_refused() {
 }
 
 # 1. A TLS server; a TLS tail prints exactly the counter's rows.
-start_sluiced "${SRV[@]}" --source "c=counter,workers=2,max=20"
+start_server "${SRV[@]}" --source "c=counter,workers=2,max=20"
 T=$SERVER
 run_client tail "$SLUICE" tail --server "$T" --tls-ca "$CA" --consolidate c
 [[ $RC -eq 0 ]] || fail "TLS tail exited with $RC: $(cat "$TMP/tail.err")"
@@ -73,7 +89,7 @@ run_client wrongca "$SLUICE" tail --server "$T" --tls-ca "$PKI/other.pem" --cons
 expect_refused wrongca "certificate verify failed" "tail with the wrong CA"
 
 # 4. A TLS client of a plaintext server: a clear refusal, not a hang.
-start_sluiced --source "c=counter,workers=2,max=20"
+start_server --source "c=counter,workers=2,max=20"
 start=$SECONDS
 run_client notls "$SLUICE" tail --server "$SERVER" --tls-ca "$CA" --consolidate c
 expect_refused notls "does not speak TLS" "TLS tail of a plaintext server"
@@ -84,13 +100,13 @@ run_client plainok "$SLUICE" tail --server "$SERVER" --consolidate c
 expect_diff "$TMP/expected" "$TMP/plainok.out" "plaintext tail"
 
 # A server whose certificate (from the right CA) names another address is refused too.
-start_sluiced --tls-cert "$PKI/elsewhere.pem" --tls-key "$PKI/elsewhere.key" --source "c=counter,max=1"
+start_server --tls-cert "$PKI/elsewhere.pem" --tls-key "$PKI/elsewhere.key" --source "c=counter,max=1"
 run_client elsewhere "$SLUICE" sources --server "$SERVER" --tls-ca "$CA"
 expect_refused elsewhere "certificate verify failed: IP address mismatch" \
 	"sources of a server whose certificate names 127.0.0.2"
 
 # 5. Mutual TLS: no client certificate, refused; with one, served.
-start_sluiced "${SRV[@]}" --tls-client-ca "$CA" --source "c=counter,workers=2,max=20"
+start_server "${SRV[@]}" --tls-client-ca "$CA" --source "c=counter,workers=2,max=20"
 M=$SERVER M_PID=$SLUICED_PID M_LOG=$SLUICED_LOG
 run_client nocert "$SLUICE" tail --server "$M" --tls-ca "$CA" --consolidate c
 [[ $RC -ne 0 && $RC -ne 124 && $RC -ne 137 ]] || fail "tail without a client certificate exited with $RC"
@@ -102,7 +118,7 @@ expect_diff "$TMP/expected" "$TMP/withcert.out" "mTLS tail"
 
 # 6. A standby follows the mutual TLS primary, presenting its own (server) certificate, and
 # serves TLS itself.
-start_sluiced --standby-of "$M" "${SRV[@]}" --tls-ca "$CA"
+start_server --standby-of "$M" "${SRV[@]}" --tls-ca "$CA"
 S=$SERVER S_PID=$SLUICED_PID S_LOG=$SLUICED_LOG
 u=
 for ((i = 0; i < 300; i++)); do
@@ -117,4 +133,5 @@ run_client standby "$SLUICE" tail --server "$S" --tls-ca "$CA" --consolidate c
 [[ $RC -eq 0 ]] || fail "tail of the standby exited with $RC: $(cat "$TMP/standby.err")"
 expect_diff "$TMP/expected" "$TMP/standby.out" "tail of the TLS standby"
 
+stop_all
 pass
