@@ -78,6 +78,32 @@ run_client sources "$SLUICE" sources --server "$T" --tls-ca "$CA"
 [[ $RC -eq 0 ]] || fail "TLS sources exited with $RC: $(cat "$TMP/sources.err")"
 grep -q "^c	.*	counter	2	closed$" "$TMP/sources.out" || fail "TLS sources printed: $(cat "$TMP/sources.out")"
 
+# 1b. A TLS tail survives a restart of the TLS server: it reconnects (TLS handshake included)
+# and resumes, printing every row exactly once.
+start_server "${SRV[@]}" --source "r=counter,workers=2,max=200,rate=50"
+R=$SERVER R_PID=$SLUICED_PID R_DATA=$SLUICED_DATA
+bg timeout -k 5 60 "$SLUICE" tail --server "$R" --tls-ca "$CA" --retry-for 30 --consolidate r \
+	>"$TMP/rtail.out" 2>"$TMP/rtail.err"
+RTAIL=$BG_PID
+for ((i = 0; i < 200; i++)); do # until the counter is under way (at most 10 s)
+	u=$(timeout -k 5 30 "$SLUICE" sources --server "$R" --tls-ca "$CA" | awk -F'\t' '$1 == "r" { print $5 }')
+	[[ $u != closed && ${u:-0} -ge 10 ]] && break
+	sleep 0.05
+done
+[[ $u != closed && ${u:-0} -ge 10 ]] || fail "the counter was at '$u', not under way, before the kill"
+kill -KILL "$R_PID"
+wait "$R_PID" 2>/dev/null || true
+unset 'ALL_SLUICED[${#ALL_SLUICED[@]}-1]'
+SLUICED_DATA_DIR=$R_DATA start_server "${SRV[@]}" --source "r=counter,workers=2,max=200,rate=50" \
+	--listen "$R"
+unset SLUICED_DATA_DIR
+[[ $SERVER == "$R" ]] || fail "the TLS server came back at $SERVER, not $R"
+RC=0
+wait "$RTAIL" || RC=$?
+[[ $RC -eq 0 ]] || fail "the TLS tail across a restart exited with $RC: $(cat "$TMP/rtail.err")"
+for i in $(seq 1 200); do printf 'ok\t%s\t1\n' "$i"; done | sort >"$TMP/rexpected"
+expect_diff "$TMP/rexpected" "$TMP/rtail.out" "TLS tail across a restart"
+
 # 2. A plaintext client of the TLS server: a clear refusal, not a hang.
 start=$SECONDS
 run_client plain "$SLUICE" tail --server "$T" --consolidate c
