@@ -94,7 +94,7 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	st->cfg.listen = st->listen;
 	atomic_store(&st->term, 1);
 	sli_storage_set_error("%s", "");
-	if ((rc = sli_security_open(&st->cfg, &st->sec)) != 0) {
+	if ((rc = sli_security_new(&st->cfg, &st->sec)) != 0) {
 		free(st);
 		return rc;
 	}

@@ -72,7 +72,7 @@ static int dup_opt(const char *s, char **out)
 	return 0;
 }
 
-int sli_security_open(const sl_storage_config *cfg, struct sli_security **out)
+int sli_security_new(const sl_storage_config *cfg, struct sli_security **out)
 {
 	char err[512];
 	int rc;

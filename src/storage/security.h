@@ -41,7 +41,7 @@ struct sli_security {
 
 /* Builds the runtime's security state from cfg (files read now).  0 with *out, or SL_ETLS /
  * SL_EARG / SL_ENOMEM with the reason set by sli_storage_set_error. */
-int sli_security_open(const sl_storage_config *cfg, struct sli_security **out);
+int sli_security_new(const sl_storage_config *cfg, struct sli_security **out);
 /* Sets the TLS and token fields of a client configuration for this process's own outgoing
  * connections (the standby's follower); the strings stay sec's. */
 struct sl_client_config;
