@@ -69,7 +69,7 @@ expect_refused() {
 }
 
 # 1. A TLS server; a TLS tail prints exactly the counter's rows.
-start_server "${SRV[@]}" --source "c=counter,workers=2,max=20"
+start_server "${SRV[@]}" --source "c=counter,workers=2,max=20" --source "big=counter,workers=4,max=200000"
 T=$SERVER
 run_client tail "$SLUICE" tail --server "$T" --tls-ca "$CA" --consolidate c
 [[ $RC -eq 0 ]] || fail "TLS tail exited with $RC: $(cat "$TMP/tail.err")"
@@ -77,6 +77,12 @@ expect_diff "$TMP/expected" "$TMP/tail.out" "TLS tail"
 run_client sources "$SLUICE" sources --server "$T" --tls-ca "$CA"
 [[ $RC -eq 0 ]] || fail "TLS sources exited with $RC: $(cat "$TMP/sources.err")"
 grep -q "^c	.*	counter	2	closed$" "$TMP/sources.out" || fail "TLS sources printed: $(cat "$TMP/sources.out")"
+
+# A few MB through TLS (many records per read, partial writes under flow control): exact.
+run_client big "$SLUICE" tail --server "$T" --tls-ca "$CA" --consolidate big
+[[ $RC -eq 0 ]] || fail "TLS tail of 200000 rows exited with $RC: $(cat "$TMP/big.err")"
+seq 1 200000 | sed 's/^/ok\t/; s/$/\t1/' | sort >"$TMP/big.expected"
+cmp -s "$TMP/big.expected" "$TMP/big.out" || fail "TLS tail of 200000 rows: $(wc -l <"$TMP/big.out") lines, not the expected ones"
 
 # 1b. A TLS tail survives a restart of the TLS server: it reconnects (TLS handshake included)
 # and resumes, printing every row exactly once.
