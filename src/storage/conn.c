@@ -615,7 +615,15 @@ static void conn_tls_io(struct conn *c, uint32_t events)
 	int r = sli_tls_handshake(c->ssl, err, sizeof(err));
 	if (r < 0) {
 		/* No sluice frame can reach a peer that failed the handshake (OpenSSL sent it an
-		 * alert): close our side, drain theirs until they close or the deadline passes. */
+		 * alert): close our side, drain theirs until they close or the deadline passes.
+		 * The operator hears of it, at most once a second (a scanner cannot flood the log). */
+		uint64_t now = sli_now_ms();
+		if (c->st->cfg.warn && now - c->st->sec->warned_ms >= 1000) {
+			char msg[320];
+			c->st->sec->warned_ms = now;
+			snprintf(msg, sizeof(msg), "TLS handshake with a client failed: %s", err);
+			c->st->cfg.warn(c->st->cfg.warn_arg, msg);
+		}
 		shutdown(c->fd, SHUT_WR);
 		c->tls_phase = CONN_TLS_FAILED;
 		c->reading = 1;

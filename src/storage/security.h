@@ -37,6 +37,7 @@ struct sli_security {
 	char *tls_ca, *tls_cert, *tls_key; /* copies, for the follower's client configuration */
 	char *token;      /* own token for outgoing connections, or NULL */
 	sli_auth auth;
+	uint64_t warned_ms; /* network thread: when a failed handshake was last reported */
 };
 
 /* Builds the runtime's security state from cfg (files read now).  0 with *out, or SL_ETLS /

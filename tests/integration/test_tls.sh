@@ -143,6 +143,11 @@ M=$SERVER M_PID=$SLUICED_PID M_LOG=$SLUICED_LOG
 run_client nocert "$SLUICE" tail --server "$M" --tls-ca "$CA" --consolidate c
 [[ $RC -ne 0 && $RC -ne 124 && $RC -ne 137 ]] || fail "tail without a client certificate exited with $RC"
 grep -q "TLS" "$TMP/nocert.err" || fail "tail without a client certificate said: $(cat "$TMP/nocert.err")"
+for ((i = 0; i < 100; i++)); do # the server reports it too (bounded: 5 s)
+	grep -q "TLS handshake with a client failed" "$M_LOG" && break
+	sleep 0.05
+done
+grep -q "TLS handshake with a client failed" "$M_LOG" || fail "the mTLS server did not report the refused client: $(cat "$M_LOG")"
 run_client withcert "$SLUICE" tail --server "$M" --tls-ca "$CA" --tls-cert "$PKI/client.pem" \
 	--tls-key "$PKI/client.key" --consolidate c
 [[ $RC -eq 0 ]] || fail "mTLS tail exited with $RC: $(cat "$TMP/withcert.err")"
