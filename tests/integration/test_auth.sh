@@ -108,5 +108,41 @@ timeout -k 5 30 "$SLUICED" --listen 127.0.0.1:0 --data-dir "$TMP/d-wrong" --stan
 [[ $RC -ne 0 && $RC -ne 124 ]] && grep -q "authentication failed" "$TMP/sbwrong.err" ||
 	fail "a standby with a wrong token: exit $RC: $(cat "$TMP/sbwrong.err")"
 
+# A cluster of two processes sharing the token: a client with it sees the whole cluster; a
+# process given another token is refused by its peer's start-up check, which says so.
+base=$((20000 + RANDOM % 30000))
+CL=("127.0.0.2:$base" "127.0.0.3:$base")
+start_member() { # start_member I TOKENFILE
+	local log="$TMP/member$1.log" k
+	bg "$SLUICED" --listen "${CL[$1]}" --data-dir "$TMP/member$1" --cluster "${CL[0]},${CL[1]}" \
+		--process "$1" --source "c=counter,workers=2,max=20" --auth-token-file "$2" 2>"$log"
+	ALL_SLUICED+=("$BG_PID:$log")
+	for ((k = 0; k < 200; k++)); do
+		grep -q "listening on ${CL[$1]}\$" "$log" && return 0
+		kill -0 "$BG_PID" 2>/dev/null || fail "cluster process $1 exited at start: $(cat "$log")"
+		sleep 0.05
+	done
+	fail "cluster process $1 did not listen on ${CL[$1]}: $(cat "$log")"
+}
+start_member 0 "$TMP/token"
+start_member 1 "$TMP/token"
+run_client cluster "$SLUICE" tail --server "${CL[1]}" --auth-token-file "$TMP/token" --consolidate c
+[[ $RC -eq 0 ]] || fail "tail of the cluster with the token exited with $RC: $(cat "$TMP/cluster.err")"
+expect_diff "$TMP/expected" "$TMP/cluster.out" "tail of the cluster with the token"
+run_client clnone "$SLUICE" tail --server "${CL[0]}" --consolidate c
+expect_auth_refused clnone "tail of the cluster without a token"
+# process 1 again, with the wrong token: process 0 greets it and is refused
+RC=0
+kill_bounded "${ALL_SLUICED[-1]%%:*}" || RC=$?
+[[ $RC -eq 0 ]] || fail "cluster process 1 exited with $RC"
+unset 'ALL_SLUICED[${#ALL_SLUICED[@]}-1]'
+start_member 1 "$TMP/wrong"
+for ((i = 0; i < 200; i++)); do # bounded: 10 s
+	grep -q "process 0 at ${CL[0]} refused us: authentication failed" "$TMP/member1.log" && break
+	sleep 0.05
+done
+grep -q "process 0 at ${CL[0]} refused us: authentication failed" "$TMP/member1.log" ||
+	fail "the process with the wrong token did not report its peer's refusal: $(cat "$TMP/member1.log")"
+
 stop_all
 pass
