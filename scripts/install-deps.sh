@@ -10,7 +10,7 @@ PACKAGES=(
 	clang libclang-rt-14-dev llvm               # libFuzzer and the sanitizer runtimes for clang
 	libcmocka-dev                               # unit tests
 	libssl-dev libxxhash-dev libpq-dev          # TLS, record checksums, the PostgreSQL source
-	coreutils procps                            # timeout, ps: used by the test scripts
+	coreutils procps openssl                    # timeout, ps, openssl (test certificates): used by the test scripts
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 )
 

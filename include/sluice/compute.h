@@ -80,6 +80,16 @@ typedef struct sl_client_config {
 	                           cluster: no connection to the others (Subscribes for their workers
 	                           get SL_EWRONGOWNER), no failover to its standbys.  A standby
 	                           following one process of a cluster uses this; default 0 */
+	/* TLS (PEM files, read at open): with tls_ca every connection speaks TLS and the server's
+	 * certificate must be signed by tls_ca and name the host of its address (IP or DNS).
+	 * tls_cert and tls_key (both or neither) are presented to a server that asks for a client
+	 * certificate (mutual TLS).  NULL: plaintext (the default). */
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	/* Sent in every Hello when not NULL (NUL-terminated, copied at open); a server configured
+	 * with a token refuses a client without the same one (SL_EAUTH). */
+	const char *auth_token;
 } sl_client_config;
 
 SL_API void sl_client_config_init(sl_client_config *cfg);
@@ -88,7 +98,9 @@ SL_API void sl_client_config_init(sl_client_config *cfg);
  * process of the cluster (Hello and cluster map on each: all must describe the same cluster),
  * and starts the runtime thread.  cfg is read during the call only.  A server that does not know
  * cluster maps is taken as a cluster of one.  Errors: -ECONNREFUSED (and other -errno),
- * SL_EVERSION, SL_ETIMEDOUT, SL_ECLUSTER (processes disagree about the cluster).  On failure
+ * SL_EVERSION, SL_ETIMEDOUT, SL_ECLUSTER (processes disagree about the cluster), SL_ETLS (TLS
+ * set-up or handshake failed, or the server does not speak TLS, or speaks only TLS), SL_EAUTH
+ * (the server refused the token, or wants one).  On failure
  * sl_client_last_error() on the calling thread says which process and why.
  * On success free *out with sl_client_close. */
 SL_API int sl_client_open(const sl_client_config *cfg, sl_client **out);

@@ -57,6 +57,8 @@ enum {
 	SL_EWRONGOWNER = -1019, /* the worker is hosted by another storage process */
 	SL_ECLUSTER = -1020,  /* storage processes disagree about the cluster (lists or sources) */
 	SL_EFENCED = -1021,   /* this storage process was superseded by a promoted standby */
+	SL_EAUTH = -1022,     /* authentication failed (missing or wrong token) */
+	SL_ETLS = -1023,      /* TLS failed: handshake, certificate, or a peer that does not speak TLS */
 };
 
 /* Returns a static, human-readable string for a code from any libsluice function. */

@@ -50,6 +50,20 @@ typedef struct sl_storage_config {
 	 * at recovery), on the thread that caused it.  NULL: notices are dropped. */
 	void (*warn)(void *arg, const char *msg);
 	void *warn_arg;
+	/* TLS (PEM files, read at open).  With tls_cert and tls_key every connection must speak
+	 * TLS; a plaintext client is answered with a plaintext Error(SL_ETLS) and closed.  With
+	 * tls_client_ca too, clients must present a certificate signed by it (mutual TLS).
+	 * tls_ca makes this process's own outgoing connections (a standby following its primary,
+	 * the fencer, the peer check) use TLS, verifying the other process against it and
+	 * presenting tls_cert/tls_key when asked.  NULL: plaintext. */
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_client_ca;
+	const char *tls_ca;
+	/* Authentication (NUL-terminated, copied at open): every client must send this token in
+	 * its Hello before anything else is done for it (Error(SL_EAUTH) and close otherwise);
+	 * the outgoing connections send it too.  NULL: no authentication. */
+	const char *auth_token;
 } sl_storage_config;
 
 /* Fills cfg with the defaults above. */

@@ -72,6 +72,31 @@ int cli_check_hostport(const char *s);
 /* "HOST:PORT[,HOST:PORT...]": the addresses of one storage process (primary and standbys). */
 int cli_check_server_list(const char *s);
 
+/* ---- TLS and authentication options (cli_security.c) ---- */
+
+typedef struct cli_security {
+	const char *tls_ca, *tls_cert, *tls_key, *tls_client_ca; /* file names, from argv */
+	const char *token_file;
+	char *token; /* read from token_file by cli_security_load */
+} cli_security;
+
+/* The options of every client command (sluiced adds --tls-client-ca). */
+#define CLI_SECURITY_OPTS {"tls-ca", 1}, {"tls-cert", 1}, {"tls-key", 1}, {"auth-token-file", 1}
+#define CLI_SECURITY_HELP                                                                         \
+	"  --tls-ca FILE        speak TLS, verifying the server's certificate against this CA (PEM)\n" \
+	"  --tls-cert FILE      with --tls-key: the client certificate for a server that wants one\n"  \
+	"  --tls-key FILE       the private key of --tls-cert\n"                                        \
+	"  --auth-token-file F  send the token in F (its first line; the file must be mode 600)\n"
+
+/* The program's settings (one per process: the options apply to its one command). */
+extern cli_security cli_sec;
+
+/* Stores the option if it is one of the above: 1, else 0. */
+int cli_security_opt(cli_security *s, const char *name, const char *val);
+/* Checks the options and reads the token file.  0, or -1 with a one-line reason in err. */
+int cli_security_load(cli_security *s, char *err, size_t errlen);
+void cli_security_fini(cli_security *s);
+
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
 

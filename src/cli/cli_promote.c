@@ -16,12 +16,14 @@
 
 #include "cli/cli.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "proto/proto.h"
 
 #define PROMOTE_TIMEOUT_MS 10000
 
 static const char usage_promote[] =
-	"usage: sluice promote [--server HOST:PORT]\n"
+	"usage: sluice promote [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+	"                      [--auth-token-file FILE]\n"
 	"\n"
 	"Makes the standby at HOST:PORT (a sluiced started with --standby-of) stop following its\n"
 	"primary and take over: its ingest sources accept batches from now on, and its term (the\n"
@@ -29,7 +31,8 @@ static const char usage_promote[] =
 	"primary's + 1.  Prints the new term.  Replication is asynchronous: what the standby had not\n"
 	"received from the primary yet is not on it.\n"
 	"\n"
-	"  --server HOST:PORT   the standby (default 127.0.0.1:6876)\n";
+	"  --server HOST:PORT   the standby (default 127.0.0.1:6876)\n"
+	CLI_SECURITY_HELP;
 
 static uint64_t now_ms(void)
 {
@@ -38,11 +41,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int send_all(int fd, const sli_buf *b, uint64_t deadline)
+static int send_all(int fd, SSL *ssl, const sli_buf *b, uint64_t deadline)
 {
 	size_t off = 0;
 	while (off < b->len) {
-		ssize_t n = send(fd, b->ptr + off, b->len - off, MSG_NOSIGNAL);
+		ssize_t n = sli_io_send(fd, ssl, b->ptr + off, b->len - off);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -62,7 +65,7 @@ static int send_all(int fd, const sli_buf *b, uint64_t deadline)
 }
 
 /* Reads until one frame other than Ping/Hello is decoded into *f (pointing into buf). */
-static int next_frame(int fd, uint8_t *buf, size_t cap, size_t *len, sli_frame *f, int want_hello,
+static int next_frame(int fd, SSL *ssl, uint8_t *buf, size_t cap, size_t *len, sli_frame *f, int want_hello,
                       uint64_t deadline)
 {
 	for (;;) {
@@ -79,7 +82,7 @@ static int next_frame(int fd, uint8_t *buf, size_t cap, size_t *len, sli_frame *
 		}
 		if (*len == cap)
 			return SL_ETOOBIG;
-		ssize_t n = read(fd, buf + *len, cap - *len);
+		ssize_t n = sli_io_read(fd, ssl, buf + *len, cap - *len);
 		if (n > 0) {
 			*len += (size_t)n;
 			continue;
@@ -99,7 +102,7 @@ static int next_frame(int fd, uint8_t *buf, size_t cap, size_t *len, sli_frame *
 
 int cli_promote(int argc, char **argv)
 {
-	static const cli_opt opts[] = {{"server", 1}, {"help", 0}, {NULL, 0}};
+	static const cli_opt opts[] = {{"server", 1}, {"help", 0}, CLI_SECURITY_OPTS, {NULL, 0}};
 	const char *server = "127.0.0.1:6876", *val;
 	const cli_opt *opt;
 	char err[512];
@@ -119,17 +122,37 @@ int cli_promote(int argc, char **argv)
 			fputs(usage_promote, stdout);
 			return 0;
 		}
-		server = val;
+		if (!cli_security_opt(&cli_sec, opt->name, val))
+			server = val;
 	}
 	if (cli_check_hostport(server) != 0) {
 		fprintf(stderr, "sluice: bad --server address '%s': expected HOST:PORT (see sluice "
 		        "promote --help)\n", server);
 		return 2;
 	}
+	SSL_CTX *ctx = NULL;
+	SSL *ssl = NULL;
+	if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	if ((cli_sec.tls_ca || cli_sec.tls_cert) &&
+	    sli_tls_client_ctx(cli_sec.tls_ca, cli_sec.tls_cert, cli_sec.tls_key, &ctx, err,
+	                       sizeof(err)) != 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
 	uint64_t deadline = now_ms() + PROMOTE_TIMEOUT_MS;
 	int fd = sli_connect_tcp(server, PROMOTE_TIMEOUT_MS / 2);
 	if (fd < 0) {
 		fprintf(stderr, "sluice: cannot connect to %s: %s\n", server, sl_strerror(fd));
+		SSL_CTX_free(ctx);
+		return 1;
+	}
+	if (ctx != NULL && sli_tls_connect(ctx, fd, server, deadline, &ssl, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sluice: cannot connect to %s: TLS failed: %s\n", server, err);
+		SSL_CTX_free(ctx);
+		close(fd);
 		return 1;
 	}
 	size_t cap = 1u << 16, len = 0;
@@ -139,6 +162,8 @@ int cli_promote(int argc, char **argv)
 	int rc, status = 1;
 	sli_buf_init(&out);
 	if (buf == NULL) {
+		sli_tls_free(ssl);
+		SSL_CTX_free(ctx);
 		close(fd);
 		return 1;
 	}
@@ -146,20 +171,24 @@ int cli_promote(int argc, char **argv)
 	hello.u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION,
 	                            .session = (uint64_t)getpid() ^ now_ms(),
 	                            .name = {(const uint8_t *)"sluice promote", 14}};
+	if (cli_sec.token != NULL) {
+		hello.u.hello.flags = SLI_HELLO_TOKEN;
+		hello.u.hello.token = (sl_bytes){(const uint8_t *)cli_sec.token, strlen(cli_sec.token)};
+	}
 	sli_frame promote = {.type = SLI_PROMOTE};
 	if ((rc = sli_frame_encode(&out, &hello)) != 0 || (rc = sli_frame_encode(&out, &promote)) != 0 ||
-	    (rc = send_all(fd, &out, deadline)) != 0) {
+	    (rc = send_all(fd, ssl, &out, deadline)) != 0) {
 		fprintf(stderr, "sluice: cannot send to %s: %s\n", server, sl_strerror(rc));
 		goto out;
 	}
-	if ((rc = next_frame(fd, buf, cap, &len, &f, 1, deadline)) < 0) {
+	if ((rc = next_frame(fd, ssl, buf, cap, &len, &f, 1, deadline)) < 0) {
 		fprintf(stderr, "sluice: no answer from %s: %s\n", server, sl_strerror(rc));
 		goto out;
 	}
 	if (f.type == SLI_HELLO) {
 		memmove(buf, buf + rc, len - (size_t)rc);
 		len -= (size_t)rc;
-		rc = next_frame(fd, buf, cap, &len, &f, 0, deadline);
+		rc = next_frame(fd, ssl, buf, cap, &len, &f, 0, deadline);
 		if (rc < 0) {
 			fprintf(stderr, "sluice: no answer to Promote from %s: %s\n", server, sl_strerror(rc));
 			goto out;
@@ -178,6 +207,9 @@ int cli_promote(int argc, char **argv)
 out:
 	sli_buf_fini(&out);
 	free(buf);
+	sli_tls_free(ssl);
+	SSL_CTX_free(ctx);
 	close(fd);
+	cli_security_fini(&cli_sec);
 	return status;
 }

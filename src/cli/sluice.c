@@ -47,7 +47,8 @@ static const char usage_main[] =
 
 static const char usage_tail[] =
 	"usage: sluice tail [--server HOST:PORT] [--from T] [--until T] [--progress] [--consolidate]\n"
-	"                   SOURCE\n"
+	"                   [--retry-for S] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+	"                   [--auth-token-file FILE] SOURCE\n"
 	"\n"
 	"Subscribes to every worker of SOURCE and prints one tab-separated line per update:\n"
 	"  ok TIME DIFF ROW        an update of the ok collection\n"
@@ -66,19 +67,23 @@ static const char usage_tail[] =
 	"  --retry-for S        after losing the connection, reconnect and resume for up to S\n"
 	"                       seconds (default 30; 0 = give up at once); the output is the same\n"
 	"                       as without the outage\n"
+	CLI_SECURITY_HELP
 	"Without --until it runs until the source closes or SIGINT/SIGTERM.\n";
 
 static const char usage_sources[] =
-	"usage: sluice sources [--server HOST:PORT]\n"
+	"usage: sluice sources [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+	"                      [--auth-token-file FILE]\n"
 	"\n"
 	"Prints one tab-separated line per source: NAME ID KIND WORKERS UPPER\n"
 	"(UPPER is the minimum over all workers, or 'closed').\n"
 	"\n"
 	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER "); a comma-separated list\n"
-	"                       names a primary and its standbys: the one with the highest term is used\n";
+	"                       names a primary and its standbys: the one with the highest term is used\n"
+	CLI_SECURITY_HELP;
 
 static const char usage_ingest[] =
-	"usage: sluice ingest [--server HOST:PORT] [--updates] SOURCE\n"
+	"usage: sluice ingest [--server HOST:PORT] [--updates] [--tls-ca FILE [--tls-cert FILE\n"
+	"                     --tls-key FILE]] [--auth-token-file FILE] SOURCE\n"
 	"\n"
 	"Reads stdin and appends it to the ingest source SOURCE as one atomic batch: one row per line\n"
 	"(diff +1), or with --updates lines 'DIFF<TAB>ROW' (DIFF a non-zero integer).  Rows use the\n"
@@ -87,7 +92,8 @@ static const char usage_ingest[] =
 	"\n"
 	"  --server HOST:PORT   storage server (default " DEFAULT_SERVER "); a comma-separated list\n"
 	"                       names a primary and its standbys: the one with the highest term is used\n"
-	"  --updates            read DIFF<TAB>ROW lines\n";
+	"  --updates            read DIFF<TAB>ROW lines\n"
+	CLI_SECURITY_HELP;
 
 static int bad_args(const char *cmd, const char *msg)
 {
@@ -123,6 +129,17 @@ static int connect_server_retry(const char *server, uint32_t retry_for_ms, sl_cl
 	sl_client_config_init(&cfg);
 	cfg.server = server;
 	cfg.retry_for_ms = retry_for_ms;
+	{
+		char err[512];
+		if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {
+			fprintf(stderr, "sluice: %s\n", err);
+			return SL_EARG;
+		}
+	}
+	cfg.tls_ca = cli_sec.tls_ca;
+	cfg.tls_cert = cli_sec.tls_cert;
+	cfg.tls_key = cli_sec.tls_key;
+	cfg.auth_token = cli_sec.token;
 	for (;;) {
 		rc = sl_client_open(&cfg, out);
 		if (rc != -ECONNREFUSED || now_ms() >= deadline)
@@ -452,7 +469,7 @@ static int cmd_tail(int argc, char **argv)
 {
 	static const cli_opt opts[] = {
 		{"server", 1},   {"from", 1},        {"until", 1}, {"progress", 0},
-		{"consolidate", 0}, {"retry-for", 1}, {"help", 0}, {NULL, 0},
+		{"consolidate", 0}, {"retry-for", 1}, {"help", 0}, CLI_SECURITY_OPTS, {NULL, 0},
 	};
 	tail t;
 	const cli_opt *opt;
@@ -487,6 +504,8 @@ static int cmd_tail(int argc, char **argv)
 		} else if (strcmp(opt->name, "help") == 0) {
 			fputs(usage_tail, stdout);
 			return 0;
+		} else if (cli_security_opt(&cli_sec, opt->name, val)) {
+			/* stored */
 		} else if (strcmp(opt->name, "server") == 0) {
 			t.server = val;
 		} else if (strcmp(opt->name, "from") == 0) {
@@ -622,7 +641,7 @@ out:
 
 static int cmd_sources(int argc, char **argv)
 {
-	static const cli_opt opts[] = {{"server", 1}, {"help", 0}, {NULL, 0}};
+	static const cli_opt opts[] = {{"server", 1}, {"help", 0}, CLI_SECURITY_OPTS, {NULL, 0}};
 	const char *server = DEFAULT_SERVER, *val;
 	const cli_opt *opt;
 	char err[256];
@@ -645,7 +664,8 @@ static int cmd_sources(int argc, char **argv)
 			fputs(usage_sources, stdout);
 			return 0;
 		}
-		server = val;
+		if (!cli_security_opt(&cli_sec, opt->name, val))
+			server = val;
 	}
 	if (cli_check_server_list(server) != 0) {
 		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", server);
@@ -795,7 +815,8 @@ err:
 
 static int cmd_ingest(int argc, char **argv)
 {
-	static const cli_opt opts[] = {{"server", 1}, {"updates", 0}, {"help", 0}, {NULL, 0}};
+	static const cli_opt opts[] = {{"server", 1}, {"updates", 0}, {"help", 0}, CLI_SECURITY_OPTS,
+	                               {NULL, 0}};
 	const char *server = DEFAULT_SERVER, *name = NULL, *val;
 	const cli_opt *opt;
 	char err[256], *buf = NULL;
@@ -820,6 +841,8 @@ static int cmd_ingest(int argc, char **argv)
 		} else if (strcmp(opt->name, "help") == 0) {
 			fputs(usage_ingest, stdout);
 			return 0;
+		} else if (cli_security_opt(&cli_sec, opt->name, val)) {
+			/* stored */
 		} else if (strcmp(opt->name, "server") == 0) {
 			server = val;
 		} else if (strcmp(opt->name, "updates") == 0) {

@@ -3,6 +3,8 @@
  *
  *   sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]... [--cluster ADDR,... --process I]
  *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T]
+ *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--tls-ca FILE]
+ *           [--auth-token-file FILE]
  *   sluiced --standby-of ADDR [--listen HOST:PORT] [--data-dir DIR] ...
  *
  * Startup order matters to clients: sources are registered before the network thread starts
@@ -30,6 +32,8 @@
 static const char usage[] =
 	"usage: sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]...\n"
 	"               [--cluster ADDR,ADDR,... --process I] [--standby-of ADDR]\n"
+	"               [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--tls-ca FILE]\n"
+	"               [--auth-token-file FILE]\n"
 	"\n"
 	"Runs a sluice storage server hosting the given sources.\n"
 	"\n"
@@ -57,6 +61,15 @@ static const char usage[] =
 	"                       'sluice promote' makes it the primary.  Takes no --source; with\n"
 	"                       --cluster and --process, the primary's (it listens on the first\n"
 	"                       address of its entry that is not ADDR)\n"
+	"  --tls-cert FILE      with --tls-key: serve TLS only, with this certificate chain (PEM);\n"
+	"                       a plaintext client is refused with \"this server requires TLS\"\n"
+	"  --tls-key FILE       the private key of --tls-cert (PEM)\n"
+	"  --tls-client-ca FILE mutual TLS: clients must present a certificate signed by this CA\n"
+	"  --tls-ca FILE        this process's own connections (to its primary, the primary it\n"
+	"                       fences, its cluster peers) speak TLS and verify them against this CA,\n"
+	"                       presenting --tls-cert/--tls-key when asked\n"
+	"  --auth-token-file F  clients must send the token in F (its first line; the file must be\n"
+	"                       mode 600); this process's own connections send it too\n"
 	"  --help               show this help\n";
 
 static int bad_args(const char *fmt, const char *arg)
@@ -146,7 +159,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
 		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
-		{NULL, 0},
+		CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {NULL, 0},
 	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
 	const char *standby_of = NULL;
@@ -173,6 +186,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		if (strcmp(opt->name, "help") == 0) {
 			fputs(usage, stdout);
 			return 0;
+		} else if (cli_security_opt(&cli_sec, opt->name, val)) {
+			/* stored */
 		} else if (strcmp(opt->name, "listen") == 0) {
 			listen = val;
 		} else if (strcmp(opt->name, "data-dir") == 0) {
@@ -263,7 +278,18 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.segment_size = segment_size;
 	cfg.retain = retain;
 	cfg.warn = print_notice;
-	if ((rc = sl_storage_open(&cfg, &st)) != 0) {
+	if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sluiced: %s\n", err);
+		return 1;
+	}
+	cfg.tls_cert = cli_sec.tls_cert;
+	cfg.tls_key = cli_sec.tls_key;
+	cfg.tls_client_ca = cli_sec.tls_client_ca;
+	cfg.tls_ca = cli_sec.tls_ca;
+	cfg.auth_token = cli_sec.token;
+	rc = sl_storage_open(&cfg, &st);
+	cli_security_fini(&cli_sec); /* the runtime keeps its own copy */
+	if (rc != 0) {
 		fprintf(stderr, "sluiced: %s\n",
 		        sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
 		return 1;

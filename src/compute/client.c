@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "net/sock.h"
+#include "net/tls.h"
 
 #define RBUF_INITIAL (256u << 10)
 #define WINDOW_DEFAULT (256u << 10)
@@ -215,7 +216,7 @@ static void flush(sli_conn *k)
 {
 	sl_client *c = k->c;
 	while (k->connected && k->out.len > 0) {
-		ssize_t n = send(k->fd, k->out.ptr, k->out.len, MSG_NOSIGNAL);
+		ssize_t n = sli_io_send(k->fd, k->ssl, k->out.ptr, k->out.len);
 		if (n > 0) {
 			sli_buf_consume(&k->out, (size_t)n);
 			continue;
@@ -500,6 +501,8 @@ static void on_wake(sli_loop *l, void *arg)
 /* Closes the socket (connected or still connecting) and forgets its buffers. */
 static void close_socket(sli_conn *k)
 {
+	sli_tls_free(k->ssl);
+	k->ssl = NULL;
 	if (k->fd >= 0) {
 		sli_loop_del(k->c->loop, k->fd);
 		close(k->fd);
@@ -983,6 +986,10 @@ static void encode_hello(sl_client *c, sli_frame *f)
 	f->u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION,
 	                         .session = c->session, .epoch = 0,
 	                         .name = {(const uint8_t *)"libsluice", 9}};
+	if (c->token != NULL) {
+		f->u.hello.flags |= SLI_HELLO_TOKEN;
+		f->u.hello.token = (sl_bytes){(const uint8_t *)c->token, strlen(c->token)};
+	}
 }
 
 /* A server answered Hello on the new connection: resume everything. */
@@ -1052,17 +1059,36 @@ static void hello_io(sli_conn *k, uint32_t events)
 	sl_client *c = k->c;
 	sli_frame f;
 	if (k->phase == SLI_PH_CONNECTING) {
-		int err = 0;
-		socklen_t el = sizeof(err);
-		if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-			err = errno;
-		if (err != 0) {
-			attempt_failed(k, -err);
-			return;
+		if (k->ssl == NULL) {
+			int err = 0;
+			socklen_t el = sizeof(err);
+			if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+				err = errno;
+			if (err != 0) {
+				attempt_failed(k, -err);
+				return;
+			}
+			if (!(events & SLI_WRITE))
+				return; /* still connecting */
+			sli_set_nodelay(k->fd);
+			if (c->tls != NULL && (k->ssl = sli_tls_new(c->tls, k->fd, 0, k->addr)) == NULL) {
+				attempt_failed(k, SL_ENOMEM);
+				return;
+			}
 		}
-		if (!(events & SLI_WRITE))
-			return; /* still connecting */
-		sli_set_nodelay(k->fd);
+		if (k->ssl != NULL) {
+			/* the TLS handshake happens in this phase too, under the attempt's deadline */
+			char why[256];
+			int r = sli_tls_handshake(k->ssl, why, sizeof(why));
+			if (r < 0) {
+				attempt_failed(k, r);
+				return;
+			}
+			if (r > 0) {
+				sli_loop_mod(c->loop, k->fd, r == SLI_WRITE ? SLI_WRITE : SLI_READ);
+				return;
+			}
+		}
 		encode_hello(c, &f);
 		if (sli_frame_encode(&k->out, &f) != 0) {
 			attempt_failed(k, SL_ENOMEM);
@@ -1071,7 +1097,7 @@ static void hello_io(sli_conn *k, uint32_t events)
 		k->phase = SLI_PH_HELLO;
 	}
 	while (k->out.len > 0) {
-		ssize_t n = send(k->fd, k->out.ptr, k->out.len, MSG_NOSIGNAL);
+		ssize_t n = sli_io_send(k->fd, k->ssl, k->out.ptr, k->out.len);
 		if (n > 0) {
 			sli_buf_consume(&k->out, (size_t)n);
 			continue;
@@ -1105,7 +1131,7 @@ static void hello_io(sli_conn *k, uint32_t events)
 			attempt_failed(k, SL_EPROTO); /* a Hello larger than the read buffer */
 			return;
 		}
-		ssize_t n = read(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen);
+		ssize_t n = sli_io_read(k->fd, k->ssl, k->rbuf + k->rlen, k->rcap - k->rlen);
 		if (n > 0) {
 			k->rlen += (size_t)n;
 		} else if (n == 0) {
@@ -1199,7 +1225,7 @@ static void on_io(sli_loop *l, int fd, uint32_t events, void *arg)
 	/* A short read means the socket is drained; a full one that there may be more. */
 	while (k->connected) {
 		size_t room = k->rcap - k->rlen;
-		ssize_t n = read(fd, k->rbuf + k->rlen, room);
+		ssize_t n = sli_io_read(fd, k->ssl, k->rbuf + k->rlen, room);
 		if (n > 0) {
 			k->rlen += (size_t)n;
 			k->last_rx = sli_now_ms();
@@ -1253,6 +1279,10 @@ static void on_tick(sli_loop *l, void *arg)
 static void on_idle(sli_loop *l, void *arg)
 {
 	sl_client *c = arg;
+	/* bytes OpenSSL already holds never make the socket readable again */
+	for (uint32_t i = 0; i < c->nconns; i++)
+		if (c->conns[i].ssl != NULL && c->conns[i].connected && SSL_pending(c->conns[i].ssl) > 0)
+			on_io(l, c->conns[i].fd, SLI_READ, &c->conns[i]);
 	for (uint32_t i = 0; i < c->nconns; i++)
 		flush(&c->conns[i]);
 }
@@ -1293,7 +1323,7 @@ static int exchange(sli_conn *k, const sli_frame *f, uint64_t deadline, sli_fram
 	if ((rc = sli_frame_encode(&k->out, f)) != 0)
 		return rc;
 	while (k->out.len > 0) {
-		ssize_t n = send(k->fd, k->out.ptr, k->out.len, MSG_NOSIGNAL);
+		ssize_t n = sli_io_send(k->fd, k->ssl, k->out.ptr, k->out.len);
 		if (n > 0)
 			sli_buf_consume(&k->out, (size_t)n);
 		else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -1317,7 +1347,7 @@ static int exchange(sli_conn *k, const sli_frame *f, uint64_t deadline, sli_fram
 		}
 		if (k->rlen == k->rcap)
 			return SL_EPROTO; /* an answer larger than the read buffer */
-		ssize_t n = read(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen);
+		ssize_t n = sli_io_read(k->fd, k->ssl, k->rbuf + k->rlen, k->rcap - k->rlen);
 		if (n > 0)
 			k->rlen += (size_t)n;
 		else if (n == 0)
@@ -1487,6 +1517,8 @@ static void conn_fini(sli_conn *k)
 		sli_cmd_free(cmd);
 	}
 	k->list_head = k->list_tail = NULL;
+	sli_tls_free(k->ssl);
+	k->ssl = NULL;
 	if (k->fd >= 0)
 		close(k->fd);
 	if (k->timerfd >= 0)
@@ -1516,9 +1548,34 @@ static int conn_connect(sli_conn *k, uint64_t *session, uint64_t *epoch)
 	}
 	k->rlen = 0;
 	k->out.len = 0;
+	if (k->c->tls != NULL) {
+		char why[256];
+		uint64_t deadline = sli_now_ms() + (uint64_t)k->c->cfg.connect_timeout_ms;
+		if ((rc = sli_tls_connect(k->c->tls, k->fd, k->addr, deadline, &k->ssl, why,
+		                          sizeof(why))) != 0) {
+			sli_set_last_error("TLS with storage at %s failed: %s", k->addr, why);
+			close(k->fd);
+			k->fd = -1;
+			return rc;
+		}
+	}
 	if ((rc = handshake(k, session, epoch)) != 0) {
+		if (rc == -EPROTO && k->ssl != NULL) {
+			/* e.g. TLS 1.3 mutual TLS: the refusal of our certificate comes after the
+			 * handshake, as an alert in place of the answer */
+			sli_set_last_error("TLS with storage at %s failed: %s", k->addr,
+			                   sli_tls_last_error());
+			rc = SL_ETLS;
+		} else if ((rc == -ECONNRESET || rc == SL_EDISCONNECTED) && k->ssl != NULL) {
+			sli_set_last_error("TLS with storage at %s failed: the server closed the "
+			                   "connection after the handshake (does it want a client "
+			                   "certificate: --tls-cert/--tls-key?)", k->addr);
+			rc = SL_ETLS;
+		}
 		if (sl_client_last_error()[0] == '\0')
 			sli_set_last_error("no Hello from storage at %s: %s", k->addr, sl_strerror(rc));
+		sli_tls_free(k->ssl);
+		k->ssl = NULL;
 		close(k->fd);
 		k->fd = -1;
 	}
@@ -1662,6 +1719,8 @@ static int cluster_open(sl_client *c)
 		goto err_first;
 	if ((rc = ask_cluster(&first, &v)) == 1) {
 		/* a server without clusters: it closed the connection; connect again, alone */
+		sli_tls_free(first.ssl);
+		first.ssl = NULL;
 		close(first.fd);
 		first.fd = -1;
 		v.count = 1;
@@ -1790,6 +1849,24 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		c->cfg.heartbeat_ms = def.heartbeat_ms;
 	if (c->cfg.idle_timeout_ms == 0)
 		c->cfg.idle_timeout_ms = def.idle_timeout_ms;
+	if (c->cfg.tls_ca != NULL || c->cfg.tls_cert != NULL || c->cfg.tls_key != NULL) {
+		char why[512];
+		if ((rc = sli_tls_client_ctx(c->cfg.tls_ca, c->cfg.tls_cert, c->cfg.tls_key, &c->tls,
+		                             why, sizeof(why))) != 0) {
+			sli_set_last_error("%s", why);
+			free(c->addrs);
+			free(c);
+			return rc;
+		}
+	}
+	if (c->cfg.auth_token != NULL && (c->token = strdup(c->cfg.auth_token)) == NULL) {
+		SSL_CTX_free(c->tls);
+		free(c->addrs);
+		free(c);
+		return SL_ENOMEM;
+	}
+	/* the caller's strings are read during the call only */
+	c->cfg.tls_ca = c->cfg.tls_cert = c->cfg.tls_key = c->cfg.auth_token = NULL;
 	c->credit_batch = c->cfg.window / 4;
 	c->window_max = c->cfg.window > WINDOW_GROWN_MAX ? c->cfg.window : WINDOW_GROWN_MAX;
 	if (getrandom(&c->session, sizeof(c->session), 0) != sizeof(c->session))
@@ -1857,6 +1934,8 @@ err_conns:
 err_free:
 	free(c->addrs);
 	free(c->map);
+	SSL_CTX_free(c->tls);
+	free(c->token);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);
@@ -1916,6 +1995,8 @@ void sl_client_close(sl_client *c)
 	free(c->tbuckets);
 	free(c->addrs);
 	free(c->map);
+	SSL_CTX_free(c->tls);
+	free(c->token);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->list_mu);
 	pthread_mutex_destroy(&c->append_mu);

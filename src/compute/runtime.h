@@ -122,6 +122,7 @@ typedef struct sli_conn {
 	uint32_t nalts;
 	_Atomic uint64_t term; /* the highest fencing term seen from this process: a lower one is stale */
 	int fd;
+	struct ssl_st *ssl;   /* TLS on fd, or NULL */
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 	sli_buf out;
@@ -149,6 +150,8 @@ enum { SLI_PART_NONE, SLI_PART_PENDING, SLI_PART_OK, SLI_PART_FAILED };
 
 struct sl_client {
 	sl_client_config cfg;
+	struct ssl_ctx_st *tls; /* cfg.tls_ca given: every connection speaks TLS */
+	char *token;            /* cfg.auth_token, copied */
 	char server[1024];
 	/* cfg->server as a list: where to start (any process of the cluster, or a lone process's
 	 * primary and standbys) */

@@ -280,6 +280,9 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 		f->u.hello.epoch = rd_u64(r);
 		f->u.hello.fingerprint = rd_u64(r);
 		f->u.hello.name = rd_str(r);
+		f->u.hello.token = (sl_bytes){NULL, 0};
+		if (f->u.hello.flags & SLI_HELLO_TOKEN)
+			f->u.hello.token = rd_str(r);
 		break;
 	case SLI_ERROR:
 		f->u.error.code = rd_code(r);

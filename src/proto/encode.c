@@ -116,6 +116,12 @@ static size_t body_size(const sli_frame *f, int *rc)
 	case SLI_HELLO:
 		fixed = 4 + 2 + 2 + 8 + 8 + 8 + 4;
 		str = &f->u.hello.name;
+		if (f->u.hello.flags & SLI_HELLO_TOKEN) {
+			/* the token's prefix and bytes count as fixed; both strs must fit together */
+			if (f->u.hello.token.len > UINT32_MAX / 2 || f->u.hello.name.len > UINT32_MAX / 2)
+				goto err_arg;
+			fixed += 4 + f->u.hello.token.len;
+		}
 		break;
 	case SLI_ERROR:
 		if (wire_code(f->u.error.code) == 0 || f->u.error.fatal > 1)
@@ -226,6 +232,8 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 		p = put_u64(p, f->u.hello.epoch);
 		p = put_u64(p, f->u.hello.fingerprint);
 		p = put_str(p, f->u.hello.name);
+		if (f->u.hello.flags & SLI_HELLO_TOKEN)
+			p = put_str(p, f->u.hello.token);
 		break;
 	case SLI_ERROR:
 		p = put_u32(p, wire_code(f->u.error.code));

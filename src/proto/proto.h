@@ -63,19 +63,23 @@ enum sli_frame_type {
 
 /* SubscribeOk flags */
 #define SLI_SUBOK_SNAPSHOT 0x01 /* from < since: a consolidated snapshot at `since` comes first */
+/* Hello flags */
+#define SLI_HELLO_TOKEN 0x0001 /* an authentication token (str) follows the name */
 /* Append flags */
 #define SLI_APPEND_LAST 0x01 /* this frame ends the batch: commit it */
 
 typedef struct sli_hello {
 	uint32_t magic;   /* SLI_MAGIC */
 	uint16_t version; /* SLI_PROTO_VERSION */
-	uint16_t flags;   /* reserved, 0 */
+	uint16_t flags;   /* SLI_HELLO_TOKEN or 0; other bits reserved (sent 0, ignored) */
 	uint64_t session; /* random per process start (server) or per client */
 	uint64_t epoch;   /* server: increments on every restart on the same data dir; client: 0 */
 	sl_bytes name;    /* free text: program name and version */
 	uint64_t fingerprint; /* a cluster process's configuration fingerprint (see sli_cluster);
 	                         0 from clients and from a process outside a cluster.  On the wire
 	                         it comes before name. */
+	sl_bytes token;   /* with SLI_HELLO_TOKEN: the client's authentication token, on the wire
+	                     as a str after name; {NULL, 0} without the flag */
 } sli_hello;
 
 typedef struct sli_error {

@@ -16,11 +16,16 @@
 #include <unistd.h>
 
 #include "net/sock.h"
+#include "net/tls.h"
+#include "storage/security.h"
 #include "storage/storage_int.h"
 
 #define READ_CHUNK (256u * 1024u)
 #define MAX_SUBS_PER_CONN (1u << 20)
 #define CREDIT_LIMIT ((uint64_t)1 << 62)
+
+/* conn->tls_phase */
+enum { CONN_TLS_NONE, CONN_TLS_SNIFF, CONN_TLS_HANDSHAKE, CONN_TLS_FAILED };
 
 static void conn_update_interest(struct conn *c)
 {
@@ -109,15 +114,6 @@ static void sub_free(struct conn *c, struct sub *s)
 
 static void on_hello(struct conn *c, const sli_hello *h)
 {
-	if (h->magic != SLI_MAGIC) {
-		queue_error(c, SL_EPROTO, 1, "not a sluice client (bad magic in Hello)");
-		return;
-	}
-	if (h->version != SLI_PROTO_VERSION) {
-		queue_error(c, SL_EVERSION, 1, "protocol version %u is not supported (this server speaks %u)",
-		            (unsigned)h->version, (unsigned)SLI_PROTO_VERSION);
-		return;
-	}
 	if (h->fingerprint != 0 && c->st->cluster != NULL && h->fingerprint != c->st->fingerprint) {
 		/* A process of a differently configured cluster: refuse to be mixed with it. */
 		queue_error(c, SL_ECLUSTER, 1,
@@ -364,8 +360,11 @@ static void on_append(struct conn *c, const sli_append *r)
 static void on_frame(struct conn *c, const sli_frame *f)
 {
 	if (!c->hello_done) {
-		if (f->type != SLI_HELLO)
-			queue_error(c, SL_EPROTO, 1, "expected Hello, got %s", sli_frame_type_name(f->type));
+		/* Nothing but a valid Hello (with the token, when one is required) is acted on. */
+		char msg[200];
+		int rc = sli_hello_check(&c->st->sec->auth, f, msg, sizeof(msg));
+		if (rc != 0)
+			queue_error(c, rc, 1, "%s", msg);
 		else
 			on_hello(c, &f->u.hello);
 		return;
@@ -466,7 +465,7 @@ static void conn_read(struct conn *c)
 				c->in_cap = cap;
 			}
 		}
-		ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+		ssize_t n = sli_io_read(c->fd, c->ssl, c->in + c->in_len, c->in_cap - c->in_len);
 		if (n == 0) {
 			conn_kill(c); /* peer closed, possibly mid-frame: nothing of it was acted on */
 			return;
@@ -480,6 +479,14 @@ static void conn_read(struct conn *c)
 		}
 		c->in_len += (size_t)n;
 		c->last_rx_ms = sli_now_ms();
+		if (!c->hello_done && c->ssl == NULL && c->in[0] == SLI_TLS_HANDSHAKE_BYTE &&
+		    (c->in_len < 2 || c->in[1] == 0x03)) {
+			/* A TLS ClientHello on a plaintext listener: say so at once, rather than wait
+			 * for the body its first bytes would announce as a frame length. */
+			queue_error(c, SL_ETLS, 1, "this server does not use TLS (no --tls-cert): "
+			            "connect without --tls-ca");
+			return;
+		}
 		size_t off = 0;
 		while (!c->dead && !c->closing) {
 			sli_frame f;
@@ -519,7 +526,7 @@ static void conn_read(struct conn *c)
 int sli_conn_flush(struct conn *c)
 {
 	while (c->out_off < c->out.len && !c->dead) {
-		ssize_t n = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+		ssize_t n = sli_io_send(c->fd, c->ssl, c->out.ptr + c->out_off, c->out.len - c->out_off);
 		if (n > 0) {
 			/* Advance an offset rather than moving the unsent rest down after every
 			 * partial send; the buffer is reset once it is all out. */
@@ -564,9 +571,97 @@ int sli_conn_flush(struct conn *c)
 	return 0;
 }
 
+/* A TLS listener's connection before its handshake is done: the first byte tells a TLS
+ * ClientHello (0x16) from a plaintext sluice Hello, which is answered with a plaintext Error. */
+static void conn_tls_io(struct conn *c, uint32_t events)
+{
+	char err[256];
+	if (c->tls_phase == CONN_TLS_FAILED) {
+		/* Lingering: what the client still sends is dropped until it closes, so that our
+		 * close does not reset the connection before it has read OpenSSL's alert. */
+		uint8_t junk[4096];
+		ssize_t n;
+		while ((n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+			;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			conn_kill(c);
+		return;
+	}
+	if (c->tls_phase == CONN_TLS_SNIFF) {
+		uint8_t b;
+		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) {
+			conn_kill(c);
+			return;
+		}
+		if (b != SLI_TLS_HANDSHAKE_BYTE) {
+			/* Take in what the client sent (its Hello), so that closing does not reset
+			 * the connection before the client has read why. */
+			uint8_t junk[4096];
+			while (recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+				;
+			c->tls_phase = CONN_TLS_NONE;
+			queue_error(c, SL_ETLS, 1, "this server requires TLS: connect with --tls-ca");
+			return;
+		}
+		if ((c->ssl = sli_tls_new(c->st->sec->server, c->fd, 1, NULL)) == NULL) {
+			conn_kill(c);
+			return;
+		}
+		c->tls_phase = CONN_TLS_HANDSHAKE;
+	}
+	int r = sli_tls_handshake(c->ssl, err, sizeof(err));
+	if (r < 0) {
+		/* No sluice frame can reach a peer that failed the handshake (OpenSSL sent it an
+		 * alert): close our side, drain theirs until they close or the deadline passes.
+		 * The operator hears of it, at most once a second (a scanner cannot flood the log). */
+		uint64_t now = sli_now_ms();
+		if (c->st->cfg.warn && now - c->st->sec->warned_ms >= 1000) {
+			char msg[320];
+			c->st->sec->warned_ms = now;
+			snprintf(msg, sizeof(msg), "TLS handshake with a client failed: %s", err);
+			c->st->cfg.warn(c->st->cfg.warn_arg, msg);
+		}
+		shutdown(c->fd, SHUT_WR);
+		c->tls_phase = CONN_TLS_FAILED;
+		c->reading = 1;
+		c->want_write = 0;
+		sli_loop_mod(c->st->loop, c->fd, SLI_READ);
+		return;
+	}
+	if (r > 0) {
+		c->want_write = r == SLI_WRITE;
+		c->reading = r == SLI_READ;
+		sli_loop_mod(c->st->loop, c->fd, r == SLI_WRITE ? SLI_WRITE : SLI_READ);
+		return;
+	}
+	c->tls_phase = CONN_TLS_NONE;
+	c->reading = 1;
+	c->want_write = 0;
+	conn_update_interest(c);
+	conn_read(c); /* the client's Hello may have come with its last handshake flight */
+}
+
+void sli_conn_read_pending(sl_storage *st)
+{
+	for (struct conn *c = st->conns; c != NULL; c = c->next)
+		if (c->ssl != NULL && c->tls_phase == CONN_TLS_NONE && c->reading && !c->dead &&
+		    !c->closing && SSL_pending(c->ssl) > 0)
+			conn_read(c);
+}
+
 static void conn_io(sli_loop *l, int fd, uint32_t events, void *arg)
 {
 	struct conn *c = arg;
+	if (c->tls_phase != CONN_TLS_NONE) {
+		if (events & SLI_HUP && !(events & SLI_READ))
+			conn_kill(c);
+		else
+			conn_tls_io(c, events);
+		return;
+	}
 	if (events & SLI_WRITE) {
 		sli_conn_flush(c);
 		sli_serve_conn(c);
@@ -594,7 +689,8 @@ void sli_conn_accept(sli_loop *l, int lfd, uint32_t events, void *arg)
 		c->st = st;
 		c->fd = fd;
 		c->reading = 1;
-		c->last_rx_ms = c->last_tx_ms = sli_now_ms();
+		c->last_rx_ms = c->last_tx_ms = c->opened_ms = sli_now_ms();
+		c->tls_phase = st->sec->server != NULL ? CONN_TLS_SNIFF : CONN_TLS_NONE;
 		sli_buf_init(&c->out);
 		sli_buf_init(&c->stage);
 		if (sli_loop_add(l, fd, SLI_READ, conn_io, c) != 0) {
@@ -624,6 +720,7 @@ void sli_conn_free(struct conn *c)
 	sli_subtable_fini(&c->subs);
 	if (!c->dead)
 		sli_loop_del(c->st->loop, c->fd);
+	sli_tls_free(c->ssl);
 	close(c->fd);
 	free(c->in);
 	sli_buf_fini(&c->out);
@@ -637,6 +734,15 @@ void sli_conn_tick(sl_storage *st)
 	for (struct conn *c = st->conns; c != NULL; c = c->next) {
 		if (c->dead || c->closing)
 			continue;
+		if (!c->hello_done && now - c->opened_ms > SLI_TLS_HANDSHAKE_MS) {
+			/* A TLS handshake (no frame can be sent before it is done) or a Hello that does
+			 * not come: a connection that never says who it is does not stay. */
+			if (c->tls_phase != CONN_TLS_NONE)
+				conn_kill(c);
+			else
+				queue_error(c, SL_ETIMEDOUT, 1, "no Hello within %u ms", SLI_TLS_HANDSHAKE_MS);
+			continue;
+		}
 		if (now - c->last_rx_ms > st->cfg.idle_timeout_ms) {
 			queue_error(c, SL_EIDLE, 1, "no traffic from the client for %u ms", st->cfg.idle_timeout_ms);
 			continue;

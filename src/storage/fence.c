@@ -56,7 +56,7 @@ static void *fence_thread(void *arg)
 	fence.u.fence.by = (sl_bytes){(const uint8_t *)self, strlen(self)};
 	while (!atomic_load(&st->fence_stop)) {
 		fence.u.fence.term = atomic_load(&st->term);
-		if (sli_probe(st->standby_of, 0, "sluiced fencer", &fence, FENCE_IO_MS, fenced_answer, NULL)) {
+		if (sli_probe(st->sec, st->standby_of, 0, "sluiced fencer", &fence, FENCE_IO_MS, fenced_answer, NULL)) {
 			/* Fenced; it stays so across its restarts (DATA/fenced). */
 			if (st->cfg.warn) {
 				char msg[400];

@@ -26,6 +26,7 @@
 
 #include "compute/runtime.h"
 #include "sluice/compute.h"
+#include "storage/security.h"
 #include "storage/storage_int.h"
 
 #define FOLLOW_RETRY_MS (24u * 3600u * 1000u)
@@ -47,6 +48,7 @@ struct follower {
 	sl_storage *st;
 	struct fsource *srcs;
 	size_t nsrcs;
+	int refused; /* the last open failed on TLS or the token: said once, until it changes */
 };
 
 static void follow_warn(sl_storage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -230,8 +232,14 @@ static int follow_round(struct follower *f)
 	cfg.server = st->standby_of;
 	cfg.retry_for_ms = FOLLOW_RETRY_MS;
 	cfg.one_process = 1;
-	if ((rc = sl_client_open(&cfg, &c)) != 0)
+	sli_security_client_config(st->sec, &cfg);
+	if ((rc = sl_client_open(&cfg, &c)) != 0) {
+		if ((rc == SL_ETLS || rc == SL_EAUTH) && f->refused != rc)
+			follow_warn(st, "cannot follow %s: %s", st->standby_of, sl_client_last_error());
+		f->refused = rc;
 		return 0; /* not reachable yet: try again */
+	}
+	f->refused = 0;
 	if (check_primary(st, c) != 0) {
 		follow_warn(st, "%s", sl_storage_last_error());
 		stop = 1;
@@ -346,13 +354,22 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 	cfg.server = primary;
 	cfg.one_process = 1;
 	cfg.retry_for_ms = 0;
+	sli_security_client_config(st->sec, &cfg);
 	cfg.connect_timeout_ms = 2000;
 	if ((st->standby_of = strdup(primary)) == NULL)
 		return SL_ENOMEM;
 	uint64_t fp;
 	if (st->cluster != NULL && sli_storage_load_fingerprint(st, &fp) == 0)
 		atomic_store(&st->fingerprint, fp); /* learnt from the primary before a restart */
-	if (sl_client_open(&cfg, &c) == 0) {
+	int orc = sl_client_open(&cfg, &c);
+	if (orc == SL_ETLS || orc == SL_EAUTH) {
+		/* a primary that is up but refuses us will go on refusing: say so now */
+		sli_storage_set_error("cannot follow %s: %s", primary, sl_client_last_error());
+		free(st->standby_of);
+		st->standby_of = NULL;
+		return orc;
+	}
+	if (orc == 0) {
 		int rc = check_primary(st, c);
 		sl_client_close(c);
 		if (rc != 0) {

@@ -43,7 +43,7 @@ static int greeted(const sli_frame *f, void *arg)
 		       "ours %016llx): check --cluster and --source on every process", g->peer,
 		       st->cluster[g->peer], (unsigned long long)f->u.hello.fingerprint,
 		       (unsigned long long)st->fingerprint);
-	else if (f->type == SLI_ERROR && f->u.error.code == SL_ECLUSTER)
+	else if (f->type == SLI_ERROR && (f->u.error.code == SL_ECLUSTER || f->u.error.code == SL_EAUTH))
 		report(st, "process %u at %s refused us: %.*s", g->peer, st->cluster[g->peer],
 		       (int)f->u.error.message.len, (const char *)f->u.error.message.ptr);
 	return 1; /* its first answer says all */
@@ -62,7 +62,7 @@ static void *peers_thread(void *arg)
 			char primary[128];
 			snprintf(primary, sizeof(primary), "%.*s", (int)strcspn(st->cluster[i], "/"),
 			         st->cluster[i]);
-			if (!done[i] && sli_probe(primary, st->fingerprint, "sluiced peer check", NULL,
+			if (!done[i] && sli_probe(st->sec, primary, st->fingerprint, "sluiced peer check", NULL,
 			                          PEER_IO_MS, greeted, &g)) {
 				done[i] = 1;
 				left--;

@@ -13,12 +13,14 @@
 
 #include "net/loop.h"
 #include "net/sock.h"
+#include "net/tls.h"
+#include "storage/security.h"
 
-static int send_all(int fd, const sli_buf *b, uint64_t deadline)
+static int send_all(int fd, SSL *ssl, const sli_buf *b, uint64_t deadline)
 {
 	size_t off = 0;
 	while (off < b->len) {
-		ssize_t n = send(fd, b->ptr + off, b->len - off, MSG_NOSIGNAL);
+		ssize_t n = sli_io_send(fd, ssl, b->ptr + off, b->len - off);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -33,25 +35,34 @@ static int send_all(int fd, const sli_buf *b, uint64_t deadline)
 	return 0;
 }
 
-int sli_probe(const char *addr, uint64_t fingerprint, const char *name, const sli_frame *extra,
-              int timeout_ms, sli_probe_fn fn, void *arg)
+int sli_probe(const struct sli_security *sec, const char *addr, uint64_t fingerprint,
+              const char *name, const sli_frame *extra, int timeout_ms, sli_probe_fn fn, void *arg)
 {
 	uint8_t buf[4096];
 	size_t len = 0;
 	sli_buf out;
 	int ended = 0;
 	uint64_t deadline = sli_now_ms() + (uint64_t)timeout_ms;
+	SSL *ssl = NULL;
+	char err[256];
 	int fd = sli_connect_tcp(addr, timeout_ms);
 	if (fd < 0)
 		return 0;
 	sli_buf_init(&out);
+	if (sec->client != NULL && sli_tls_connect(sec->client, fd, addr, deadline, &ssl, err,
+	                                           sizeof(err)) != 0)
+		goto out;
 	sli_frame hello = {.type = SLI_HELLO};
 	hello.u.hello.magic = SLI_MAGIC;
 	hello.u.hello.version = SLI_PROTO_VERSION;
 	hello.u.hello.fingerprint = fingerprint;
 	hello.u.hello.name = (sl_bytes){(const uint8_t *)name, strlen(name)};
+	if (sec->token != NULL) {
+		hello.u.hello.flags |= SLI_HELLO_TOKEN;
+		hello.u.hello.token = (sl_bytes){(const uint8_t *)sec->token, strlen(sec->token)};
+	}
 	if (sli_frame_encode(&out, &hello) != 0 || (extra && sli_frame_encode(&out, extra) != 0) ||
-	    send_all(fd, &out, deadline) != 0)
+	    send_all(fd, ssl, &out, deadline) != 0)
 		goto out;
 	while (!ended) {
 		sli_frame f;
@@ -66,9 +77,9 @@ int sli_probe(const char *addr, uint64_t fingerprint, const char *name, const sl
 		if (r < 0 || len == sizeof(buf) || now >= deadline)
 			break;
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (poll(&p, 1, (int)(deadline - now)) <= 0)
+		if ((ssl == NULL || SSL_pending(ssl) == 0) && poll(&p, 1, (int)(deadline - now)) <= 0)
 			continue;
-		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+		ssize_t n = sli_io_read(fd, ssl, buf + len, sizeof(buf) - len);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
@@ -77,6 +88,7 @@ int sli_probe(const char *addr, uint64_t fingerprint, const char *name, const sl
 	}
 out:
 	sli_buf_fini(&out);
+	sli_tls_free(ssl);
 	close(fd);
 	return ended;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "net/sock.h"
+#include "storage/security.h"
 #include "storage/storage_int.h"
 
 SL_API void sl_storage_config_init(sl_storage_config *cfg)
@@ -45,6 +46,8 @@ static void on_tick(sli_loop *l, void *arg)
 static void on_idle(sli_loop *l, void *arg)
 {
 	sl_storage *st = arg;
+	/* Bytes OpenSSL already holds never make the socket readable again: read them now. */
+	sli_conn_read_pending(st);
 	/* Requests of this round (Subscribe, Credit) may have made subscriptions ready. */
 	for (struct conn *c = st->conns; c != NULL; c = c->next)
 		if (c->ready_head != NULL)
@@ -91,14 +94,23 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	st->cfg.listen = st->listen;
 	atomic_store(&st->term, 1);
 	sli_storage_set_error("%s", "");
+	if ((rc = sli_security_new(&st->cfg, &st->sec)) != 0) {
+		free(st);
+		return rc;
+	}
+	/* the caller's strings are read during the call only: the copies live in st->sec */
+	st->cfg.tls_cert = st->cfg.tls_key = st->cfg.tls_client_ca = st->cfg.tls_ca = NULL;
+	st->cfg.auth_token = NULL;
 	if (st->cfg.data_dir != NULL) {
 		if ((st->data_dir = strdup(st->cfg.data_dir)) == NULL) {
+			sli_security_free(st->sec);
 			free(st);
 			return SL_ENOMEM;
 		}
 		st->cfg.data_dir = st->data_dir;
 		if ((rc = sli_storage_open_data_dir(st)) != 0) {
 			free(st->data_dir);
+			sli_security_free(st->sec);
 			free(st);
 			return rc;
 		}
@@ -134,6 +146,7 @@ err_free:
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
 	free(st->data_dir);
+	sli_security_free(st->sec);
 	free(st);
 	return rc;
 }
@@ -255,6 +268,7 @@ SL_API void sl_storage_close(sl_storage *st)
 		free(st->cluster[i]);
 	free(st->cluster);
 	free(st->standby_of);
+	sli_security_free(st->sec);
 	pthread_mutex_destroy(&st->follow_mu);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);

@@ -104,6 +104,10 @@ struct conn {
 	uint32_t stage_count;
 	sli_buf stage;
 	struct conn *next, *prev;
+	/* TLS (conn_tls.c): ssl is NULL on a plaintext connection, which then costs nothing more */
+	struct ssl_st *ssl;
+	int tls_phase;     /* CONN_TLS_*: sniffing the first byte, handshaking, or done */
+	uint64_t opened_ms;
 };
 
 struct sl_storage {
@@ -155,6 +159,7 @@ struct sl_storage {
 	atomic_int follow_stop;
 	pthread_t follow_tid;
 	int follow_started;
+	struct sli_security *sec; /* TLS contexts and tokens (security.h), never NULL once open */
 };
 
 /* Whether this process hosts worker w of every source (w mod P == process). */
@@ -223,6 +228,8 @@ void sli_conn_accept(sli_loop *l, int fd, uint32_t events, void *arg);
 void sli_conn_free(struct conn *c);
 void sli_conn_tick(sl_storage *st);
 void sli_conn_flush_all(sl_storage *st);
+/* Reads what OpenSSL holds for a TLS connection that is reading (conn.c). */
+void sli_conn_read_pending(sl_storage *st);
 int sli_conn_flush(struct conn *c);
 void sli_conn_sweep(sl_storage *st);
 

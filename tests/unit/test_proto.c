@@ -46,7 +46,7 @@ static sli_buf src_entries; /* two Sources entries */
 static sli_buf app_updates; /* three updates */
 static sli_buf cluster_addrs; /* three addresses */
 
-#define NSAMPLES 25
+#define NSAMPLES 27
 static sli_frame samples[NSAMPLES];
 static size_t nsamples;
 
@@ -114,10 +114,10 @@ static int setup_samples(void **state)
 	memset(samples, 0, sizeof(samples));
 	s[n].type = SLI_HELLO;
 	s[n].u.hello = (sli_hello){ SLI_MAGIC, SLI_PROTO_VERSION, 0, 0x1122334455667788ull, 3, B("sluice 0.1"),
-		0x0123456789abcdefull };
+		0x0123456789abcdefull, B("") };
 	n++;
 	s[n].type = SLI_HELLO;
-	s[n].u.hello = (sli_hello){ 0xffffffffu, 0xffff, 0xffff, UINT64_MAX, 0, B(""), UINT64_MAX };
+	s[n].u.hello = (sli_hello){ 0xffffffffu, 0xffff, 0xffff, UINT64_MAX, 0, B(""), UINT64_MAX, B("") };
 	n++;
 	s[n].type = SLI_ERROR;
 	s[n].u.error = (sli_error){ SL_EVERSION, 1, B("version 9 not supported") };
@@ -185,6 +185,13 @@ static int setup_samples(void **state)
 	s[n].type = SLI_FENCE;
 	s[n].u.fence = (sli_fence){ 3, B("127.0.0.1:7001") };
 	n++;
+	s[n].type = SLI_HELLO; /* with an authentication token */
+	s[n].u.hello = (sli_hello){ SLI_MAGIC, SLI_PROTO_VERSION, SLI_HELLO_TOKEN, 9, 0, B("sluice 0.1"),
+		0, B("s3cret token\twith a tab") };
+	n++;
+	s[n].type = SLI_HELLO; /* the token flag with an empty token and an empty name */
+	s[n].u.hello = (sli_hello){ SLI_MAGIC, SLI_PROTO_VERSION, SLI_HELLO_TOKEN, 1, 0, B(""), 0, B("") };
+	n++;
 	assert_int_equal(n, NSAMPLES);
 	nsamples = n;
 	return 0;
@@ -214,6 +221,7 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 		assert_true(a->u.hello.epoch == b->u.hello.epoch);
 		assert_true(a->u.hello.fingerprint == b->u.hello.fingerprint);
 		assert_true(bytes_eq(a->u.hello.name, b->u.hello.name));
+		assert_true(bytes_eq(a->u.hello.token, b->u.hello.token));
 		break;
 	case SLI_ERROR:
 		assert_int_equal(a->u.error.code, b->u.error.code);
@@ -808,7 +816,7 @@ static void test_buf(void **state)
 static void test_strerror(void **state)
 {
 	(void)state;
-	for (int c = SL_EPROTO; c >= SL_EFENCED; c--) {
+	for (int c = SL_EPROTO; c >= SL_ETLS; c--) {
 		const char *s = sl_strerror(c);
 
 		assert_non_null(s);
@@ -821,7 +829,7 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(-EINVAL), "Invalid argument");
 	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");
 	assert_string_equal(sl_strerror(0), "success");
-	assert_string_equal(sl_strerror(SL_EFENCED - 1), "unknown error");
+	assert_string_equal(sl_strerror(SL_ETLS - 1), "unknown error");
 	assert_string_equal(sl_strerror(-999), "unknown error");
 	assert_string_equal(sl_strerror(7), "unknown error");
 	assert_string_equal(sl_strerror(INT32_MIN), "unknown error");
