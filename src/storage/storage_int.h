@@ -14,6 +14,7 @@
 #include "net/loop.h"
 #include "proto/proto.h"
 #include "sluice/storage.h"
+#include "storage/metrics.h"
 
 struct sub;
 struct conn;
@@ -104,6 +105,11 @@ struct conn {
 	uint32_t stage_count;
 	sli_buf stage;
 	struct conn *next, *prev;
+	/* Operating (metrics.c, log events): loop thread only. */
+	uint64_t id;          /* 1, 2, ... in accept order: names the connection in logs and stats */
+	char peer[64];        /* "HOST:PORT" of the client */
+	char reason[192];     /* why it closes, once known (first reason wins) */
+	uint64_t bytes_in, bytes_out, frames_in, frames_out;
 };
 
 struct sl_storage {
@@ -155,6 +161,7 @@ struct sl_storage {
 	atomic_int follow_stop;
 	pthread_t follow_tid;
 	int follow_started;
+	struct sli_metrics metrics; /* metrics.h: counters and report requests */
 };
 
 /* Whether this process hosts worker w of every source (w mod P == process). */
