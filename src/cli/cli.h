@@ -74,5 +74,7 @@ int cli_check_server_list(const char *s);
 
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
+/* sluice stat (cli_stat.c): exit status. */
+int cli_stat(int argc, char **argv);
 
 #endif

@@ -434,6 +434,23 @@ static void on_frame(struct conn *c, const sli_frame *f)
 	case SLI_APPEND:
 		on_append(c, &f->u.append);
 		break;
+	case SLI_STATS_REQUEST: {
+		/* Rendered right here, on the network thread, so it is one consistent instant. */
+		sli_buf text;
+		sli_buf_init(&text);
+		if (sli_metrics_render(c->st, &text) != 0) {
+			queue_error(c, SL_ENOMEM, 0, "out of memory building the stats");
+		} else if (text.len > c->st->cfg.max_frame - 64) {
+			queue_error(c, SL_ETOOBIG, 0, "the stats (%zu bytes) exceed the frame limit: "
+			            "scrape --metrics-listen instead", text.len);
+		} else {
+			sli_frame r = {.type = SLI_STATS};
+			r.u.stats.text = (sl_bytes){text.ptr, text.len};
+			put_frame(c, &r);
+		}
+		sli_buf_fini(&text);
+		break;
+	}
 	case SLI_PROMOTE: {
 		char err[200];
 		uint64_t term = 0;

@@ -1,0 +1,531 @@
+/*
+ * cli_stat.c - `sluice stat [--server HOST:PORT] [--once] [--interval S]`: the operator's view
+ * of one storage process, fitting an 80-column terminal.
+ *
+ * Each refresh is one short conversation on a fresh connection: Hello, StatsRequest, then the
+ * Stats frame (the server's report in the Prometheus text format, the same text its GET
+ * /metrics serves) or an Error, within a deadline.  The report is parsed into samples and
+ * printed as tables: totals, sources (per worker, or one summary row per source with many
+ * workers), connections, and subscriptions with their lag.  Exit status: 0; 1 when the server
+ * cannot be reached or answers with an error; 2 for bad arguments.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "net/sock.h"
+#include "proto/proto.h"
+
+#define STAT_TIMEOUT_MS 10000
+#define STAT_MAX_FRAME (SLI_FRAME_MAX_DEFAULT + 1024u)
+#define MAX_LABELS 8
+#define WORKERS_SHOWN 4 /* a source with more workers gets one summary row */
+
+static const char usage_stat[] =
+	"usage: sluice stat [--server HOST:PORT] [--once] [--interval S]\n"
+	"\n"
+	"Shows what one storage process is doing, refreshed every S seconds until interrupted:\n"
+	"connections, bytes and frames in and out, every source's upper and since (per worker, or\n"
+	"summarized for sources of more than 4 workers: lowest and highest), every connection, and\n"
+	"every subscription's lag (the worker's upper minus the frontier the subscription was sent).\n"
+	"\n"
+	"  --server HOST:PORT   the storage process (default 127.0.0.1:6876)\n"
+	"  --once               print once and exit (for scripts)\n"
+	"  --interval S         seconds between refreshes (default 1; fractions allowed)\n";
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the conversation ---- */
+
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+	uint64_t now = now_ms();
+	struct pollfd p = {.fd = fd, .events = events};
+	if (now >= deadline)
+		return SL_ETIMEDOUT;
+	int n = poll(&p, 1, (int)(deadline - now));
+	if (n < 0 && errno != EINTR)
+		return -errno;
+	return n == 0 ? SL_ETIMEDOUT : 0;
+}
+
+/* Fetches the report text into *text (malloc'ed, NUL-terminated; the caller frees it).  On
+ * failure, a one-line reason in err. */
+static int fetch_stats(const char *server, char **text, char *err, size_t errlen)
+{
+	uint64_t deadline = now_ms() + STAT_TIMEOUT_MS;
+	int fd = sli_connect_tcp(server, STAT_TIMEOUT_MS / 2), rc = 0;
+	size_t cap = STAT_MAX_FRAME, len = 0, off = 0;
+	uint8_t *buf = NULL;
+	sli_buf out;
+
+	sli_buf_init(&out);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot connect to %s: %s", server, sl_strerror(fd));
+		return fd;
+	}
+	sli_frame hello = {.type = SLI_HELLO}, req = {.type = SLI_STATS_REQUEST};
+	hello.u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION,
+	                            .session = (uint64_t)getpid() ^ now_ms(),
+	                            .name = {(const uint8_t *)"sluice stat", 11}};
+	if ((rc = sli_frame_encode(&out, &hello)) != 0 || (rc = sli_frame_encode(&out, &req)) != 0 ||
+	    (buf = malloc(cap)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		rc = SL_ENOMEM;
+		goto out;
+	}
+	while (off < out.len) {
+		ssize_t n = send(fd, out.ptr + off, out.len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (size_t)n;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if ((rc = wait_fd(fd, POLLOUT, deadline)) != 0)
+				break;
+		} else if (!(n < 0 && errno == EINTR)) {
+			rc = n < 0 ? -errno : SL_EDISCONNECTED;
+			break;
+		}
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot send to %s: %s", server, sl_strerror(rc));
+		goto out;
+	}
+	for (;;) {
+		sli_frame f;
+		ssize_t r = sli_frame_decode(buf, len, STAT_MAX_FRAME - 64, &f);
+		if (r < 0) {
+			rc = (int)r;
+			snprintf(err, errlen, "bad answer from %s: %s", server, sl_strerror(rc));
+			goto out;
+		}
+		if (r > 0) {
+			if (f.type == SLI_STATS) {
+				if ((*text = malloc(f.u.stats.text.len + 1)) == NULL) {
+					rc = SL_ENOMEM;
+					snprintf(err, errlen, "out of memory");
+					goto out;
+				}
+				memcpy(*text, f.u.stats.text.ptr, f.u.stats.text.len);
+				(*text)[f.u.stats.text.len] = '\0';
+				goto out;
+			}
+			if (f.type == SLI_ERROR) {
+				rc = f.u.error.code;
+				snprintf(err, errlen, "%s refused: %.*s", server, (int)f.u.error.message.len,
+				         (const char *)f.u.error.message.ptr);
+				goto out;
+			}
+			/* Hello and Ping are the only others a server sends first. */
+			memmove(buf, buf + r, len - (size_t)r);
+			len -= (size_t)r;
+			continue;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n > 0) {
+			len += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			rc = SL_EDISCONNECTED;
+		} else if (errno == EINTR) {
+			continue;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if ((rc = wait_fd(fd, POLLIN, deadline)) == 0)
+				continue;
+		} else {
+			rc = -errno;
+		}
+		snprintf(err, errlen, "no stats from %s: %s (is it a sluice storage server?)", server,
+		         sl_strerror(rc));
+		goto out;
+	}
+out:
+	sli_buf_fini(&out);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* ---- the report, parsed ---- */
+
+typedef struct sample {
+	const char *name;
+	const char *key[MAX_LABELS], *val[MAX_LABELS];
+	int nlabels;
+	const char *value; /* as written: a number, or +Inf */
+} sample;
+
+typedef struct report {
+	sample *s;
+	size_t n, cap;
+} report;
+
+/* Parses a label value in place (undoing \\, \" and \n); returns past the closing quote. */
+static char *parse_label_value(char *p, const char **out)
+{
+	char *w = p;
+	*out = p;
+	while (*p != '\0' && *p != '"') {
+		if (*p == '\\' && p[1] != '\0') {
+			p++;
+			*w++ = *p == 'n' ? '\n' : *p;
+			p++;
+		} else {
+			*w++ = *p++;
+		}
+	}
+	if (*p != '"')
+		return NULL;
+	*w = '\0'; /* w <= p: safe even when nothing was unescaped */
+	return p + 1;
+}
+
+/* Parses the Prometheus text in place (text must outlive r).  0, or -1 for a malformed line. */
+static int parse_report(char *text, report *r)
+{
+	char *line = text, *next;
+	for (; line != NULL && *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		if (*line == '#' || *line == '\0')
+			continue;
+		if (r->n == r->cap) {
+			size_t cap = r->cap ? 2 * r->cap : 256;
+			sample *s = realloc(r->s, cap * sizeof(*s));
+			if (s == NULL)
+				return -1;
+			r->s = s;
+			r->cap = cap;
+		}
+		sample *s = &r->s[r->n];
+		memset(s, 0, sizeof(*s));
+		s->name = line;
+		char *p = line + strcspn(line, "{ ");
+		if (*p == '{') {
+			*p++ = '\0';
+			while (*p != '}') {
+				char *eq = strchr(p, '=');
+				if (eq == NULL || eq[1] != '"' || s->nlabels == MAX_LABELS)
+					return -1;
+				*eq = '\0';
+				s->key[s->nlabels] = p;
+				if ((p = parse_label_value(eq + 2, &s->val[s->nlabels])) == NULL)
+					return -1;
+				s->nlabels++;
+				if (*p == ',')
+					p++;
+				else if (*p != '}')
+					return -1;
+			}
+			p++;
+		}
+		if (*p != ' ')
+			return -1;
+		*p++ = '\0';
+		s->value = p;
+		p[strcspn(p, " ")] = '\0'; /* a timestamp after the value is ignored */
+		r->n++;
+	}
+	return 0;
+}
+
+static const char *label(const sample *s, const char *key)
+{
+	for (int i = 0; i < s->nlabels; i++)
+		if (strcmp(s->key[i], key) == 0)
+			return s->val[i];
+	return "";
+}
+
+static const sample *find(const report *r, const char *name, const char *k1, const char *v1,
+                          const char *k2, const char *v2)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		const sample *s = &r->s[i];
+		if (strcmp(s->name, name) != 0)
+			continue;
+		if (k1 != NULL && strcmp(label(s, k1), v1) != 0)
+			continue;
+		if (k2 != NULL && strcmp(label(s, k2), v2) != 0)
+			continue;
+		return s;
+	}
+	return NULL;
+}
+
+static uint64_t value_u64(const sample *s)
+{
+	if (s == NULL)
+		return 0;
+	if (strcmp(s->value, "+Inf") == 0)
+		return UINT64_MAX;
+	return strtoull(s->value, NULL, 10);
+}
+
+static double value_f(const sample *s)
+{
+	return s == NULL ? 0.0 : strtod(s->value, NULL);
+}
+
+/* A time for display: "closed" for +Inf. */
+static const char *time_str(uint64_t t, char *buf, size_t len)
+{
+	if (t == UINT64_MAX)
+		return "closed";
+	snprintf(buf, len, "%" PRIu64, t);
+	return buf;
+}
+
+/* Bytes for display, in at most 9 characters: 999 B, 12.3 KiB, 4.0 GiB. */
+static const char *bytes_str(uint64_t b, char *buf, size_t len)
+{
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+	if (b < 1024) {
+		snprintf(buf, len, "%" PRIu64 " B", b);
+		return buf;
+	}
+	double v = (double)b / 1024.0;
+	int u = 0;
+	while (v >= 1024.0 && u < 4) {
+		v /= 1024.0;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+/* ---- printing (every line fits 80 columns) ---- */
+
+static void print_sources(const report *r)
+{
+	char a[24], b[24], c[24], d[24];
+	printf("%-20.20s %-9s %14s %14s %12s\n", "SOURCE", "WORKER", "UPPER", "SINCE", "LOG");
+	for (size_t i = 0; i < r->n; i++) {
+		const sample *s = &r->s[i];
+		if (strcmp(s->name, "sluice_source_upper") != 0)
+			continue;
+		const char *src = label(s, "source");
+		/* The first row of each source decides how the whole source is shown. */
+		if (find(r, "sluice_source_upper", "source", src, NULL, NULL) != s)
+			continue;
+		size_t nw = 0;
+		uint64_t lo = UINT64_MAX, hi = 0, slo = UINT64_MAX, bytes = 0;
+		for (size_t j = i; j < r->n; j++) {
+			const sample *t = &r->s[j];
+			if (strcmp(t->name, "sluice_source_upper") != 0 || strcmp(label(t, "source"), src) != 0)
+				continue;
+			const char *w = label(t, "worker");
+			uint64_t u = value_u64(t);
+			uint64_t since = value_u64(find(r, "sluice_source_since", "source", src, "worker", w));
+			uint64_t lb = 0;
+			for (size_t k = 0; k < r->n; k++)
+				if (strcmp(r->s[k].name, "sluice_log_bytes") == 0 &&
+				    strcmp(label(&r->s[k], "source"), src) == 0 &&
+				    strcmp(label(&r->s[k], "worker"), w) == 0)
+					lb += value_u64(&r->s[k]);
+			nw++;
+			lo = u < lo ? u : lo;
+			hi = u > hi ? u : hi;
+			slo = since < slo ? since : slo;
+			bytes += lb;
+		}
+		if (nw <= WORKERS_SHOWN) {
+			for (size_t j = i; j < r->n; j++) {
+				const sample *t = &r->s[j];
+				if (strcmp(t->name, "sluice_source_upper") != 0 ||
+				    strcmp(label(t, "source"), src) != 0)
+					continue;
+				const char *w = label(t, "worker");
+				uint64_t lb = 0;
+				for (size_t k = 0; k < r->n; k++)
+					if (strcmp(r->s[k].name, "sluice_log_bytes") == 0 &&
+					    strcmp(label(&r->s[k], "source"), src) == 0 &&
+					    strcmp(label(&r->s[k], "worker"), w) == 0)
+						lb += value_u64(&r->s[k]);
+				printf("%-20.20s %-9.9s %14s %14s %12s\n", src, w, time_str(value_u64(t), a, sizeof(a)),
+				       time_str(value_u64(find(r, "sluice_source_since", "source", src, "worker", w)),
+				                b, sizeof(b)),
+				       bytes_str(lb, c, sizeof(c)));
+			}
+		} else {
+			snprintf(d, sizeof(d), "%zu: min", nw);
+			printf("%-20.20s %-9.9s %14s %14s %12s\n", src, d, time_str(lo, a, sizeof(a)),
+			       time_str(slo, b, sizeof(b)), bytes_str(bytes, c, sizeof(c)));
+			printf("%-20.20s %-9.9s %14s\n", "", "   max", time_str(hi, a, sizeof(a)));
+		}
+	}
+}
+
+static void print_conns(const report *r)
+{
+	char a[24], b[24];
+	printf("%-6s %-21s %6s %12s %12s\n", "CONN", "PEER", "SUBS", "IN", "OUT");
+	for (size_t i = 0; i < r->n; i++) {
+		const sample *s = &r->s[i];
+		if (strcmp(s->name, "sluice_connection_subscriptions") != 0)
+			continue;
+		const char *id = label(s, "conn");
+		printf("%-6.6s %-21.21s %6" PRIu64 " %12s %12s\n", id, label(s, "peer"), value_u64(s),
+		       bytes_str(value_u64(find(r, "sluice_connection_bytes_in_total", "conn", id, NULL, NULL)),
+		                 a, sizeof(a)),
+		       bytes_str(value_u64(find(r, "sluice_connection_bytes_out_total", "conn", id, NULL, NULL)),
+		                 b, sizeof(b)));
+	}
+}
+
+static void print_subs(const report *r)
+{
+	char a[24], b[24], c[24];
+	printf("%-6s %-6s %-20s %-6s %12s %10s %10s\n", "CONN", "HANDLE", "SOURCE", "WORKER", "SENT", "LAG",
+	       "CREDIT");
+	for (size_t i = 0; i < r->n; i++) {
+		const sample *s = &r->s[i];
+		if (strcmp(s->name, "sluice_subscription_lag") != 0)
+			continue;
+		const char *id = label(s, "conn"), *h = label(s, "handle");
+		const sample *sent = find(r, "sluice_subscription_sent_upper", "conn", id, "handle", h);
+		const sample *cr = find(r, "sluice_subscription_credit_bytes", "conn", id, "handle", h);
+		uint64_t lag = value_u64(s);
+		printf("%-6.6s %-6.6s %-20.20s %-6.6s %12s %10s %10s\n", id, h, label(s, "source"),
+		       label(s, "worker"), time_str(value_u64(sent), a, sizeof(a)),
+		       lag == UINT64_MAX ? "closing" : time_str(lag, b, sizeof(b)),
+		       bytes_str(value_u64(cr), c, sizeof(c)));
+	}
+}
+
+static void print_report(const char *server, const report *r)
+{
+	char a[24], b[24];
+	uint64_t errors = 0;
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->s[i].name, "sluice_errors_total") == 0)
+			errors += value_u64(&r->s[i]);
+	double fs_n = value_f(find(r, "sluice_fsync_seconds_count", NULL, NULL, NULL, NULL));
+	double fs_sum = value_f(find(r, "sluice_fsync_seconds_sum", NULL, NULL, NULL, NULL));
+	printf("%-.40s: %" PRIu64 " connections (%" PRIu64 " accepted), %" PRIu64 " subscriptions\n",
+	       server, value_u64(find(r, "sluice_connections", NULL, NULL, NULL, NULL)),
+	       value_u64(find(r, "sluice_connections_accepted_total", NULL, NULL, NULL, NULL)),
+	       value_u64(find(r, "sluice_subscriptions", NULL, NULL, NULL, NULL)));
+	printf("in %s in %" PRIu64 " frames, out %s in %" PRIu64 " frames, %" PRIu64 " errors\n",
+	       bytes_str(value_u64(find(r, "sluice_bytes_in_total", NULL, NULL, NULL, NULL)), a, sizeof(a)),
+	       value_u64(find(r, "sluice_frames_in_total", NULL, NULL, NULL, NULL)),
+	       bytes_str(value_u64(find(r, "sluice_bytes_out_total", NULL, NULL, NULL, NULL)), b, sizeof(b)),
+	       value_u64(find(r, "sluice_frames_out_total", NULL, NULL, NULL, NULL)), errors);
+	if (fs_n > 0)
+		printf("log syncs: %.0f, %.3f ms on average\n", fs_n, fs_sum * 1000.0 / fs_n);
+	printf("\n");
+	print_sources(r);
+	printf("\n");
+	print_conns(r);
+	printf("\n");
+	print_subs(r);
+}
+
+/* ---- the command ---- */
+
+static volatile sig_atomic_t stop_flag;
+static void on_stop(int sig)
+{
+	stop_flag = 1;
+}
+
+int cli_stat(int argc, char **argv)
+{
+	static const cli_opt opts[] = {{"server", 1}, {"once", 0}, {"interval", 1}, {"help", 0},
+	                               {NULL, 0}};
+	const char *server = "127.0.0.1:6876", *val;
+	const cli_opt *opt;
+	char err[512];
+	double interval = 1.0;
+	int once = 0, k, status = 0;
+	cli_args a;
+
+	cli_args_init(&a, argc, argv, 2);
+	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
+		if (k == CLI_BAD) {
+			fprintf(stderr, "sluice: %s (see sluice stat --help)\n", err);
+			return 2;
+		}
+		if (k == CLI_POSITIONAL) {
+			fprintf(stderr, "sluice: unexpected argument '%s' (see sluice stat --help)\n", val);
+			return 2;
+		}
+		if (strcmp(opt->name, "help") == 0) {
+			fputs(usage_stat, stdout);
+			return 0;
+		} else if (strcmp(opt->name, "once") == 0) {
+			once = 1;
+		} else if (strcmp(opt->name, "interval") == 0) {
+			char *end;
+			errno = 0;
+			interval = strtod(val, &end);
+			if (errno != 0 || end == val || *end != '\0' || !(interval >= 0.05 && interval <= 86400)) {
+				fprintf(stderr, "sluice: bad --interval '%s': expected seconds from 0.05 to 86400 "
+				        "(see sluice stat --help)\n", val);
+				return 2;
+			}
+		} else {
+			server = val;
+		}
+	}
+	if (cli_check_hostport(server) != 0) {
+		fprintf(stderr, "sluice: bad --server address '%s': expected HOST:PORT (see sluice stat "
+		        "--help)\n", server);
+		return 2;
+	}
+	int tty = isatty(1);
+	struct sigaction sa = {0};
+	sa.sa_handler = on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	for (int first = 1; !stop_flag; first = 0) {
+		char *text = NULL;
+		report r = {0};
+		int rc = fetch_stats(server, &text, err, sizeof(err));
+		if (rc == 0 && parse_report(text, &r) != 0) {
+			snprintf(err, sizeof(err), "cannot parse the stats from %s", server);
+			rc = SL_EPROTO;
+		}
+		if (rc != 0) {
+			/* A refresh that fails is shown and retried; the first (or --once) ends it. */
+			fprintf(stderr, "sluice: %s\n", err);
+			if (once || first) {
+				free(r.s);
+				free(text);
+				return 1;
+			}
+		} else {
+			if (tty && !once)
+				fputs("\033[H\033[2J", stdout);
+			else if (!first)
+				fputs("\n", stdout);
+			print_report(server, &r);
+		}
+		free(r.s);
+		free(text);
+		if (fflush(stdout) != 0) {
+			status = 1;
+			break;
+		}
+		if (once)
+			break;
+		struct timespec ts = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
+		while (!stop_flag && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+	return status;
+}
