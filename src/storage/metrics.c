@@ -105,6 +105,23 @@ static void outf(struct out *o, const char *fmt, ...)
 	}
 }
 
+/* A label value as the text format wants it: \\, \" and \n escaped (truncated to fit). */
+#define LABEL_MAX 512
+static const char *esc(const char *in, char *buf)
+{
+	size_t n = 0;
+	for (; *in != '\0' && n + 3 < LABEL_MAX; in++) {
+		if (*in == '\\' || *in == '"' || *in == '\n') {
+			buf[n++] = '\\';
+			buf[n++] = *in == '\n' ? 'n' : *in;
+		} else {
+			buf[n++] = *in;
+		}
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 static void head(struct out *o, const char *name, const char *type, const char *help)
 {
 	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -136,21 +153,25 @@ static void each_worker(sl_storage *st, struct out *o, worker_fn fn)
 
 static void w_upper(struct out *o, struct sl_source *src, struct sworker *w)
 {
-	outf(o, "sluice_source_upper{source=\"%s\",worker=\"%u\"} ", src->name, w->index);
+	char nm[LABEL_MAX];
+	outf(o, "sluice_source_upper{source=\"%s\",worker=\"%u\"} ", esc(src->name, nm), w->index);
 	put_time(o, atomic_load(&w->upper));
 }
 
 static void w_since(struct out *o, struct sl_source *src, struct sworker *w)
 {
-	outf(o, "sluice_source_since{source=\"%s\",worker=\"%u\"} %" PRIu64 "\n", src->name, w->index,
+	char nm[LABEL_MAX];
+	outf(o, "sluice_source_since{source=\"%s\",worker=\"%u\"} %" PRIu64 "\n", esc(src->name, nm), w->index,
 	     w->since);
 }
 
 static void w_bytes(struct out *o, struct sl_source *src, struct sworker *w)
 {
+	char nm[LABEL_MAX];
+	esc(src->name, nm);
 	for (int coll = 0; coll < 2; coll++)
 		outf(o, "sluice_log_bytes{source=\"%s\",worker=\"%u\",collection=\"%s\"} %" PRIu64 "\n",
-		     src->name, w->index, coll ? "err" : "ok",
+		     nm, w->index, coll ? "err" : "ok",
 		     sli_log_end(w->log[coll]) - sli_log_start(w->log[coll]));
 }
 
@@ -168,8 +189,9 @@ static void each_sub(sl_storage *st, struct out *o, sub_fn fn)
 
 static void sub_labels(struct out *o, const char *name, struct conn *c, struct sub *s)
 {
+	char nm[LABEL_MAX];
 	outf(o, "%s{conn=\"%" PRIu64 "\",handle=\"%u\",source=\"%s\",worker=\"%u\",dataflow=\"%" PRIu64
-	     "\"} ", name, c->id, s->handle, s->w->src->name, s->w->index, s->dataflow);
+	     "\"} ", name, c->id, s->handle, esc(s->w->src->name, nm), s->w->index, s->dataflow);
 }
 
 static void s_lag(struct out *o, struct conn *c, struct sub *s)
