@@ -264,6 +264,17 @@ static void on_subscribe(struct conn *c, const sli_subscribe *r)
 	f.u.subscribe_ok.flags = flags;
 	put_frame(c, &f);
 	sli_serve_mark_ready(s);
+	if (sli_elog_enabled(SLI_LOG_DEBUG)) {
+		char id[24], h[16], wk[16], from[24];
+		snprintf(id, sizeof(id), "%" PRIu64, c->id);
+		snprintf(h, sizeof(h), "%u", r->handle);
+		snprintf(wk, sizeof(wk), "%u", r->worker);
+		snprintf(from, sizeof(from), "%" PRIu64, s->from);
+		sli_kv kv[] = {{"conn", id, 1}, {"peer", c->peer, 0}, {"handle", h, 1}, {"source", src->name, 0},
+		               {"worker", wk, 1}, {"from", from, 1}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_DEBUG, "subscribe", kv, "connection %s: handle %s subscribes source %s worker %s from %s",
+		         id, h, src->name, wk, from);
+	}
 }
 
 static void on_unsubscribe(struct conn *c, const sli_unsubscribe *r)
@@ -273,6 +284,13 @@ static void on_unsubscribe(struct conn *c, const sli_unsubscribe *r)
 		queue_error(c, SL_ENOTSUB, 0, "not subscribed: dataflow %llu source %llu worker %u",
 		            (unsigned long long)r->dataflow, (unsigned long long)r->source, r->worker);
 		return;
+	}
+	if (sli_elog_enabled(SLI_LOG_DEBUG)) {
+		char id[24], h[16];
+		snprintf(id, sizeof(id), "%" PRIu64, c->id);
+		snprintf(h, sizeof(h), "%u", s->handle);
+		sli_kv kv[] = {{"conn", id, 1}, {"peer", c->peer, 0}, {"handle", h, 1}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_DEBUG, "unsubscribe", kv, "connection %s: handle %s unsubscribes", id, h);
 	}
 	sli_frame f = {.type = SLI_UNSUBSCRIBE_OK};
 	f.u.unsubscribe_ok.handle = s->handle;

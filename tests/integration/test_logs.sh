@@ -79,11 +79,14 @@ grep -q '^sluiced: listening on 127.0.0.1:' "$TMP/warn.log" || fail "no listenin
 ! grep -q 'connection' "$TMP/warn.log" || fail "info events at level warn: $(cat "$TMP/warn.log")"
 [[ $(wc -l <"$TMP/warn.log") -eq 1 ]] || fail "level warn wrote more than the listening line: $(cat "$TMP/warn.log")"
 
-# --log-level debug: the debug events too (the recovery of each fresh worker log).
+# --log-level debug: the debug events too (the recovery of each fresh worker log, subscribes).
 start_logged "$TMP/debug.log" --log-level debug --log-format json
+sl tail --until 5 c >/dev/null || fail "sluice tail failed"
 stop_sluiced
 jq -e -s 'any(.[]; .level == "debug" and .event == "recovered" and .source == "c")' "$TMP/debug.log" >/dev/null ||
 	fail "no debug recovery event at level debug: $(cat "$TMP/debug.log")"
+jq -e -s 'any(.[]; .level == "debug" and .event == "subscribe" and .source == "c" and .worker == 0)' \
+	"$TMP/debug.log" >/dev/null || fail "no debug subscribe event at level debug: $(cat "$TMP/debug.log")"
 
 # Bad values are usage errors.
 rc=0

@@ -54,7 +54,7 @@ expect_err() {
 expect_err 2 "bad --server address 'nonsense'" --once --server nonsense
 expect_err 2 "bad --interval" --once --server "$SERVER" --interval 0
 expect_err 2 "unexpected argument" --once --server "$SERVER" stray
-# A port nobody listens on: take a free one from a listener we then close.
+# A port nobody listens on any more: the stopped server's.
 stop_sluiced
 expect_err 1 "cannot connect to $SERVER" --once --server "$SERVER"
 pass
