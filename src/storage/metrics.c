@@ -197,13 +197,15 @@ static void sub_labels(struct out *o, const char *name, struct conn *c, struct s
 static void s_lag(struct out *o, struct conn *c, struct sub *s)
 {
 	uint64_t upper = atomic_load(&s->w->upper);
+	/* A subscription from a later time is not behind on the times before it. */
+	uint64_t base = s->sent_upper > s->from ? s->sent_upper : s->from;
 	sub_labels(o, "sluice_subscription_lag", c, s);
-	if (s->sent_upper == SL_TIME_CLOSED || upper <= s->sent_upper)
+	if (s->sent_upper == SL_TIME_CLOSED || upper <= base)
 		outf(o, "0\n");
 	else if (upper == SL_TIME_CLOSED)
 		outf(o, "+Inf\n"); /* closed, and the subscriber not yet told */
 	else
-		outf(o, "%" PRIu64 "\n", upper - s->sent_upper);
+		outf(o, "%" PRIu64 "\n", upper - base);
 }
 
 static void s_sent(struct out *o, struct conn *c, struct sub *s)

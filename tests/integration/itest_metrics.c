@@ -83,12 +83,27 @@ static void test_report_contents(void **state)
 			rawc_next(&c, &f, 20);
 	}
 	assert_true(caught_up);
-	/* Open now: one connection, one subscription; every hosted worker, names escaped. */
+	/* A subscription without credit is told nothing: its lag is the whole upper. */
+	assert_int_equal(rawc_subscribe(&c, 9, 99, sl_source_id(src), 1, 0, 0), 0);
+	assert_int_equal(rawc_expect(&c, SLI_SUBSCRIBE_OK, &f, 5000), 1);
+	assert_int_equal(sl_source_advance(src, 1, 9), 0);
+	int lagging = 0;
+	for (int i = 0; i < 200 && !lagging; i++) {
+		text = report(st);
+		lagging = strstr(text, "sluice_subscription_lag{conn=\"1\",handle=\"9\",source=\"s\","
+		                       "worker=\"1\",dataflow=\"99\"} 9\n") != NULL;
+		free(text);
+		if (!lagging)
+			usleep(10000);
+	}
+	assert_true(lagging);
+	/* Open now: one connection, two subscriptions; every hosted worker, names escaped. */
 	text = report(st);
-	assert_non_null(strstr(text, "sluice_subscriptions 1\n"));
+	assert_non_null(strstr(text, "sluice_subscriptions 2\n"));
 	assert_non_null(strstr(text, "sluice_connections 1\n"));
 	assert_non_null(strstr(text, "sluice_source_upper{source=\"s\",worker=\"0\"} 5\n"));
-	assert_non_null(strstr(text, "sluice_source_upper{source=\"s\",worker=\"1\"} 0\n"));
+	assert_non_null(strstr(text, "sluice_source_upper{source=\"s\",worker=\"1\"} 9\n"));
+	assert_non_null(strstr(text, "sluice_connection_subscriptions{conn=\"1\",peer=\"127.0.0.1:"));
 	assert_non_null(strstr(text, "sluice_subscription_sent_upper{conn=\"1\",handle=\"7\",source=\"s\","
 	                             "worker=\"0\",dataflow=\"99\"} 5\n"));
 	assert_non_null(strstr(text, "source=\"we\\\"ird\",worker=\"0\"}"));
@@ -104,7 +119,7 @@ static void test_report_contents(void **state)
 	assert_int_equal(rawc_expect(&c, SLI_STATS, &f, 5000), 1);
 	assert_non_null(memmem(f.u.stats.text.ptr, f.u.stats.text.len,
 	                       "sluice_errors_total{kind=\"SL_ENOSOURCE\"} 1\n", 42));
-	assert_non_null(memmem(f.u.stats.text.ptr, f.u.stats.text.len, "sluice_subscriptions 1\n", 23));
+	assert_non_null(memmem(f.u.stats.text.ptr, f.u.stats.text.len, "sluice_subscriptions 2\n", 23));
 
 	/* The worker closes: upper +Inf; once told, the lag is 0 again. */
 	assert_int_equal(sl_source_close_worker(src, 0), 0);
