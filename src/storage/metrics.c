@@ -227,12 +227,13 @@ int sli_metrics_render(sl_storage *st, sli_buf *b)
 	uint64_t bin = m->bytes_in, bout = m->bytes_out, fin = m->frames_in, fout = m->frames_out;
 	size_t nconns = 0, nsubs = 0;
 
-	/* The totals include the connections still open (their counts are folded in at close). */
+	/* The totals include every connection not freed yet (its counts are folded into m at
+	 * free), the dead ones awaiting the sweep too: else a total would dip between the two. */
 	for (struct conn *c = st->conns; c != NULL; c = c->next) {
-		if (c->dead)
-			continue;
-		nconns++;
-		nsubs += c->subs.count;
+		if (!c->dead) {
+			nconns++;
+			nsubs += c->subs.count;
+		}
 		bin += c->bytes_in;
 		bout += c->bytes_out;
 		fin += c->frames_in;
