@@ -35,7 +35,8 @@ static const char usage_stat[] =
 	"Shows what one storage process is doing, refreshed every S seconds until interrupted:\n"
 	"connections, bytes and frames in and out, every source's upper and since (per worker, or\n"
 	"summarized for sources of more than 4 workers: lowest and highest), every connection, and\n"
-	"every subscription's lag (the worker's upper minus the frontier the subscription was sent).\n"
+	"every subscription's lag (the worker's upper minus the frontier the subscription was sent),\n"
+	"most lagging first.\n"
 	"\n"
 	"  --server HOST:PORT   the storage process (default 127.0.0.1:6876)\n"
 	"  --once               print once and exit (for scripts)\n"
@@ -251,10 +252,16 @@ static const char *label(const sample *s, const char *key)
 	return "";
 }
 
-static const sample *find(const report *r, const char *name, const char *k1, const char *v1,
-                          const char *k2, const char *v2)
+/* The first sample named `name` whose labels k1 and k2 (NULL: any) have the values given.  The
+ * search starts at *hint and wraps; *hint is left just past the match.  The server writes the
+ * samples of every metric in the same order (sources, workers, connections, subscriptions), so
+ * looking up the rows of one table in order through one hint per metric costs O(1) each. */
+static const sample *find_h(const report *r, size_t *hint, const char *name, const char *k1,
+                            const char *v1, const char *k2, const char *v2)
 {
-	for (size_t i = 0; i < r->n; i++) {
+	size_t start = *hint < r->n ? *hint : 0;
+	for (size_t n = 0; n < r->n; n++) {
+		size_t i = (start + n) % r->n;
 		const sample *s = &r->s[i];
 		if (strcmp(s->name, name) != 0)
 			continue;
@@ -262,9 +269,17 @@ static const sample *find(const report *r, const char *name, const char *k1, con
 			continue;
 		if (k2 != NULL && strcmp(label(s, k2), v2) != 0)
 			continue;
+		*hint = i + 1;
 		return s;
 	}
 	return NULL;
+}
+
+static const sample *find(const report *r, const char *name, const char *k1, const char *v1,
+                          const char *k2, const char *v2)
+{
+	size_t hint = 0;
+	return find_h(r, &hint, name, k1, v1, k2, v2);
 }
 
 static uint64_t value_u64(const sample *s)
@@ -310,69 +325,83 @@ static const char *bytes_str(uint64_t b, char *buf, size_t len)
 
 /* ---- printing (every line fits 80 columns) ---- */
 
-static void print_sources(const report *r)
+struct wrow {
+	const char *worker;
+	uint64_t upper, since, log_bytes;
+};
+
+/* Prints one source's rows: each worker, or for many workers a summary (lowest upper and since,
+ * summed log bytes) and the highest upper. */
+static void print_source(const char *src, const struct wrow *w, size_t n)
 {
 	char a[24], b[24], c[24], d[24];
-	printf("%-20.20s %-9s %14s %14s %12s\n", "SOURCE", "WORKER", "UPPER", "SINCE", "LOG");
-	for (size_t i = 0; i < r->n; i++) {
-		const sample *s = &r->s[i];
-		if (strcmp(s->name, "sluice_source_upper") != 0)
-			continue;
-		const char *src = label(s, "source");
-		/* The first row of each source decides how the whole source is shown. */
-		if (find(r, "sluice_source_upper", "source", src, NULL, NULL) != s)
-			continue;
-		size_t nw = 0;
-		uint64_t lo = UINT64_MAX, hi = 0, slo = UINT64_MAX, bytes = 0;
-		for (size_t j = i; j < r->n; j++) {
-			const sample *t = &r->s[j];
-			if (strcmp(t->name, "sluice_source_upper") != 0 || strcmp(label(t, "source"), src) != 0)
-				continue;
-			const char *w = label(t, "worker");
-			uint64_t u = value_u64(t);
-			uint64_t since = value_u64(find(r, "sluice_source_since", "source", src, "worker", w));
-			uint64_t lb = 0;
-			for (size_t k = 0; k < r->n; k++)
-				if (strcmp(r->s[k].name, "sluice_log_bytes") == 0 &&
-				    strcmp(label(&r->s[k], "source"), src) == 0 &&
-				    strcmp(label(&r->s[k], "worker"), w) == 0)
-					lb += value_u64(&r->s[k]);
-			nw++;
-			lo = u < lo ? u : lo;
-			hi = u > hi ? u : hi;
-			slo = since < slo ? since : slo;
-			bytes += lb;
-		}
-		if (nw <= WORKERS_SHOWN) {
-			for (size_t j = i; j < r->n; j++) {
-				const sample *t = &r->s[j];
-				if (strcmp(t->name, "sluice_source_upper") != 0 ||
-				    strcmp(label(t, "source"), src) != 0)
-					continue;
-				const char *w = label(t, "worker");
-				uint64_t lb = 0;
-				for (size_t k = 0; k < r->n; k++)
-					if (strcmp(r->s[k].name, "sluice_log_bytes") == 0 &&
-					    strcmp(label(&r->s[k], "source"), src) == 0 &&
-					    strcmp(label(&r->s[k], "worker"), w) == 0)
-						lb += value_u64(&r->s[k]);
-				printf("%-20.20s %-9.9s %14s %14s %12s\n", src, w, time_str(value_u64(t), a, sizeof(a)),
-				       time_str(value_u64(find(r, "sluice_source_since", "source", src, "worker", w)),
-				                b, sizeof(b)),
-				       bytes_str(lb, c, sizeof(c)));
-			}
-		} else {
-			snprintf(d, sizeof(d), "%zu: min", nw);
-			printf("%-20.20s %-9.9s %14s %14s %12s\n", src, d, time_str(lo, a, sizeof(a)),
-			       time_str(slo, b, sizeof(b)), bytes_str(bytes, c, sizeof(c)));
-			printf("%-20.20s %-9.9s %14s\n", "", "   max", time_str(hi, a, sizeof(a)));
-		}
+	if (n <= WORKERS_SHOWN) {
+		for (size_t i = 0; i < n; i++)
+			printf("%-20.20s %-9.9s %14s %14s %12s\n", src, w[i].worker,
+			       time_str(w[i].upper, a, sizeof(a)), time_str(w[i].since, b, sizeof(b)),
+			       bytes_str(w[i].log_bytes, c, sizeof(c)));
+		return;
 	}
+	uint64_t lo = UINT64_MAX, hi = 0, slo = UINT64_MAX, bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		lo = w[i].upper < lo ? w[i].upper : lo;
+		hi = w[i].upper > hi ? w[i].upper : hi;
+		slo = w[i].since < slo ? w[i].since : slo;
+		bytes += w[i].log_bytes;
+	}
+	snprintf(d, sizeof(d), "%zu: min", n);
+	printf("%-20.20s %-9.9s %14s %14s %12s\n", src, d, time_str(lo, a, sizeof(a)),
+	       time_str(slo, b, sizeof(b)), bytes_str(bytes, c, sizeof(c)));
+	printf("%-20.20s %-9.9s %14s\n", "", "   max", time_str(hi, a, sizeof(a)));
+}
+
+static int print_sources(const report *r)
+{
+	size_t h_since = 0, h_lb = 0, n = 0, cap = 0;
+	struct wrow *rows = NULL;
+	const char *cur = NULL;
+
+	printf("%-20.20s %-9s %14s %14s %12s\n", "SOURCE", "WORKER", "UPPER", "SINCE", "LOG");
+	/* The server writes the rows of one source together: gather a run, then print it. */
+	for (size_t i = 0; i <= r->n; i++) {
+		const sample *s = i < r->n ? &r->s[i] : NULL;
+		if (s != NULL && strcmp(s->name, "sluice_source_upper") != 0)
+			continue;
+		const char *src = s != NULL ? label(s, "source") : NULL;
+		if (n > 0 && (src == NULL || strcmp(src, cur) != 0)) {
+			print_source(cur, rows, n);
+			n = 0;
+		}
+		if (s == NULL)
+			break;
+		if (n == cap) {
+			size_t ncap = cap ? 2 * cap : 16;
+			struct wrow *p = realloc(rows, ncap * sizeof(*p));
+			if (p == NULL) {
+				free(rows);
+				return -1;
+			}
+			rows = p;
+			cap = ncap;
+		}
+		const char *w = label(s, "worker");
+		cur = src;
+		rows[n].worker = w;
+		rows[n].upper = value_u64(s);
+		rows[n].since = value_u64(find_h(r, &h_since, "sluice_source_since", "source", src, "worker", w));
+		/* Two samples per worker (ok, err): the second search starts past the first. */
+		rows[n].log_bytes = value_u64(find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
+		rows[n].log_bytes += value_u64(find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
+		n++;
+	}
+	free(rows);
+	return 0;
 }
 
 static void print_conns(const report *r)
 {
 	char a[24], b[24];
+	size_t h_in = 0, h_out = 0;
 	printf("%-6s %-21s %6s %12s %12s\n", "CONN", "PEER", "SUBS", "IN", "OUT");
 	for (size_t i = 0; i < r->n; i++) {
 		const sample *s = &r->s[i];
@@ -380,34 +409,74 @@ static void print_conns(const report *r)
 			continue;
 		const char *id = label(s, "conn");
 		printf("%-6.6s %-21.21s %6" PRIu64 " %12s %12s\n", id, label(s, "peer"), value_u64(s),
-		       bytes_str(value_u64(find(r, "sluice_connection_bytes_in_total", "conn", id, NULL, NULL)),
-		                 a, sizeof(a)),
-		       bytes_str(value_u64(find(r, "sluice_connection_bytes_out_total", "conn", id, NULL, NULL)),
-		                 b, sizeof(b)));
+		       bytes_str(value_u64(find_h(r, &h_in, "sluice_connection_bytes_in_total", "conn", id,
+		                                  NULL, NULL)), a, sizeof(a)),
+		       bytes_str(value_u64(find_h(r, &h_out, "sluice_connection_bytes_out_total", "conn", id,
+		                                  NULL, NULL)), b, sizeof(b)));
 	}
 }
 
-static void print_subs(const report *r)
+struct srow {
+	const sample *lag, *sent, *credit;
+	uint64_t lagv;
+	size_t order;
+};
+
+/* Most lagging first; ties in the server's order. */
+static int srow_cmp(const void *pa, const void *pb)
+{
+	const struct srow *a = pa, *b = pb;
+	if (a->lagv != b->lagv)
+		return a->lagv > b->lagv ? -1 : 1;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+static int print_subs(const report *r)
 {
 	char a[24], b[24], c[24];
+	size_t h_sent = 0, h_cr = 0, n = 0, cap = 0;
+	struct srow *rows = NULL;
 	printf("%-6s %-6s %-20s %-6s %12s %10s %10s\n", "CONN", "HANDLE", "SOURCE", "WORKER", "SENT", "LAG",
 	       "CREDIT");
 	for (size_t i = 0; i < r->n; i++) {
 		const sample *s = &r->s[i];
 		if (strcmp(s->name, "sluice_subscription_lag") != 0)
 			continue;
+		if (n == cap) {
+			size_t ncap = cap ? 2 * cap : 64;
+			struct srow *p = realloc(rows, ncap * sizeof(*p));
+			if (p == NULL) {
+				free(rows);
+				return -1;
+			}
+			rows = p;
+			cap = ncap;
+		}
 		const char *id = label(s, "conn"), *h = label(s, "handle");
-		const sample *sent = find(r, "sluice_subscription_sent_upper", "conn", id, "handle", h);
-		const sample *cr = find(r, "sluice_subscription_credit_bytes", "conn", id, "handle", h);
-		uint64_t lag = value_u64(s);
-		printf("%-6.6s %-6.6s %-20.20s %-6.6s %12s %10s %10s\n", id, h, label(s, "source"),
-		       label(s, "worker"), time_str(value_u64(sent), a, sizeof(a)),
-		       lag == UINT64_MAX ? "closing" : time_str(lag, b, sizeof(b)),
-		       bytes_str(value_u64(cr), c, sizeof(c)));
+		rows[n] = (struct srow){
+			.lag = s,
+			.sent = find_h(r, &h_sent, "sluice_subscription_sent_upper", "conn", id, "handle", h),
+			.credit = find_h(r, &h_cr, "sluice_subscription_credit_bytes", "conn", id, "handle", h),
+			.lagv = value_u64(s),
+			.order = n,
+		};
+		n++;
 	}
+	if (n > 0)
+		qsort(rows, n, sizeof(*rows), srow_cmp);
+	for (size_t i = 0; i < n; i++) {
+		const sample *s = rows[i].lag;
+		printf("%-6.6s %-6.6s %-20.20s %-6.6s %12s %10s %10s\n", label(s, "conn"),
+		       label(s, "handle"), label(s, "source"), label(s, "worker"),
+		       time_str(value_u64(rows[i].sent), a, sizeof(a)),
+		       rows[i].lagv == UINT64_MAX ? "closing" : time_str(rows[i].lagv, b, sizeof(b)),
+		       bytes_str(value_u64(rows[i].credit), c, sizeof(c)));
+	}
+	free(rows);
+	return 0;
 }
 
-static void print_report(const char *server, const report *r)
+static int print_report(const char *server, const report *r)
 {
 	char a[24], b[24];
 	uint64_t errors = 0;
@@ -428,11 +497,12 @@ static void print_report(const char *server, const report *r)
 	if (fs_n > 0)
 		printf("log syncs: %.0f, %.3f ms on average\n", fs_n, fs_sum * 1000.0 / fs_n);
 	printf("\n");
-	print_sources(r);
+	if (print_sources(r) != 0)
+		return -1;
 	printf("\n");
 	print_conns(r);
 	printf("\n");
-	print_subs(r);
+	return print_subs(r);
 }
 
 /* ---- the command ---- */
@@ -513,7 +583,13 @@ int cli_stat(int argc, char **argv)
 				fputs("\033[H\033[2J", stdout);
 			else if (!first)
 				fputs("\n", stdout);
-			print_report(server, &r);
+			if (print_report(server, &r) != 0) {
+				fprintf(stderr, "sluice: out of memory\n");
+				status = 1;
+				free(r.s);
+				free(text);
+				break;
+			}
 		}
 		free(r.s);
 		free(text);
