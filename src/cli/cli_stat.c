@@ -63,9 +63,40 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 	return n == 0 ? SL_ETIMEDOUT : 0;
 }
 
-/* Fetches the report text into *text (malloc'ed, NUL-terminated; the caller frees it).  On
- * failure, a one-line reason in err. */
-static int fetch_stats(const char *server, char **text, char *err, size_t errlen)
+/* The processes of the cluster the server belongs to (one, outside a cluster). */
+struct cmap {
+	char **addrs; /* owned */
+	uint32_t n, self;
+};
+
+static void cmap_fini(struct cmap *m)
+{
+	for (uint32_t i = 0; m->addrs != NULL && i < m->n; i++)
+		free(m->addrs[i]);
+	free(m->addrs);
+	memset(m, 0, sizeof(*m));
+}
+
+static int cmap_set(struct cmap *m, const sli_cluster *c)
+{
+	sl_bytes rest = c->addrs, a;
+	if ((m->addrs = calloc(c->count, sizeof(*m->addrs))) == NULL)
+		return SL_ENOMEM;
+	m->n = c->count;
+	m->self = c->process;
+	for (uint32_t i = 0; i < c->count; i++) {
+		if (sli_strs_next(&rest, &a) != 1 || (m->addrs[i] = strndup((const char *)a.ptr, a.len)) == NULL) {
+			cmap_fini(m);
+			return SL_ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Fetches the report text into *text (malloc'ed, NUL-terminated; the caller frees it) and, when
+ * map is not NULL, the cluster map too (asked in the same conversation).  On failure, a
+ * one-line reason in err. */
+static int fetch_stats(const char *server, char **text, struct cmap *map, char *err, size_t errlen)
 {
 	uint64_t deadline = now_ms() + STAT_TIMEOUT_MS;
 	int fd = sli_connect_tcp(server, STAT_TIMEOUT_MS / 2), rc = 0;
@@ -79,11 +110,13 @@ static int fetch_stats(const char *server, char **text, char *err, size_t errlen
 		return fd;
 	}
 	sli_frame hello = {.type = SLI_HELLO}, req = {.type = SLI_STATS_REQUEST};
+	sli_frame cm = {.type = SLI_CLUSTER_MAP};
 	hello.u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION,
 	                            .session = (uint64_t)getpid() ^ now_ms(),
 	                            .name = {(const uint8_t *)"sluice stat", 11}};
-	if ((rc = sli_frame_encode(&out, &hello)) != 0 || (rc = sli_frame_encode(&out, &req)) != 0 ||
-	    (buf = malloc(cap)) == NULL) {
+	if ((rc = sli_frame_encode(&out, &hello)) != 0 ||
+	    (map != NULL && (rc = sli_frame_encode(&out, &cm)) != 0) ||
+	    (rc = sli_frame_encode(&out, &req)) != 0 || (buf = malloc(cap)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		rc = SL_ENOMEM;
 		goto out;
@@ -123,13 +156,18 @@ static int fetch_stats(const char *server, char **text, char *err, size_t errlen
 				(*text)[f.u.stats.text.len] = '\0';
 				goto out;
 			}
+			if (f.type == SLI_CLUSTER && map != NULL && map->addrs == NULL &&
+			    (rc = cmap_set(map, &f.u.cluster)) != 0) {
+				snprintf(err, errlen, "out of memory");
+				goto out;
+			}
 			if (f.type == SLI_ERROR) {
 				rc = f.u.error.code;
 				snprintf(err, errlen, "%s refused: %.*s", server, (int)f.u.error.message.len,
 				         (const char *)f.u.error.message.ptr);
 				goto out;
 			}
-			/* Hello and Ping are the only others a server sends first. */
+			/* Hello, Ping and Cluster come before the Stats. */
 			memmove(buf, buf + r, len - (size_t)r);
 			len -= (size_t)r;
 			continue;
@@ -154,6 +192,8 @@ static int fetch_stats(const char *server, char **text, char *err, size_t errlen
 		goto out;
 	}
 out:
+	if (rc != 0 && map != NULL)
+		cmap_fini(map);
 	sli_buf_fini(&out);
 	free(buf);
 	close(fd);
@@ -325,19 +365,46 @@ static const char *bytes_str(uint64_t b, char *buf, size_t len)
 
 /* ---- printing (every line fits 80 columns) ---- */
 
+/* The reports of every process (one outside a cluster); texts[i] NULL when process i did not
+ * answer (errs[i] says why).  With more than one process, connections are named P:ID. */
+typedef struct view {
+	size_t n;
+	report *r;
+	char **texts;
+	char (*errs)[256];
+	char **addrs;
+} view;
+
+static void conn_name(const view *v, size_t p, const sample *s, char *buf, size_t len)
+{
+	if (v->n > 1)
+		snprintf(buf, len, "%zu:%s", p, label(s, "conn"));
+	else
+		snprintf(buf, len, "%s", label(s, "conn"));
+}
+
 struct wrow {
-	const char *worker;
-	uint64_t upper, since, log_bytes;
+	const char *source, *worker;
+	size_t order; /* of the source's first appearance */
+	uint64_t wnum, upper, since, log_bytes;
 };
+
+static int wrow_cmp(const void *pa, const void *pb)
+{
+	const struct wrow *a = pa, *b = pb;
+	if (a->order != b->order)
+		return a->order < b->order ? -1 : 1;
+	return a->wnum < b->wnum ? -1 : a->wnum > b->wnum;
+}
 
 /* Prints one source's rows: each worker, or for many workers a summary (lowest upper and since,
  * summed log bytes) and the highest upper. */
-static void print_source(const char *src, const struct wrow *w, size_t n)
+static void print_source(const struct wrow *w, size_t n)
 {
 	char a[24], b[24], c[24], d[24];
 	if (n <= WORKERS_SHOWN) {
 		for (size_t i = 0; i < n; i++)
-			printf("%-20.20s %-9.9s %14s %14s %12s\n", src, w[i].worker,
+			printf("%-20.20s %-9.9s %14s %14s %12s\n", w[i].source, w[i].worker,
 			       time_str(w[i].upper, a, sizeof(a)), time_str(w[i].since, b, sizeof(b)),
 			       bytes_str(w[i].log_bytes, c, sizeof(c)));
 		return;
@@ -350,79 +417,98 @@ static void print_source(const char *src, const struct wrow *w, size_t n)
 		bytes += w[i].log_bytes;
 	}
 	snprintf(d, sizeof(d), "%zu: min", n);
-	printf("%-20.20s %-9.9s %14s %14s %12s\n", src, d, time_str(lo, a, sizeof(a)),
+	printf("%-20.20s %-9.9s %14s %14s %12s\n", w[0].source, d, time_str(lo, a, sizeof(a)),
 	       time_str(slo, b, sizeof(b)), bytes_str(bytes, c, sizeof(c)));
 	printf("%-20.20s %-9.9s %14s\n", "", "   max", time_str(hi, a, sizeof(a)));
 }
 
-static int print_sources(const report *r)
+/* Every worker of every process, grouped by source (in the order sources first appear). */
+static int print_sources(const view *v)
 {
-	size_t h_since = 0, h_lb = 0, n = 0, cap = 0;
+	size_t n = 0, cap = 0, nsrc = 0;
 	struct wrow *rows = NULL;
-	const char *cur = NULL;
 
 	printf("%-20.20s %-9s %14s %14s %12s\n", "SOURCE", "WORKER", "UPPER", "SINCE", "LOG");
-	/* The server writes the rows of one source together: gather a run, then print it. */
-	for (size_t i = 0; i <= r->n; i++) {
-		const sample *s = i < r->n ? &r->s[i] : NULL;
-		if (s != NULL && strcmp(s->name, "sluice_source_upper") != 0)
-			continue;
-		const char *src = s != NULL ? label(s, "source") : NULL;
-		if (n > 0 && (src == NULL || strcmp(src, cur) != 0)) {
-			print_source(cur, rows, n);
-			n = 0;
-		}
-		if (s == NULL)
-			break;
-		if (n == cap) {
-			size_t ncap = cap ? 2 * cap : 16;
-			struct wrow *p = realloc(rows, ncap * sizeof(*p));
-			if (p == NULL) {
-				free(rows);
-				return -1;
+	for (size_t p = 0; p < v->n; p++) {
+		const report *r = &v->r[p];
+		size_t h_since = 0, h_lb = 0;
+		for (size_t i = 0; i < r->n; i++) {
+			const sample *s = &r->s[i];
+			if (strcmp(s->name, "sluice_source_upper") != 0)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? 2 * cap : 16;
+				struct wrow *q = realloc(rows, ncap * sizeof(*q));
+				if (q == NULL) {
+					free(rows);
+					return -1;
+				}
+				rows = q;
+				cap = ncap;
 			}
-			rows = p;
-			cap = ncap;
+			const char *src = label(s, "source"), *w = label(s, "worker");
+			struct wrow *row = &rows[n];
+			row->source = src;
+			row->worker = w;
+			row->wnum = strtoull(w, NULL, 10);
+			row->order = nsrc;
+			for (size_t j = 0; j < n; j++) {
+				if (strcmp(rows[j].source, src) == 0) {
+					row->order = rows[j].order;
+					break;
+				}
+			}
+			if (row->order == nsrc)
+				nsrc++;
+			row->upper = value_u64(s);
+			row->since = value_u64(find_h(r, &h_since, "sluice_source_since", "source", src, "worker", w));
+			/* Two samples per worker (ok, err): the second search starts past the first. */
+			row->log_bytes = value_u64(find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
+			row->log_bytes += value_u64(find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
+			n++;
 		}
-		const char *w = label(s, "worker");
-		cur = src;
-		rows[n].worker = w;
-		rows[n].upper = value_u64(s);
-		rows[n].since = value_u64(find_h(r, &h_since, "sluice_source_since", "source", src, "worker", w));
-		/* Two samples per worker (ok, err): the second search starts past the first. */
-		rows[n].log_bytes = value_u64(find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
-		rows[n].log_bytes += value_u64(find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
-		n++;
+	}
+	if (n > 0)
+		qsort(rows, n, sizeof(*rows), wrow_cmp);
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && rows[j].order == rows[i].order; j++)
+			;
+		print_source(&rows[i], j - i);
 	}
 	free(rows);
 	return 0;
 }
 
-static void print_conns(const report *r)
+static void print_conns(const view *v)
 {
-	char a[24], b[24];
-	size_t h_in = 0, h_out = 0;
+	char a[24], b[24], id[32];
 	printf("%-6s %-21s %6s %12s %12s\n", "CONN", "PEER", "SUBS", "IN", "OUT");
-	for (size_t i = 0; i < r->n; i++) {
-		const sample *s = &r->s[i];
-		if (strcmp(s->name, "sluice_connection_subscriptions") != 0)
-			continue;
-		const char *id = label(s, "conn");
-		printf("%-6.6s %-21.21s %6" PRIu64 " %12s %12s\n", id, label(s, "peer"), value_u64(s),
-		       bytes_str(value_u64(find_h(r, &h_in, "sluice_connection_bytes_in_total", "conn", id,
-		                                  NULL, NULL)), a, sizeof(a)),
-		       bytes_str(value_u64(find_h(r, &h_out, "sluice_connection_bytes_out_total", "conn", id,
-		                                  NULL, NULL)), b, sizeof(b)));
+	for (size_t p = 0; p < v->n; p++) {
+		const report *r = &v->r[p];
+		size_t h_in = 0, h_out = 0;
+		for (size_t i = 0; i < r->n; i++) {
+			const sample *s = &r->s[i];
+			if (strcmp(s->name, "sluice_connection_subscriptions") != 0)
+				continue;
+			const char *c = label(s, "conn");
+			conn_name(v, p, s, id, sizeof(id));
+			printf("%-6.6s %-21.21s %6" PRIu64 " %12s %12s\n", id, label(s, "peer"), value_u64(s),
+			       bytes_str(value_u64(find_h(r, &h_in, "sluice_connection_bytes_in_total", "conn", c,
+			                                  NULL, NULL)), a, sizeof(a)),
+			       bytes_str(value_u64(find_h(r, &h_out, "sluice_connection_bytes_out_total", "conn", c,
+			                                  NULL, NULL)), b, sizeof(b)));
+		}
 	}
 }
 
 struct srow {
 	const sample *lag, *sent, *credit;
+	size_t proc;
 	uint64_t lagv;
 	size_t order;
 };
 
-/* Most lagging first; ties in the server's order. */
+/* Most lagging first; ties in the servers' order. */
 static int srow_cmp(const void *pa, const void *pb)
 {
 	const struct srow *a = pa, *b = pb;
@@ -431,44 +517,49 @@ static int srow_cmp(const void *pa, const void *pb)
 	return a->order < b->order ? -1 : a->order > b->order;
 }
 
-static int print_subs(const report *r)
+static int print_subs(const view *v)
 {
-	char a[24], b[24], c[24];
-	size_t h_sent = 0, h_cr = 0, n = 0, cap = 0;
+	char a[24], b[24], c[24], id[32];
+	size_t n = 0, cap = 0;
 	struct srow *rows = NULL;
 	printf("%-6s %-6s %-20s %-6s %12s %10s %10s\n", "CONN", "HANDLE", "SOURCE", "WORKER", "SENT", "LAG",
 	       "CREDIT");
-	for (size_t i = 0; i < r->n; i++) {
-		const sample *s = &r->s[i];
-		if (strcmp(s->name, "sluice_subscription_lag") != 0)
-			continue;
-		if (n == cap) {
-			size_t ncap = cap ? 2 * cap : 64;
-			struct srow *p = realloc(rows, ncap * sizeof(*p));
-			if (p == NULL) {
-				free(rows);
-				return -1;
+	for (size_t p = 0; p < v->n; p++) {
+		const report *r = &v->r[p];
+		size_t h_sent = 0, h_cr = 0;
+		for (size_t i = 0; i < r->n; i++) {
+			const sample *s = &r->s[i];
+			if (strcmp(s->name, "sluice_subscription_lag") != 0)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? 2 * cap : 64;
+				struct srow *q = realloc(rows, ncap * sizeof(*q));
+				if (q == NULL) {
+					free(rows);
+					return -1;
+				}
+				rows = q;
+				cap = ncap;
 			}
-			rows = p;
-			cap = ncap;
+			const char *cid = label(s, "conn"), *h = label(s, "handle");
+			rows[n] = (struct srow){
+				.lag = s,
+				.sent = find_h(r, &h_sent, "sluice_subscription_sent_upper", "conn", cid, "handle", h),
+				.credit = find_h(r, &h_cr, "sluice_subscription_credit_bytes", "conn", cid, "handle", h),
+				.proc = p,
+				.lagv = value_u64(s),
+				.order = n,
+			};
+			n++;
 		}
-		const char *id = label(s, "conn"), *h = label(s, "handle");
-		rows[n] = (struct srow){
-			.lag = s,
-			.sent = find_h(r, &h_sent, "sluice_subscription_sent_upper", "conn", id, "handle", h),
-			.credit = find_h(r, &h_cr, "sluice_subscription_credit_bytes", "conn", id, "handle", h),
-			.lagv = value_u64(s),
-			.order = n,
-		};
-		n++;
 	}
 	if (n > 0)
 		qsort(rows, n, sizeof(*rows), srow_cmp);
 	for (size_t i = 0; i < n; i++) {
 		const sample *s = rows[i].lag;
-		printf("%-6.6s %-6.6s %-20.20s %-6.6s %12s %10s %10s\n", label(s, "conn"),
-		       label(s, "handle"), label(s, "source"), label(s, "worker"),
-		       time_str(value_u64(rows[i].sent), a, sizeof(a)),
+		conn_name(v, rows[i].proc, s, id, sizeof(id));
+		printf("%-6.6s %-6.6s %-20.20s %-6.6s %12s %10s %10s\n", id, label(s, "handle"),
+		       label(s, "source"), label(s, "worker"), time_str(value_u64(rows[i].sent), a, sizeof(a)),
 		       rows[i].lagv == UINT64_MAX ? "closing" : time_str(rows[i].lagv, b, sizeof(b)),
 		       bytes_str(value_u64(rows[i].credit), c, sizeof(c)));
 	}
@@ -476,33 +567,109 @@ static int print_subs(const report *r)
 	return 0;
 }
 
-static int print_report(const char *server, const report *r)
+/* The sum of a metric over every process (all its samples: every label set). */
+static uint64_t total(const view *v, const char *name)
+{
+	uint64_t t = 0;
+	for (size_t p = 0; p < v->n; p++)
+		for (size_t i = 0; i < v->r[p].n; i++)
+			if (strcmp(v->r[p].s[i].name, name) == 0)
+				t += value_u64(&v->r[p].s[i]);
+	return t;
+}
+
+static double total_f(const view *v, const char *name)
+{
+	double t = 0;
+	for (size_t p = 0; p < v->n; p++)
+		t += value_f(find(&v->r[p], name, NULL, NULL, NULL, NULL));
+	return t;
+}
+
+static int print_view(const char *server, const view *v)
 {
 	char a[24], b[24];
-	uint64_t errors = 0;
-	for (size_t i = 0; i < r->n; i++)
-		if (strcmp(r->s[i].name, "sluice_errors_total") == 0)
-			errors += value_u64(&r->s[i]);
-	double fs_n = value_f(find(r, "sluice_fsync_seconds_count", NULL, NULL, NULL, NULL));
-	double fs_sum = value_f(find(r, "sluice_fsync_seconds_sum", NULL, NULL, NULL, NULL));
-	printf("%-.40s: %" PRIu64 " connections (%" PRIu64 " accepted), %" PRIu64 " subscriptions\n",
-	       server, value_u64(find(r, "sluice_connections", NULL, NULL, NULL, NULL)),
-	       value_u64(find(r, "sluice_connections_accepted_total", NULL, NULL, NULL, NULL)),
-	       value_u64(find(r, "sluice_subscriptions", NULL, NULL, NULL, NULL)));
+	if (v->n > 1)
+		printf("cluster of %zu via %-.30s: %" PRIu64 " connections (%" PRIu64 " accepted), %" PRIu64
+		       " subscriptions\n", v->n, server, total(v, "sluice_connections"),
+		       total(v, "sluice_connections_accepted_total"), total(v, "sluice_subscriptions"));
+	else
+		printf("%-.40s: %" PRIu64 " connections (%" PRIu64 " accepted), %" PRIu64 " subscriptions\n",
+		       server, total(v, "sluice_connections"), total(v, "sluice_connections_accepted_total"),
+		       total(v, "sluice_subscriptions"));
 	printf("in %s in %" PRIu64 " frames, out %s in %" PRIu64 " frames, %" PRIu64 " errors\n",
-	       bytes_str(value_u64(find(r, "sluice_bytes_in_total", NULL, NULL, NULL, NULL)), a, sizeof(a)),
-	       value_u64(find(r, "sluice_frames_in_total", NULL, NULL, NULL, NULL)),
-	       bytes_str(value_u64(find(r, "sluice_bytes_out_total", NULL, NULL, NULL, NULL)), b, sizeof(b)),
-	       value_u64(find(r, "sluice_frames_out_total", NULL, NULL, NULL, NULL)), errors);
+	       bytes_str(total(v, "sluice_bytes_in_total"), a, sizeof(a)), total(v, "sluice_frames_in_total"),
+	       bytes_str(total(v, "sluice_bytes_out_total"), b, sizeof(b)), total(v, "sluice_frames_out_total"),
+	       total(v, "sluice_errors_total"));
+	double fs_n = total_f(v, "sluice_fsync_seconds_count");
+	double fs_sum = total_f(v, "sluice_fsync_seconds_sum");
 	if (fs_n > 0)
 		printf("log syncs: %.0f, %.3f ms on average\n", fs_n, fs_sum * 1000.0 / fs_n);
+	for (size_t p = 0; p < v->n; p++)
+		if (v->texts[p] == NULL)
+			printf("process %zu at %-.24s missing: %-.30s\n", p, v->addrs[p], v->errs[p]);
 	printf("\n");
-	if (print_sources(r) != 0)
+	if (print_sources(v) != 0)
 		return -1;
 	printf("\n");
-	print_conns(r);
+	print_conns(v);
 	printf("\n");
-	return print_subs(r);
+	return print_subs(v);
+}
+
+static void view_fini(view *v)
+{
+	for (size_t p = 0; p < v->n; p++) {
+		free(v->r[p].s);
+		free(v->texts[p]);
+	}
+	free(v->r);
+	free(v->texts);
+	free(v->errs);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Fetches the reports of the server and of every other process of its cluster.  0 with *v
+ * filled (some processes may be missing: *missing counts them), or an error for the server
+ * itself (reason in err). */
+static int view_fetch(const char *server, view *v, struct cmap *map, int *missing, char *err,
+                      size_t errlen)
+{
+	char *text = NULL;
+	int rc;
+	*missing = 0;
+	memset(v, 0, sizeof(*v));
+	if ((rc = fetch_stats(server, &text, map, err, errlen)) != 0)
+		return rc;
+	size_t n = map->n > 0 ? map->n : 1;
+	v->r = calloc(n, sizeof(*v->r));
+	v->texts = calloc(n, sizeof(*v->texts));
+	v->errs = calloc(n, sizeof(*v->errs));
+	if (v->r == NULL || v->texts == NULL || v->errs == NULL) {
+		free(text);
+		view_fini(v);
+		snprintf(err, errlen, "out of memory");
+		return SL_ENOMEM;
+	}
+	v->n = n;
+	v->addrs = map->addrs;
+	for (size_t p = 0; p < n; p++) {
+		if (p == (n > 1 ? map->self : 0)) {
+			v->texts[p] = text;
+		} else if ((rc = fetch_stats(map->addrs[p], &v->texts[p], NULL, err, errlen)) != 0) {
+			/* Shown in the view: the reason alone (the address is beside it). */
+			snprintf(v->errs[p], sizeof(v->errs[p]), "%s", sl_strerror(rc));
+			v->texts[p] = NULL;
+			(*missing)++;
+			continue;
+		}
+		if (parse_report(v->texts[p], &v->r[p]) != 0) {
+			snprintf(err, errlen, "cannot parse the stats from %s", n > 1 ? map->addrs[p] : server);
+			view_fini(v);
+			return SL_EPROTO;
+		}
+	}
+	return 0;
 }
 
 /* ---- the command ---- */
@@ -563,36 +730,35 @@ int cli_stat(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	for (int first = 1; !stop_flag; first = 0) {
-		char *text = NULL;
-		report r = {0};
-		int rc = fetch_stats(server, &text, err, sizeof(err));
-		if (rc == 0 && parse_report(text, &r) != 0) {
-			snprintf(err, sizeof(err), "cannot parse the stats from %s", server);
-			rc = SL_EPROTO;
-		}
+		struct cmap map = {0};
+		view v;
+		int missing = 0;
+		int rc = view_fetch(server, &v, &map, &missing, err, sizeof(err));
 		if (rc != 0) {
 			/* A refresh that fails is shown and retried; the first (or --once) ends it. */
 			fprintf(stderr, "sluice: %s\n", err);
-			if (once || first) {
-				free(r.s);
-				free(text);
+			cmap_fini(&map);
+			if (once || first)
 				return 1;
-			}
 		} else {
 			if (tty && !once)
 				fputs("\033[H\033[2J", stdout);
 			else if (!first)
 				fputs("\n", stdout);
-			if (print_report(server, &r) != 0) {
+			rc = print_view(server, &v);
+			for (size_t p = 0; once && p < v.n; p++)
+				if (v.texts[p] == NULL)
+					fprintf(stderr, "sluice: process %zu at %s: %s\n", p, v.addrs[p], v.errs[p]);
+			if (once && missing > 0)
+				status = 1;
+			view_fini(&v);
+			cmap_fini(&map);
+			if (rc != 0) {
 				fprintf(stderr, "sluice: out of memory\n");
 				status = 1;
-				free(r.s);
-				free(text);
 				break;
 			}
 		}
-		free(r.s);
-		free(text);
 		if (fflush(stdout) != 0) {
 			status = 1;
 			break;
