@@ -1,13 +1,15 @@
 /*
  * cli_stat.c - `sluice stat [--server HOST:PORT] [--once] [--interval S]`: the operator's view
- * of one storage process, fitting an 80-column terminal.
+ * of a storage process (or of the whole cluster it belongs to), fitting an 80-column terminal.
  *
- * Each refresh is one short conversation on a fresh connection: Hello, StatsRequest, then the
- * Stats frame (the server's report in the Prometheus text format, the same text its GET
- * /metrics serves) or an Error, within a deadline.  The report is parsed into samples and
- * printed as tables: totals, sources (per worker, or one summary row per source with many
- * workers), connections, and subscriptions with their lag.  Exit status: 0; 1 when the server
- * cannot be reached or answers with an error; 2 for bad arguments.
+ * Each refresh is one short conversation on a fresh connection: Hello, ClusterMap and
+ * StatsRequest, answered by Hello, Cluster and the Stats frame (the server's report in the
+ * Prometheus text format, the same text its GET /metrics serves) or an Error, within a
+ * deadline; then Hello and StatsRequest to every other process the map names.  The reports are
+ * parsed into samples and printed as tables: totals, sources (per worker, or one summary row
+ * per source with many workers), connections, and subscriptions with their lag.  Exit status:
+ * 0; 1 when the server cannot be reached or answers with an error (or, with --once, when a
+ * process of its cluster does not answer); 2 for bad arguments.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,13 +34,13 @@
 static const char usage_stat[] =
 	"usage: sluice stat [--server HOST:PORT] [--once] [--interval S]\n"
 	"\n"
-	"Shows what one storage process is doing, refreshed every S seconds until interrupted:\n"
-	"connections, bytes and frames in and out, every source's upper and since (per worker, or\n"
-	"summarized for sources of more than 4 workers: lowest and highest), every connection, and\n"
-	"every subscription's lag (the worker's upper minus the frontier the subscription was sent),\n"
-	"most lagging first.\n"
+	"Shows what a storage process (and every other process of its cluster) is doing,\n"
+	"refreshed every S seconds until interrupted: connections, bytes and frames in and out,\n"
+	"every source's upper and since (per worker, or summarized for sources of more than 4\n"
+	"workers: lowest and highest), every connection, and every subscription's lag (the\n"
+	"worker's upper minus the frontier the subscription was sent), most lagging first.\n"
 	"\n"
-	"  --server HOST:PORT   the storage process (default 127.0.0.1:6876)\n"
+	"  --server HOST:PORT   a storage process (default 127.0.0.1:6876)\n"
 	"  --once               print once and exit (for scripts)\n"
 	"  --interval S         seconds between refreshes (default 1; fractions allowed)\n";
 
