@@ -58,10 +58,13 @@ static const char usage[] =
 	"  --standby-of ADDR    run a standby of the (lone) storage process at ADDR: follow it into\n"
 	"                       this data directory and serve reads; ingest is refused until\n"
 	"                       'sluice promote' makes it the primary.  Takes no --source\n"
-	"  --metrics-listen HOST:PORT  serve Prometheus metrics at GET /metrics on this address\n"
+	"  --metrics-listen HOST:PORT\n"
+	"                       serve Prometheus metrics at GET /metrics on this address\n"
 	"                       (port 0 picks a free port, shown in the \"metrics on\" line)\n"
-	"  --log-level LEVEL    error, warn, info (default) or debug: the least severe events logged\n"
-	"  --log-format FORMAT  text (default: \"sluiced: ...\" lines) or json (one object a line)\n"
+	"  --log-level LEVEL    the least severe events logged: error, warn, info\n"
+	"                       (default) or debug\n"
+	"  --log-format FORMAT  text (\"sluiced: ...\" lines, default) or json (an object\n"
+	"                       per line)\n"
 	"  --help               show this help\n";
 
 static int bad_args(const char *fmt, const char *arg)
