@@ -11,6 +11,8 @@ PACKAGES=(
 	libcmocka-dev                               # unit tests
 	libssl-dev libxxhash-dev libpq-dev          # TLS, record checksums, the PostgreSQL source
 	coreutils procps openssl                    # timeout, ps, openssl (test certificates): used by the test scripts
+	libmicrohttpd-dev                           # the metrics endpoint (sluiced --metrics-listen)
+	curl jq                                     # test_metrics.sh, test_logs.sh: scrape, parse JSON
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 )
 

@@ -104,6 +104,15 @@ SL_API const char *sl_storage_data_dir(const sl_storage *st);
 /* The TCP port the runtime listens on. */
 SL_API int sl_storage_port(const sl_storage *st);
 
+/* Serves the runtime's metrics in the Prometheus text exposition format at GET /metrics on
+ * `hostport` ("HOST:PORT"; port 0 picks a free port, written to *port_out if not NULL), from
+ * an HTTP server thread of its own (libmicrohttpd).  Each scrape is a report the network
+ * thread builds on request (see docs/ARCHITECTURE.md, "Operating"); until sl_storage_start it
+ * answers 503.  Call once, after sl_storage_open; sl_storage_close stops it.  Errors: SL_EARG
+ * (a bad address, or called twice), -errno from socket/bind/listen, SL_EIO (the HTTP server
+ * did not start); see sl_storage_last_error. */
+SL_API int sl_storage_metrics_listen(sl_storage *st, const char *hostport, int *port_out);
+
 /* Starts the network thread.  Call once. */
 SL_API int sl_storage_start(sl_storage *st);
 

@@ -99,5 +99,7 @@ void cli_security_fini(cli_security *s);
 
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
+/* sluice stat (cli_stat.c): exit status. */
+int cli_stat(int argc, char **argv);
 
 #endif

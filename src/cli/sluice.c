@@ -1,6 +1,6 @@
 /*
- * sluice.c - the command-line client: tail, sources, ingest, bench (runs sluice_bench); stat
- * comes later.
+ * sluice.c - the command-line client: tail, sources, ingest, bench (runs sluice_bench), promote
+ * (cli_promote.c) and stat (cli_stat.c).
  *
  * Output follows DESIGN.md's command-line contract exactly: tab-separated lines, rows escaped
  * (\t, \n, \\), errors as one line on stderr.  Exit status: 0 on success, 1 for a runtime failure
@@ -41,7 +41,7 @@ static const char usage_main[] =
 	"  ingest    append rows from stdin to an ingest source, as one atomic batch\n"
 	"  promote   make a standby (sluiced --standby-of) take over as the primary\n"
 	"  bench     run the benchmark (sluice_bench; sluice bench --help)\n"
-	"  stat      (not implemented yet)\n"
+	"  stat      show what a storage process is doing (sources, connections, lag)\n"
 	"\n"
 	"Run 'sluice COMMAND --help' for the options of a command.\n";
 
@@ -942,10 +942,8 @@ int main(int argc, char **argv)
 		return cmd_bench(argc, argv);
 	if (strcmp(cmd, "promote") == 0)
 		return cli_promote(argc, argv);
-	if (strcmp(cmd, "stat") == 0) {
-		fprintf(stderr, "sluice: %s is not implemented yet\n", cmd);
-		return 2;
-	}
+	if (strcmp(cmd, "stat") == 0)
+		return cli_stat(argc, argv);
 	fprintf(stderr, "sluice: unknown command '%s' (see sluice --help)\n", cmd);
 	return 2;
 }

@@ -5,6 +5,7 @@
  *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--tls-ca FILE]
  *           [--auth-token-file FILE]
+ *           [--metrics-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
  *   sluiced --standby-of ADDR [--listen HOST:PORT] [--data-dir DIR] ...
  *
  * Startup order matters to clients: sources are registered before the network thread starts
@@ -12,6 +13,9 @@
  * sees a source missing.  SIGINT and SIGTERM are blocked in every thread and taken by sigwait in
  * the main thread: then the sources stop, the runtime closes and the exit status is 0.
  * Bad arguments: one line on stderr, exit status 2.  A failure to start: exit status 1.
+ * Everything else sluiced says goes through the event log (src/common/log.h) on stderr: text
+ * lines "sluiced: ..." by default (the "listening on" line is one, exactly as scripts expect
+ * it), or JSON objects with --log-format json.
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/log.h"
 #include "sluice/storage.h"
 #include "sources/sources.h"
 
@@ -70,6 +75,13 @@ static const char usage[] =
 	"                       presenting --tls-cert/--tls-key when asked\n"
 	"  --auth-token-file F  clients must send the token in F (its first line; the file must be\n"
 	"                       mode 600); this process's own connections send it too\n"
+	"  --metrics-listen HOST:PORT\n"
+	"                       serve Prometheus metrics at GET /metrics on this address\n"
+	"                       (port 0 picks a free port, shown in the \"metrics on\" line)\n"
+	"  --log-level LEVEL    the least severe events logged: error, warn, info\n"
+	"                       (default) or debug\n"
+	"  --log-format FORMAT  text (\"sluiced: ...\" lines, default) or json (an object\n"
+	"                       per line)\n"
 	"  --help               show this help\n";
 
 static int bad_args(const char *fmt, const char *arg)
@@ -116,7 +128,7 @@ static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
 
 static void print_notice(void *arg, const char *msg)
 {
-	fprintf(stderr, "sluiced: %s\n", msg);
+	sli_elog(SLI_LOG_WARN, "notice", NULL, "%s", msg);
 }
 
 /* A --cluster entry: one process's addresses, "HOST:PORT" or "PRIMARY/STANDBY/...".  0 or -1. */
@@ -159,10 +171,12 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
 		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
-		CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {NULL, 0},
+		CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1}, {NULL, 0},
 	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
-	const char *standby_of = NULL;
+	const char *standby_of = NULL, *metrics_listen = NULL;
+	int log_level = SLI_LOG_INFO, log_format = SLI_LOG_TEXT, metrics_port = 0;
+	char addr[160];
 	sl_fsync_mode fsync_mode = SL_FSYNC_INTERVAL;
 	uint64_t segment_size = 0, retain = 0;
 	const char *val;
@@ -200,6 +214,18 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			process = val;
 		} else if (strcmp(opt->name, "standby-of") == 0) {
 			standby_of = val;
+		} else if (strcmp(opt->name, "metrics-listen") == 0) {
+			metrics_listen = val;
+		} else if (strcmp(opt->name, "log-level") == 0) {
+			if ((log_level = sli_elog_level_parse(val)) < 0)
+				return bad_args("bad --log-level '%s': expected error, warn, info or debug", val);
+		} else if (strcmp(opt->name, "log-format") == 0) {
+			if (strcmp(val, "text") == 0)
+				log_format = SLI_LOG_TEXT;
+			else if (strcmp(val, "json") == 0)
+				log_format = SLI_LOG_JSON;
+			else
+				return bad_args("bad --log-format '%s': expected text or json", val);
 		} else if (strcmp(opt->name, "fsync") == 0) {
 			if (strcmp(val, "always") == 0)
 				fsync_mode = SL_FSYNC_ALWAYS;
@@ -219,6 +245,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		}
 	}
 
+	if (metrics_listen != NULL && cli_check_hostport(metrics_listen) != 0)
+		return bad_args("bad --metrics-listen address '%s': expected HOST:PORT", metrics_listen);
 	if (listen != NULL && cli_check_hostport(listen) != 0)
 		return bad_args("bad --listen address '%s': expected HOST:PORT", listen);
 	if (*data_dir == '\0')
@@ -257,6 +285,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	}
 	if (listen == NULL)
 		listen = DEFAULT_LISTEN;
+	sli_elog_setup("sluiced", log_level, log_format, 2);
 
 	/* Every thread started from here on inherits the blocked signals; sigwait takes them. */
 	sigemptyset(&sigs);
@@ -266,8 +295,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	signal(SIGPIPE, SIG_IGN);
 
 	if ((rc = make_dirs(data_dir)) != 0) {
-		fprintf(stderr, "sluiced: cannot create data directory %s: %s\n", data_dir,
-		        sl_strerror(rc));
+		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "cannot create data directory %s: %s",
+		         data_dir, sl_strerror(rc));
 		return 1;
 	}
 
@@ -279,7 +308,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.retain = retain;
 	cfg.warn = print_notice;
 	if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {
-		fprintf(stderr, "sluiced: %s\n", err);
+		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "%s", err);
 		return 1;
 	}
 	cfg.tls_cert = cli_sec.tls_cert;
@@ -290,9 +319,16 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	rc = sl_storage_open(&cfg, &st);
 	cli_security_fini(&cli_sec); /* the runtime keeps its own copy */
 	if (rc != 0) {
-		fprintf(stderr, "sluiced: %s\n",
-		        sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "%s",
+		         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
 		return 1;
+	}
+	if (metrics_listen != NULL &&
+	    (rc = sl_storage_metrics_listen(st, metrics_listen, &metrics_port)) != 0) {
+		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "%s",
+		         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+		status = 1;
+		goto out_stop;
 	}
 	if (cluster != NULL) {
 		/* Every process of one cluster has the same list and the same specs, so the same
@@ -302,39 +338,49 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			fp = fnv1a(fp ^ 0xff, specs[i], strlen(specs[i]));
 		if ((rc = sl_storage_set_cluster(st, (const char *const *)addrs, (uint32_t)naddrs,
 		                                 (uint32_t)proc_index, fp)) != 0) {
-			fprintf(stderr, "sluiced: cannot join the cluster: %s\n", sl_strerror(rc));
+			sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "cannot join the cluster: %s",
+			         sl_strerror(rc));
 			status = 1;
 			goto out_stop;
 		}
 	}
 	for (i = 0; i < nspecs; i++) {
 		if ((rc = sli_source_start(st, specs[i], &runners[i], err, sizeof(err))) != 0) {
-			fprintf(stderr, "sluiced: %s\n", err);
+			sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "%s", err);
 			status = (rc == SL_EARG || rc == SL_EDUPLICATE) ? 2 : 1;
 			goto out_stop;
 		}
 	}
 	if (standby_of != NULL && (rc = sl_storage_follow(st, standby_of)) != 0) {
-		fprintf(stderr, "sluiced: cannot be a standby of %s: %s\n", standby_of,
-		        sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "cannot be a standby of %s: %s", standby_of,
+		         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
 		status = 1;
 		goto out_stop;
 	}
 	if ((rc = sl_storage_start(st)) != 0) {
-		fprintf(stderr, "sluiced: cannot start the storage runtime: %s\n", sl_strerror(rc));
+		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "cannot start the storage runtime: %s",
+		         sl_strerror(rc));
 		status = 1;
 		goto out_stop;
 	}
+	/* The metrics line comes first: whoever waits for "listening on" then finds it too. */
+	if (metrics_listen != NULL) {
+		colon = strrchr(metrics_listen, ':');
+		snprintf(addr, sizeof(addr), "%.*s:%d", colon == metrics_listen ? 7 : (int)(colon - metrics_listen),
+		         colon == metrics_listen ? "0.0.0.0" : metrics_listen, metrics_port);
+		sli_kv mkv[] = {{"addr", addr, 0}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_ALWAYS, "metrics_listening", mkv, "metrics on %s", addr);
+	}
 	colon = strrchr(listen, ':');
-	if (colon == listen)
-		fprintf(stderr, "sluiced: listening on 0.0.0.0:%d\n", sl_storage_port(st));
-	else
-		fprintf(stderr, "sluiced: listening on %.*s:%d\n", (int)(colon - listen), listen,
-		        sl_storage_port(st));
+	snprintf(addr, sizeof(addr), "%.*s:%d", colon == listen ? 7 : (int)(colon - listen),
+	         colon == listen ? "0.0.0.0" : listen, sl_storage_port(st));
+	sli_kv kv[] = {{"addr", addr, 0}, {NULL, NULL, 0}};
+	sli_elog(SLI_LOG_ALWAYS, "listening", kv, "listening on %s", addr);
 
 	do {
 		rc = sigwait(&sigs, &sig);
 	} while (rc != 0 && rc == EINTR);
+	sli_elog(SLI_LOG_INFO, "stopping", NULL, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 out_stop:
 	for (i = 0; i < nspecs; i++)

@@ -369,6 +369,10 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 		f->u.append_ok.time = rd_u64(r);
 		break;
 	case SLI_PROMOTE:
+	case SLI_STATS_REQUEST:
+		break;
+	case SLI_STATS:
+		f->u.stats.text = rd_str(r);
 		break;
 	case SLI_PROMOTED:
 		f->u.promoted.term = rd_u64(r);
@@ -437,6 +441,8 @@ const char *sli_frame_type_name(uint8_t type)
 	case SLI_APPEND_OK: return "AppendOk";
 	case SLI_APPEND_ERROR: return "AppendError";
 	case SLI_PROMOTE: return "Promote";
+	case SLI_STATS_REQUEST: return "StatsRequest";
+	case SLI_STATS: return "Stats";
 	case SLI_PROMOTED: return "Promoted";
 	case SLI_FENCE: return "Fence";
 	default: return "unknown";

@@ -182,7 +182,12 @@ static size_t body_size(const sli_frame *f, int *rc)
 		fixed = 8 + 8;
 		break;
 	case SLI_PROMOTE:
+	case SLI_STATS_REQUEST:
 		fixed = 0;
+		break;
+	case SLI_STATS:
+		fixed = 4;
+		str = &f->u.stats.text;
 		break;
 	case SLI_PROMOTED:
 		fixed = 8;
@@ -307,6 +312,10 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 		p = put_u64(p, f->u.append_ok.time);
 		break;
 	case SLI_PROMOTE:
+	case SLI_STATS_REQUEST:
+		break;
+	case SLI_STATS:
+		p = put_str(p, f->u.stats.text);
 		break;
 	case SLI_PROMOTED:
 		p = put_u64(p, f->u.promoted.term);

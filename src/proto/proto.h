@@ -59,6 +59,8 @@ enum sli_frame_type {
 	SLI_PROMOTE = 0x50,
 	SLI_PROMOTED = 0x51,
 	SLI_FENCE = 0x52,
+	SLI_STATS_REQUEST = 0x60,
+	SLI_STATS = 0x61,
 };
 
 /* SubscribeOk flags */
@@ -188,6 +190,12 @@ typedef struct sli_promoted {
 	uint64_t term; /* the new term of the promoted standby */
 } sli_promoted;
 
+/* The answer to StatsRequest: the server's report in the Prometheus text exposition format
+ * (the same text as its GET /metrics). */
+typedef struct sli_stats {
+	sl_bytes text;
+} sli_stats;
+
 typedef struct sli_frame {
 	uint8_t type; /* enum sli_frame_type */
 	union {
@@ -208,7 +216,8 @@ typedef struct sli_frame {
 		sli_append_error append_error;
 		sli_promoted promoted;
 		sli_fence fence;
-		/* LIST_SOURCES, CLUSTER_MAP and PROMOTE have an empty body */
+		sli_stats stats;
+		/* LIST_SOURCES, CLUSTER_MAP, PROMOTE and STATS_REQUEST have an empty body */
 	} u;
 } sli_frame;
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "sources/sources.h"
 
 #define BATCH_TICKS 4096u
@@ -176,8 +177,13 @@ static void *counter_main(void *arg)
 		if (c->max > 0 && last > c->max)
 			last = c->max;
 		if ((rc = counter_batch(c, r->src, next, last)) != 0) {
-			if (rc != SL_ECLOSED)
-				fprintf(stderr, "sluiced: counter source stopped: %s\n", sl_strerror(rc));
+			if (rc != SL_ECLOSED) {
+				char id[24];
+				snprintf(id, sizeof(id), "%" PRIu64, sl_source_id(r->src));
+				sli_kv kv[] = {{"source_id", id, 1}, {"error", sl_strerror(rc), 0}, {NULL, NULL, 0}};
+				sli_elog(SLI_LOG_ERROR, "source_stopped", kv, "counter source %s stopped: %s", id,
+				         sl_strerror(rc));
+			}
 			break;
 		}
 		next = last + 1;

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "sources/sources.h"
 
 #define POLL_NS 100000000u    /* 100 ms */
@@ -364,8 +365,9 @@ static int file_poll(filesrc *f, sl_source *src)
 	if (f->fd < 0) {
 		if ((f->fd = open(f->path, O_RDONLY | O_CLOEXEC)) < 0) {
 			if (errno != ENOENT && !f->warned) {
-				fprintf(stderr, "sluiced: file source cannot open %s: %s (retrying)\n",
-				        f->path, strerror(errno));
+				sli_kv kv[] = {{"path", f->path, 0}, {"error", strerror(errno), 0}, {NULL, NULL, 0}};
+				sli_elog(SLI_LOG_WARN, "source_error", kv, "file source cannot open %s: %s (retrying)",
+				         f->path, strerror(errno));
 				f->warned = 1;
 			}
 			return 0;
@@ -417,9 +419,11 @@ static void *file_main(void *arg)
 	while (!sli_runner_stopping(r)) {
 		rc = file_poll(f, r->src);
 		if (rc < 0) {
-			if (rc != SL_ECLOSED)
-				fprintf(stderr, "sluiced: file source %s stopped: %s\n", f->path,
-				        sl_strerror(rc));
+			if (rc != SL_ECLOSED) {
+				sli_kv kv[] = {{"path", f->path, 0}, {"error", sl_strerror(rc), 0}, {NULL, NULL, 0}};
+				sli_elog(SLI_LOG_ERROR, "source_stopped", kv, "file source %s stopped: %s", f->path,
+				         sl_strerror(rc));
+			}
 			break;
 		}
 		if (rc == 0)

@@ -20,6 +20,7 @@
  * Everything here runs on the network thread (the only reader of cursors and holds), a few
  * workers per tick; a compaction costs one pass over the history it consolidates.
  */
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "log/crc32c.h"
 #include "storage/storage_int.h"
 
@@ -385,9 +387,22 @@ static int compact_worker(sl_storage *st, struct sworker *w, uint64_t since)
 	}
 	w->since = since;
 	/* Only now, with the snapshot durable, may the segments it covers go. */
+	uint64_t dropped = 0;
 	for (int coll = 0; coll < 2; coll++) {
 		uint64_t limit = st->cfg.data_dir ? atomic_load(&w->marker_end[coll]) : UINT64_MAX;
+		uint64_t start = sli_log_start(w->log[coll]);
 		sli_log_drop_before(w->log[coll], droppable_end(w->log[coll], since, limit));
+		dropped += sli_log_start(w->log[coll]) - start;
+	}
+	if (sli_elog_enabled(SLI_LOG_INFO)) {
+		char wk[16], sn[24], dr[24];
+		snprintf(wk, sizeof(wk), "%u", w->index);
+		snprintf(sn, sizeof(sn), "%" PRIu64, since);
+		snprintf(dr, sizeof(dr), "%" PRIu64, dropped);
+		sli_kv kv[] = {{"source", w->src->name, 0}, {"worker", wk, 1}, {"since", sn, 1},
+		               {"dropped_bytes", dr, 1}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_INFO, "compaction", kv, "compacted source %s worker %s to since %s: "
+		         "%s log bytes dropped", w->src->name, wk, sn, dr);
 	}
 	return 0;
 }

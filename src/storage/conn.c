@@ -12,9 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "net/sock.h"
 #include "net/tls.h"
 #include "storage/security.h"
@@ -35,6 +39,18 @@ static void conn_update_interest(struct conn *c)
 	sli_loop_mod(c->st->loop, c->fd, ev);
 }
 
+/* Records why c closes, for its "connection closed" event; the first reason wins. */
+static void conn_reason(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_reason(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	if (c->reason[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+	va_end(ap);
+}
+
 static void conn_kill(struct conn *c)
 {
 	if (c->dead)
@@ -45,8 +61,12 @@ static void conn_kill(struct conn *c)
 
 static void put_frame(struct conn *c, const sli_frame *f)
 {
-	if (sli_frame_encode(&c->out, f) != 0)
+	if (sli_frame_encode(&c->out, f) != 0) {
+		conn_reason(c, "out of memory");
 		conn_kill(c); /* out of memory for one small frame: give this connection up */
+		return;
+	}
+	c->frames_out++;
 }
 
 /* Queues an Error frame; a fatal one closes the connection once it is flushed. */
@@ -73,7 +93,9 @@ static void queue_error(struct conn *c, int code, int fatal, const char *fmt, ..
 	f.u.error.code = code;
 	f.u.error.fatal = (uint8_t)(fatal != 0);
 	put_frame(c, &f);
+	sli_metrics_count_error(c->st, code);
 	if (fatal) {
+		conn_reason(c, "%s", msg);
 		c->closing = 1;
 		c->reading = 0;
 	}
@@ -90,6 +112,16 @@ static void sub_error(struct conn *c, uint32_t handle, int code, const char *fmt
 	f.u.subscribe_error.handle = handle;
 	f.u.subscribe_error.code = code;
 	put_frame(c, &f);
+	sli_metrics_count_error(c->st, code);
+	if (sli_elog_enabled(SLI_LOG_WARN)) {
+		char id[24], h[16];
+		snprintf(id, sizeof(id), "%" PRIu64, c->id);
+		snprintf(h, sizeof(h), "%u", handle);
+		sli_kv kv[] = {{"conn", id, 1}, {"peer", c->peer, 0}, {"handle", h, 1},
+		               {"error", sl_strerror(code), 0}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_WARN, "subscribe_error", kv, "connection %s from %s: subscribe refused: %.*s",
+		         id, c->peer, (int)f.u.subscribe_error.message.len, msg);
+	}
 }
 
 static void append_error(struct conn *c, uint64_t batch, int code, const char *fmt, ...)
@@ -103,6 +135,7 @@ static void append_error(struct conn *c, uint64_t batch, int code, const char *f
 	f.u.append_error.batch = batch;
 	f.u.append_error.code = code;
 	put_frame(c, &f);
+	sli_metrics_count_error(c->st, code);
 }
 
 static void sub_free(struct conn *c, struct sub *s)
@@ -227,6 +260,17 @@ static void on_subscribe(struct conn *c, const sli_subscribe *r)
 	f.u.subscribe_ok.flags = flags;
 	put_frame(c, &f);
 	sli_serve_mark_ready(s);
+	if (sli_elog_enabled(SLI_LOG_DEBUG)) {
+		char id[24], h[16], wk[16], from[24];
+		snprintf(id, sizeof(id), "%" PRIu64, c->id);
+		snprintf(h, sizeof(h), "%u", r->handle);
+		snprintf(wk, sizeof(wk), "%u", r->worker);
+		snprintf(from, sizeof(from), "%" PRIu64, s->from);
+		sli_kv kv[] = {{"conn", id, 1}, {"peer", c->peer, 0}, {"handle", h, 1}, {"source", src->name, 0},
+		               {"worker", wk, 1}, {"from", from, 1}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_DEBUG, "subscribe", kv, "connection %s: handle %s subscribes source %s worker %s from %s",
+		         id, h, src->name, wk, from);
+	}
 }
 
 static void on_unsubscribe(struct conn *c, const sli_unsubscribe *r)
@@ -236,6 +280,13 @@ static void on_unsubscribe(struct conn *c, const sli_unsubscribe *r)
 		queue_error(c, SL_ENOTSUB, 0, "not subscribed: dataflow %llu source %llu worker %u",
 		            (unsigned long long)r->dataflow, (unsigned long long)r->source, r->worker);
 		return;
+	}
+	if (sli_elog_enabled(SLI_LOG_DEBUG)) {
+		char id[24], h[16];
+		snprintf(id, sizeof(id), "%" PRIu64, c->id);
+		snprintf(h, sizeof(h), "%u", s->handle);
+		sli_kv kv[] = {{"conn", id, 1}, {"peer", c->peer, 0}, {"handle", h, 1}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_DEBUG, "unsubscribe", kv, "connection %s: handle %s unsubscribes", id, h);
 	}
 	sli_frame f = {.type = SLI_UNSUBSCRIBE_OK};
 	f.u.unsubscribe_ok.handle = s->handle;
@@ -390,14 +441,33 @@ static void on_frame(struct conn *c, const sli_frame *f)
 	case SLI_LIST_SOURCES:
 		if (sli_encode_sources(c->st, &c->out) != 0)
 			conn_kill(c);
+		c->frames_out++;
 		break;
 	case SLI_CLUSTER_MAP:
 		if (sli_encode_cluster(c->st, &c->out) != 0)
 			conn_kill(c);
+		c->frames_out++;
 		break;
 	case SLI_APPEND:
 		on_append(c, &f->u.append);
 		break;
+	case SLI_STATS_REQUEST: {
+		/* Rendered right here, on the network thread, so it is one consistent instant. */
+		sli_buf text;
+		sli_buf_init(&text);
+		if (sli_metrics_render(c->st, &text) != 0) {
+			queue_error(c, SL_ENOMEM, 0, "out of memory building the stats");
+		} else if (text.len > c->st->cfg.max_frame - 64) {
+			queue_error(c, SL_ETOOBIG, 0, "the stats (%zu bytes) exceed the frame limit: "
+			            "scrape --metrics-listen instead", text.len);
+		} else {
+			sli_frame r = {.type = SLI_STATS};
+			r.u.stats.text = (sl_bytes){text.ptr, text.len};
+			put_frame(c, &r);
+		}
+		sli_buf_fini(&text);
+		break;
+	}
 	case SLI_PROMOTE: {
 		char err[200];
 		uint64_t term = 0;
@@ -435,8 +505,11 @@ static void on_frame(struct conn *c, const sli_frame *f)
 		break;
 	}
 	case SLI_ERROR:
-		if (f->u.error.fatal)
+		if (f->u.error.fatal) {
+			conn_reason(c, "the client sent a fatal error: %.*s", (int)f->u.error.message.len,
+			            (const char *)f->u.error.message.ptr);
 			conn_kill(c);
+		}
 		break;
 	default:
 		queue_error(c, SL_EPROTO, 1, "unexpected %s frame from a client", sli_frame_type_name(f->type));
@@ -458,6 +531,7 @@ static void conn_read(struct conn *c)
 			} else {
 				uint8_t *p = realloc(c->in, cap);
 				if (p == NULL) {
+					conn_reason(c, "out of memory");
 					conn_kill(c);
 					return;
 				}
@@ -467,17 +541,21 @@ static void conn_read(struct conn *c)
 		}
 		ssize_t n = sli_io_read(c->fd, c->ssl, c->in + c->in_len, c->in_cap - c->in_len);
 		if (n == 0) {
+			conn_reason(c, "closed by the client");
 			conn_kill(c); /* peer closed, possibly mid-frame: nothing of it was acted on */
 			return;
 		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				conn_reason(c, "read error: %s", sl_strerror(-errno));
 				conn_kill(c);
+			}
 			return;
 		}
 		c->in_len += (size_t)n;
+		c->bytes_in += (uint64_t)n;
 		c->last_rx_ms = sli_now_ms();
 		if (!c->hello_done && c->ssl == NULL && c->in[0] == SLI_TLS_HANDSHAKE_BYTE &&
 		    (c->in_len < 2 || c->in[1] == 0x03)) {
@@ -506,6 +584,7 @@ static void conn_read(struct conn *c)
 					queue_error(c, SL_EPROTO, 1, "malformed %s frame", sli_frame_type_name(type));
 				break;
 			}
+			c->frames_in++;
 			on_frame(c, &f);
 			off += (size_t)r;
 		}
@@ -531,6 +610,7 @@ int sli_conn_flush(struct conn *c)
 			/* Advance an offset rather than moving the unsent rest down after every
 			 * partial send; the buffer is reset once it is all out. */
 			c->out_off += (size_t)n;
+			c->bytes_out += (uint64_t)n;
 			if (c->out_off == c->out.len)
 				c->out_off = c->out.len = 0;
 			c->last_tx_ms = sli_now_ms();
@@ -549,6 +629,7 @@ int sli_conn_flush(struct conn *c)
 			}
 			return 0;
 		}
+		conn_reason(c, "write error: %s", sl_strerror(-errno));
 		conn_kill(c);
 		return -1;
 	}
@@ -668,8 +749,43 @@ static void conn_io(sli_loop *l, int fd, uint32_t events, void *arg)
 	}
 	if ((events & SLI_READ) && c->reading)
 		conn_read(c);
-	else if (events & SLI_HUP)
+	else if (events & SLI_HUP) {
+		conn_reason(c, "hang-up");
 		conn_kill(c);
+	}
+}
+
+static void conn_name_peer(struct conn *c)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	char ip[INET_ADDRSTRLEN];
+	if (getpeername(c->fd, (struct sockaddr *)&sa, &len) != 0 || sa.sin_family != AF_INET ||
+	    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip)) == NULL)
+		snprintf(c->peer, sizeof(c->peer), "unknown");
+	else
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, (unsigned)ntohs(sa.sin_port));
+}
+
+/* The connection's end: its counts go to the runtime's totals, and its event is logged. */
+static void conn_closed(struct conn *c)
+{
+	struct sli_metrics *m = &c->st->metrics;
+	m->bytes_in += c->bytes_in;
+	m->bytes_out += c->bytes_out;
+	m->frames_in += c->frames_in;
+	m->frames_out += c->frames_out;
+	if (sli_elog_enabled(SLI_LOG_INFO)) {
+		char id[24], bin[24], bout[24];
+		const char *why = c->reason[0] ? c->reason : "closed by the server";
+		snprintf(id, sizeof(id), "%" PRIu64, c->id);
+		snprintf(bin, sizeof(bin), "%" PRIu64, c->bytes_in);
+		snprintf(bout, sizeof(bout), "%" PRIu64, c->bytes_out);
+		sli_kv kv[] = {{"conn", id, 1},           {"peer", c->peer, 0}, {"reason", why, 0},
+		               {"bytes_in", bin, 1}, {"bytes_out", bout, 1}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_INFO, "conn_close", kv, "connection %s from %s closed: %s", id, c->peer,
+		         why);
+	}
 }
 
 void sli_conn_accept(sli_loop *l, int lfd, uint32_t events, void *arg)
@@ -704,11 +820,21 @@ void sli_conn_accept(sli_loop *l, int lfd, uint32_t events, void *arg)
 			st->conns->prev = c;
 		st->conns = c;
 		st->nconns++;
+		c->id = ++st->metrics.conn_seq;
+		conn_name_peer(c);
+		if (sli_elog_enabled(SLI_LOG_INFO)) {
+			char id[24];
+			snprintf(id, sizeof(id), "%" PRIu64, c->id);
+			sli_kv kv[] = {{"conn", id, 1}, {"peer", c->peer, 0}, {NULL, NULL, 0}};
+			sli_elog(SLI_LOG_INFO, "conn_open", kv, "connection %s opened from %s", id, c->peer);
+		}
 	}
 }
 
 void sli_conn_free(struct conn *c)
 {
+	conn_reason(c, "the server is shutting down");
+	conn_closed(c);
 	for (size_t i = 0; i < c->subs.nbuckets; i++) {
 		struct sub *s = c->subs.by_handle[i], *next;
 		for (; s; s = next) {

@@ -34,6 +34,7 @@ SL_API uint64_t sl_storage_epoch(const sl_storage *st)
 
 static void on_wake(sli_loop *l, void *arg)
 {
+	sli_metrics_on_wake(arg);
 	sli_serve_dirty(arg);
 }
 
@@ -118,6 +119,7 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	pthread_mutex_init(&st->src_mu, NULL);
 	pthread_mutex_init(&st->dirty_mu, NULL);
 	pthread_mutex_init(&st->follow_mu, NULL);
+	sli_metrics_init(st);
 	if (getrandom(&st->session, sizeof(st->session), 0) != sizeof(st->session))
 		st->session = (uint64_t)getpid() ^ sli_now_ms();
 	if ((st->listen_fd = sli_listen_tcp(st->listen, &st->port)) < 0) {
@@ -143,6 +145,7 @@ err_loop:
 err_close:
 	close(st->listen_fd);
 err_free:
+	sli_metrics_fini(st);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
 	free(st->data_dir);
@@ -245,6 +248,7 @@ SL_API void sl_storage_close(sl_storage *st)
 {
 	if (st == NULL)
 		return;
+	sli_metrics_http_stop(st); /* first: its scrapes wait for the loop */
 	sli_follow_join(st);
 	sli_fencer_stop(st);
 	sli_peers_stop(st);
@@ -270,6 +274,7 @@ SL_API void sl_storage_close(sl_storage *st)
 	free(st->standby_of);
 	sli_security_free(st->sec);
 	pthread_mutex_destroy(&st->follow_mu);
+	sli_metrics_fini(st);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
 	free(st);

@@ -109,6 +109,7 @@ static int send_progress(struct conn *c, struct sub *s, uint64_t to)
 		if (f < 0 || sli_put_progress(&c->out, times, deltas, n) != 0)
 			return 1; /* out of memory: leave it for the next round */
 		sli_frame_end(&c->out, (size_t)f);
+		c->frames_out++;
 	}
 	s->credit -= 2 * size;
 	s->sent_upper = to;
@@ -163,6 +164,7 @@ static int serve_log(struct turn *t, uint8_t coll, const sli_log *log, uint64_t 
 			if ((frame = sli_data_begin(&c->out, s->handle, coll)) < 0)
 				break;
 			frame_bytes = 0;
+			c->frames_out++;
 		}
 		if (sli_buf_reserve(&c->out, size) != 0)
 			break;

@@ -14,6 +14,7 @@
 #include "net/loop.h"
 #include "proto/proto.h"
 #include "sluice/storage.h"
+#include "storage/metrics.h"
 
 struct sub;
 struct conn;
@@ -108,6 +109,11 @@ struct conn {
 	struct ssl_st *ssl;
 	int tls_phase;     /* CONN_TLS_*: sniffing the first byte, handshaking, or done */
 	uint64_t opened_ms;
+	/* Operating (metrics.c, log events): loop thread only. */
+	uint64_t id;          /* 1, 2, ... in accept order: names the connection in logs and stats */
+	char peer[64];        /* "HOST:PORT" of the client */
+	char reason[192];     /* why it closes, once known (first reason wins) */
+	uint64_t bytes_in, bytes_out, frames_in, frames_out;
 };
 
 struct sl_storage {
@@ -160,6 +166,7 @@ struct sl_storage {
 	pthread_t follow_tid;
 	int follow_started;
 	struct sli_security *sec; /* TLS contexts and tokens (security.h), never NULL once open */
+	struct sli_metrics metrics; /* metrics.h: counters and report requests */
 };
 
 /* Whether this process hosts worker w of every source (w mod P == process). */

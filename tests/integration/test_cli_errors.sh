@@ -33,8 +33,8 @@ timeout 30 "$SLUICE" bench --help | grep -q 'usage: sluice_bench' || fail "sluic
 rc=0
 timeout 30 "$SLUICE" bench --no-such-flag >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 2 ]] || fail "sluice bench --no-such-flag: exit status $rc, expected 2"
-expect_fail 2 "stat is not implemented yet" "$SLUICE" stat
-for c in tail sources ingest; do
+expect_fail 2 "unexpected argument .stray." "$SLUICE" stat stray
+for c in tail sources ingest stat; do
 	"$SLUICE" "$c" --help | grep -q "usage: sluice $c" || fail "sluice $c --help"
 done
 "$SLUICE" --help | grep -q 'usage: sluice' || fail "sluice --help"

@@ -46,7 +46,7 @@ static sli_buf src_entries; /* two Sources entries */
 static sli_buf app_updates; /* three updates */
 static sli_buf cluster_addrs; /* three addresses */
 
-#define NSAMPLES 27
+#define NSAMPLES 29
 static sli_frame samples[NSAMPLES];
 static size_t nsamples;
 
@@ -192,6 +192,11 @@ static int setup_samples(void **state)
 	s[n].type = SLI_HELLO; /* the token flag with an empty token and an empty name */
 	s[n].u.hello = (sli_hello){ SLI_MAGIC, SLI_PROTO_VERSION, SLI_HELLO_TOKEN, 1, 0, B(""), 0, B("") };
 	n++;
+	s[n].type = SLI_STATS_REQUEST;
+	n++;
+	s[n].type = SLI_STATS;
+	s[n].u.stats = (sli_stats){ B("# TYPE sluice_connections gauge\nsluice_connections 1\n") };
+	n++;
 	assert_int_equal(n, NSAMPLES);
 	nsamples = n;
 	return 0;
@@ -291,6 +296,10 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 		assert_true(bytes_eq(a->u.append.updates, b->u.append.updates));
 		break;
 	case SLI_PROMOTE:
+	case SLI_STATS_REQUEST:
+		break;
+	case SLI_STATS:
+		assert_true(bytes_eq(a->u.stats.text, b->u.stats.text));
 		break;
 	case SLI_PROMOTED:
 		assert_true(a->u.promoted.term == b->u.promoted.term);
@@ -351,7 +360,8 @@ static void test_roundtrip(void **state)
 	static const uint8_t all[] = { SLI_HELLO, SLI_ERROR, SLI_PING, SLI_PONG, SLI_SUBSCRIBE,
 		SLI_SUBSCRIBE_OK, SLI_SUBSCRIBE_ERROR, SLI_UNSUBSCRIBE, SLI_UNSUBSCRIBE_OK, SLI_CREDIT,
 		SLI_DATA, SLI_LIST_SOURCES, SLI_SOURCES, SLI_CLUSTER_MAP, SLI_CLUSTER, SLI_APPEND,
-		SLI_APPEND_OK, SLI_APPEND_ERROR, SLI_PROMOTE, SLI_PROMOTED, SLI_FENCE };
+		SLI_APPEND_OK, SLI_APPEND_ERROR, SLI_PROMOTE, SLI_PROMOTED, SLI_FENCE,
+		SLI_STATS_REQUEST, SLI_STATS };
 	for (size_t i = 0; i < sizeof(all); i++)
 		assert_true(seen[all[i]]);
 	assert_string_equal(sli_frame_type_name(SLI_SUBSCRIBE), "Subscribe");
