@@ -187,12 +187,15 @@ txns() {
 
 # 2. Transactions, with sluiced SIGKILLed while they stream in.
 txns 0 150 | psql_ >/dev/null || fail "transactions 0..150 failed"
-txns 150 400 >"$TMP/txns2.sql"
+u0=$(source_upper pg)
+# (pg_sleep paces them so that the kill below lands while they stream in)
+txns 150 400 | sed 's/^COMMIT;$/COMMIT; SELECT pg_sleep(0.01);/' >"$TMP/txns2.sql"
 bg psql_ -f "$TMP/txns2.sql"
 PSQL_PID=$BG_PID
-sleep 0.5 # not a wait for anything: just lets some of them commit before the kill
+wait_upper pg $((u0 + 150 + 20))
 kill -KILL "$SLUICED_PID"
 wait "$SLUICED_PID" 2>/dev/null || true
+kill -0 "$PSQL_PID" 2>/dev/null || fail "the transactions had all committed before the kill"
 wait "$PSQL_PID" || fail "transactions 150..400 failed"
 SLUICED_DATA_DIR="$DATA" start_sluiced --source "$SPEC"
 grep -q "streaming slot sluice_pg" "$SLUICED_LOG" ||
@@ -219,4 +222,4 @@ done
 [[ $ok == t ]] || fail "confirmed_flush_lsn did not pass $before_last"
 
 stop_sluiced
-pass "snapshot, $u times, SIGKILL + restart, retry while unreachable, replica identity error"
+pass "snapshot, $u times, killed at upper >= $((u0 + 170)), SIGKILL + restart, retry while unreachable, replica identity error"
