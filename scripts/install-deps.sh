@@ -11,6 +11,7 @@ PACKAGES=(
 	libcmocka-dev                               # unit tests
 	libssl-dev libxxhash-dev libpq-dev          # TLS, record checksums, the PostgreSQL source
 	coreutils procps                            # timeout, ps: used by the test scripts
+	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 )
 

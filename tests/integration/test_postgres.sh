@@ -11,7 +11,8 @@
 #      more transactions: `sluice tail --consolidate --until T` equals the tables' contents
 #      (COPY text format, the source's row form), with no loss and no duplicate;
 #   3. a table without a replica identity gives a clear error in err;
-#   4. the slot's confirmed flush LSN advances (status updates are sent).
+#   4. the slot's confirmed flush LSN advances (status updates are sent);
+#   5. a dropped slot gives a clear error (stderr and err) and the source keeps retrying.
 # Exits 77 (skipped) only when the PostgreSQL server binaries are missing.
 # shellcheck source=lib.sh
 source "$TESTLIB"
@@ -222,4 +223,24 @@ done
 [[ $ok == t ]] || fail "confirmed_flush_lsn did not pass $before_last"
 
 stop_sluiced
-pass "snapshot, $u times, killed at upper >= $((u0 + 170)), SIGKILL + restart, retry while unreachable, replica identity error"
+
+# 5. A dropped slot: a clear error on stderr and in err, and the source keeps retrying.
+# (the stopped sluiced's walsender may take a moment to go away: the drop is retried)
+for ((i = 0; i < 100; i++)); do
+	psql_ -c "SELECT pg_drop_replication_slot('sluice_pg')" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+(( i < 100 )) || fail "cannot drop the slot"
+SLUICED_DATA_DIR="$DATA" start_sluiced --source "$SPEC"
+for ((i = 0; i < 100; i++)); do
+	(( $(grep -c 'replication slot "sluice_pg" does not exist.*retrying' "$SLUICED_LOG") >= 2 )) && break
+	sleep 0.1
+done
+(( $(grep -c 'replication slot "sluice_pg" does not exist.*retrying' "$SLUICED_LOG") >= 2 )) ||
+	fail "no repeated 'slot does not exist' error on stderr: $(tail -n 5 "$SLUICED_LOG")"
+u2=$(source_upper pg)
+sl tail --consolidate --until "$u2" pg >"$TMP/got.all" || fail "tail failed"
+grep -q '^err	replication slot "sluice_pg" does not exist' "$TMP/got.all" ||
+	fail "no 'slot does not exist' row in err: $(grep '^err' "$TMP/got.all")"
+stop_sluiced
+pass "snapshot, $u times, killed at upper >= $((u0 + 170)), SIGKILL + restart, retry while unreachable, replica identity error, dropped slot"
