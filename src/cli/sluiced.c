@@ -48,6 +48,8 @@ static const char usage[] =
 	"                         NAME=counter[,workers=W][,max=N][,keep=K][,rate=R][,errors=E]\n"
 	"                         NAME=file,path=P[,format=text|csv][,columns=C][,workers=W]\n"
 	"                         NAME=ingest[,workers=W]\n"
+	"                         NAME=postgres,conninfo=C,publication=P[,slot=S][,workers=W]\n"
+	"                           (C: libpq 'key=value ...', no comma; quote the argument)\n"
 	"  --cluster ADDR,...   the addresses of every process of a storage cluster\n"
 	"  --process I          which address of --cluster is this process (0-based)\n"
 	"  --standby-of ADDR    run a standby of the (lone) storage process at ADDR: follow it into\n"
