@@ -208,6 +208,11 @@ grep -q 'snapshot of' "$SLUICED_LOG" && fail "the restart took a new snapshot"
 before_last=$(psql_ -c "SELECT pg_current_wal_lsn()")
 txns 400 450 | psql_ >/dev/null || fail "transactions 400..450 failed"
 check_equal "after SIGKILL, restart and more transactions"
+# Every change was decodable: err holds only the connection error and noident's identity
+# (and, should the killed process's walsender linger, "slot ... is active").
+grep '^err' "$TMP/got.all" | grep -v -e '^err	cannot connect to PostgreSQL' \
+	-e '^err	table public.noident has no replica identity' -e 'is active for PID' >"$TMP/err.other" || true
+[[ ! -s $TMP/err.other ]] || fail "unexpected rows in err: $(head -n 5 "$TMP/err.other")"
 
 # One transaction = one time: the 450 streamed transactions and the snapshot are at distinct
 # times, so the upper is at least 452 (+ the connection error).
