@@ -476,7 +476,11 @@ static int rel_update(pgsrc *p, const sli_pgo_msg *m)
 	r->replident = m->replident;
 	r->ncols = m->ncols;
 	r->nkeys = m->nkeys;
-	if (m->replident != 'f')
+	if (m->replident == 'n' || (m->replident == 'd' && m->nkeys == 0))
+		fprintf(stderr, "sluiced: postgres source %s: table %s.%s has no replica identity: "
+		        "PostgreSQL refuses its updates and deletes while it is published; set "
+		        "REPLICA IDENTITY FULL\n", p->name, nsp, rel);
+	else if (m->replident != 'f')
 		fprintf(stderr, "sluiced: postgres source %s: table %s.%s has REPLICA IDENTITY %s, not "
 		        "FULL: its updates and deletes cannot be reproduced exactly\n", p->name, nsp, rel,
 		        ident_name(m->replident));

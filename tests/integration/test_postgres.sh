@@ -10,7 +10,8 @@
 #      transactions, sluiced SIGKILLed in the middle of them and restarted on the same data dir,
 #      more transactions: `sluice tail --consolidate --until T` equals the tables' contents
 #      (COPY text format, the source's row form), with no loss and no duplicate;
-#   3. a table without a replica identity gives a clear error in err;
+#   3. a table without a replica identity gives a clear error in err, and one with REPLICA
+#      IDENTITY DEFAULT reports its updates and deletes in err;
 #   4. the slot's confirmed flush LSN advances (status updates are sent);
 #   5. a dropped slot gives a clear error (stderr and err) and the source keeps retrying.
 # Exits 77 (skipped) only when the PostgreSQL server binaries are missing.
@@ -122,12 +123,14 @@ CREATE SCHEMA s2;
 CREATE TABLE s2.t2 (k text, v numeric, d date);
 ALTER TABLE s2.t2 REPLICA IDENTITY FULL;
 CREATE TABLE noident (x int);
+CREATE TABLE t3 (id int PRIMARY KEY, v text);
+INSERT INTO t3 VALUES (1, 'one'), (2, 'two');
 INSERT INTO t1 SELECT g, 'name ' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END
   FROM generate_series(1, 200) g;
 INSERT INTO t1 VALUES (1000, E'tab\there', E'line\nbreak and back\\slash'), (1001, '', NULL);
 INSERT INTO s2.t2 VALUES ('a', 1.5, '2024-01-02'), ('a', 1.5, '2024-01-02'), ('b', NULL, NULL);
 INSERT INTO noident VALUES (1), (2);
-CREATE PUBLICATION pub FOR TABLE t1, s2.t2, noident;
+CREATE PUBLICATION pub FOR TABLE t1, s2.t2, noident, t3;
 SQL
 
 # The source picks up by itself (it was retrying) and takes the snapshot.
@@ -158,7 +161,8 @@ check_equal() {
 		kill -0 "$SLUICED_PID" 2>/dev/null || fail "sluiced died: $(tail -n 20 "$SLUICED_LOG")"
 		u=$(source_upper pg)
 		sl tail --consolidate --until "$u" pg >"$TMP/got.all" || fail "tail --consolidate failed"
-		grep '^ok	' "$TMP/got.all" | sort >"$TMP/got" || true
+		# (t3 has REPLICA IDENTITY DEFAULT: checked apart below)
+		grep '^ok	' "$TMP/got.all" | grep -v '^ok	public\.t3\\t' | sort >"$TMP/got" || true
 		cmp -s "$TMP/expected" "$TMP/got" && return 0
 		sleep 0.2
 	done
@@ -168,6 +172,8 @@ check_equal() {
 check_equal "after the snapshot"
 grep -q '^err	table public.noident has no replica identity' "$TMP/got.all" ||
 	fail "no 'no replica identity' error for noident in err: $(grep '^err' "$TMP/got.all")"
+grep -q '^err	table public.t3 has REPLICA IDENTITY DEFAULT, not FULL' "$TMP/got.all" ||
+	fail "no 'not FULL' error for t3 in err: $(grep '^err' "$TMP/got.all")"
 grep -q '^err	table public.t1' "$TMP/got.all" && fail "a FULL table was reported: $(grep '^err' "$TMP/got.all")"
 
 # txns FROM TO: one transaction per k in [FROM, TO): a mix of inserts, updates, deletes.
@@ -209,15 +215,33 @@ before_last=$(psql_ -c "SELECT pg_current_wal_lsn()")
 txns 400 450 | psql_ >/dev/null || fail "transactions 400..450 failed"
 check_equal "after SIGKILL, restart and more transactions"
 # Every change was decodable: err holds only the connection error and noident's identity
-# (and, should the killed process's walsender linger, "slot ... is active").
+# (and, should the killed process's walsender linger, "slot ... is active"; should the source
+# connect between the server's start and the CREATE PUBLICATION, "publication does not exist").
 grep '^err' "$TMP/got.all" | grep -v -e '^err	cannot connect to PostgreSQL' \
-	-e '^err	table public.noident has no replica identity' -e 'is active for PID' >"$TMP/err.other" || true
+	-e '^err	table public.noident has no replica identity' -e 'is active for PID' \
+	-e '^err	table public.t3 has REPLICA IDENTITY DEFAULT' \
+	-e '^err	publication "pub" does not exist' >"$TMP/err.other" || true
 [[ ! -s $TMP/err.other ]] || fail "unexpected rows in err: $(head -n 5 "$TMP/err.other")"
 
 # One transaction = one time: the 450 streamed transactions and the snapshot are at distinct
 # times, so the upper is at least 452 (+ the connection error).
 u=$(source_upper pg)
 (( u >= 452 )) || fail "upper $u: fewer times than transactions"
+
+# 3b. A table with REPLICA IDENTITY DEFAULT: an update adds its new row and says in err that
+# the old one was not retracted; a delete is reported in err.
+psql_ -c "UPDATE t3 SET v = 'uno' WHERE id = 1" -c "DELETE FROM t3 WHERE id = 2" ||
+	fail "t3 changes failed"
+for ((i = 0; i < 100; i++)); do
+	sl tail --consolidate --until "$(source_upper pg)" pg >"$TMP/got.all" || fail "tail failed"
+	grep -q 'delete without the old row' "$TMP/got.all" && break
+	sleep 0.1
+done
+grep -q '^err	table public.t3: update without the old row (REPLICA IDENTITY DEFAULT): the new row was added, the old one not retracted	1$' "$TMP/got.all" ||
+	fail "no update error for t3: $(grep '^err' "$TMP/got.all")"
+grep -q '^err	table public.t3: delete without the old row (REPLICA IDENTITY DEFAULT): the row was not retracted	1$' "$TMP/got.all" ||
+	fail "no delete error for t3: $(grep '^err' "$TMP/got.all")"
+grep -q '^ok	public.t3\\t1\\tuno	1$' "$TMP/got.all" || fail "t3's new row is missing: $(grep t3 "$TMP/got.all")"
 
 # 4. The slot's confirmed flush LSN passed what was committed before the last batch.
 for ((i = 0; i < 100; i++)); do
