@@ -429,7 +429,7 @@ err_rc:
 err:
 	sli_pgr_tables_free(tables, ntables);
 	batch_drop(p);
-	return rc < -1 && (rc == SL_ECLOSED || rc == SL_ENOMEM || rc == SL_EIO) ? rc : -1;
+	return rc == SL_ECLOSED ? rc : -1; /* p->err says what failed */
 }
 
 /* ---- streaming ---- */
