@@ -27,14 +27,14 @@ if [[ -z $PGBIN ]] || ! command -v psql >/dev/null; then
 	exit 77
 fi
 
-PGDIR="$TMP/pg"
+# Under /tmp, not $TMP: `nobody` must reach it whatever TMPDIR is, and the server's unix socket
+# path must stay short.
+PGDIR=$(mktemp -d /tmp/sluice-pg.XXXXXX)
 PGDATA="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
 PGPORT=
-mkdir -p "$PGDIR"
 as_pg() { "$@"; }
 if [[ $(id -u) -eq 0 ]]; then
-	chmod 755 "$TMP"
 	chown nobody "$PGDIR"
 	as_pg() { runuser -u nobody -- "$@"; }
 fi
@@ -48,6 +48,11 @@ _pg_cleanup() {
 	local rc=$?
 	set +e
 	pg_stop
+	if [[ $rc -ne 0 && -f $PGLOG ]]; then
+		echo "---- $PGLOG" >&2
+		tail -n 20 "$PGLOG" >&2
+	fi
+	rm -rf "$PGDIR"
 	(exit "$rc")
 	_cleanup
 }
