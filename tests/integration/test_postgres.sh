@@ -8,7 +8,8 @@
 #      and picks up once the server is up;
 #   2. the initial snapshot, then a scripted mix of inserts/updates/deletes in many
 #      transactions, sluiced SIGKILLed in the middle of them and restarted on the same data dir,
-#      more transactions: `sluice tail --consolidate --until T` equals the tables' contents
+#      more transactions during which PostgreSQL ends the replication connection (the source
+#      reconnects): `sluice tail --consolidate --until T` equals the tables' contents
 #      (COPY text format, the source's row form), with no loss and no duplicate;
 #   3. a table without a replica identity gives a clear error in err, and one with REPLICA
 #      IDENTITY DEFAULT reports its updates and deletes in err;
@@ -217,15 +218,29 @@ grep -q "streaming slot sluice_pg" "$SLUICED_LOG" ||
 	done
 grep -q 'snapshot of' "$SLUICED_LOG" && fail "the restart took a new snapshot"
 before_last=$(psql_ -c "SELECT pg_current_wal_lsn()")
-txns 400 450 | psql_ >/dev/null || fail "transactions 400..450 failed"
+# ... while PostgreSQL ends the replication connection in the middle of them: the source
+# reconnects by itself (same process) and goes on where its durable state says.
+u1=$(source_upper pg)
+txns 400 450 | sed 's/^COMMIT;$/COMMIT; SELECT pg_sleep(0.02);/' >"$TMP/txns3.sql"
+bg psql_ -f "$TMP/txns3.sql"
+PSQL_PID=$BG_PID
+wait_upper pg $((u1 + 10))
+psql_ -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'sluice_pg'" >/dev/null ||
+	fail "cannot end the walsender"
+wait "$PSQL_PID" || fail "transactions 400..450 failed"
 check_equal "after SIGKILL, restart and more transactions"
+(( $(grep -c 'streaming slot sluice_pg' "$SLUICED_LOG") >= 2 )) ||
+	fail "the source did not reconnect after its walsender ended: $(tail -n 5 "$SLUICED_LOG")"
 # Every change was decodable: err holds only the connection error and noident's identity
 # (and, should the killed process's walsender linger, "slot ... is active"; should the source
-# connect between the server's start and the CREATE PUBLICATION, "publication does not exist").
+# connect between the server's start and the CREATE PUBLICATION, "publication does not exist";
+# the walsender's end, "replication stream ended/connection lost").
 grep '^err' "$TMP/got.all" | grep -v -e '^err	cannot connect to PostgreSQL' \
 	-e '^err	table public.noident has no replica identity' -e 'is active for PID' \
 	-e '^err	table public.t3 has REPLICA IDENTITY DEFAULT' \
-	-e '^err	publication "pub" does not exist' >"$TMP/err.other" || true
+	-e '^err	publication "pub" does not exist' -e '^err	replication stream ended' \
+	-e '^err	replication connection lost' -e '^err	cannot send a status update' \
+	-e '^err	replication stream failed' >"$TMP/err.other" || true
 [[ ! -s $TMP/err.other ]] || fail "unexpected rows in err: $(head -n 5 "$TMP/err.other")"
 
 # One transaction = one time: the 450 streamed transactions are at distinct times after s0.
