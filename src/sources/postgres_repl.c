@@ -314,27 +314,25 @@ int sli_pgr_read_table(pg_conn *c, const sli_pgr_table *t, sli_pgr_row_fn row, v
 		rc = pq_fail(c->pq, "cannot quote a table name", err, errlen);
 		goto out;
 	}
-	/* The columns pgoutput sends, in its order: by attnum, neither dropped nor generated.
-	 * Built in SQL so a table with no such column still gives one row per row. */
-	cap = 2 * strlen(nsp) + 2 * strlen(rel) + 512;
+	/* The quoted identifiers go inside a literal below, where a ' would end it. */
+	if (strchr(nsp, '\'') != NULL || strchr(rel, '\'') != NULL) {
+		snprintf(err, errlen, "table %s.%s: a ' in a schema or table name is not supported",
+		         t->nsp, t->rel);
+		rc = -1;
+		goto out;
+	}
+	/* The columns pgoutput sends, in its order: by attnum, neither dropped nor generated. */
+	cap = strlen(nsp) + strlen(rel) + 512;
 	if ((sql = malloc(cap)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		rc = -1;
 		goto out;
 	}
 	snprintf(sql, cap,
-	         "SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_catalog.pg_attribute "
-	         "WHERE attrelid = '%s.%s'::regclass AND attnum > 0 AND NOT attisdropped "
-	         "AND attgenerated = ''",
+	         "SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) "
+	         "FROM pg_catalog.pg_attribute WHERE attrelid = '%s.%s'::regclass AND attnum > 0 "
+	         "AND NOT attisdropped AND attgenerated = ''",
 	         nsp, rel);
-	/* the identifiers are already quoted; inside a literal only ' needs doubling, and
-	 * PQescapeIdentifier output contains no ' unless the name does: refuse those. */
-	if (strchr(nsp, '\'') != NULL || strchr(rel, '\'') != NULL) {
-		snprintf(err, errlen, "table %s.%s: a quote in a table name is not supported", t->nsp,
-		         t->rel);
-		rc = -1;
-		goto out;
-	}
 	res = PQexec(c->pq, sql);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		rc = res_fail(res, c->pq, "cannot read a table's columns", err, errlen);
