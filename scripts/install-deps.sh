@@ -13,6 +13,7 @@ PACKAGES=(
 	coreutils procps openssl                    # timeout, ps, openssl (test certificates): used by the test scripts
 	libmicrohttpd-dev                           # the metrics endpoint (sluiced --metrics-listen)
 	curl jq                                     # test_metrics.sh, test_logs.sh: scrape, parse JSON
+	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 )
 

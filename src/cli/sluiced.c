@@ -57,6 +57,8 @@ static const char usage[] =
 	"                         NAME=counter[,workers=W][,max=N][,keep=K][,rate=R][,errors=E]\n"
 	"                         NAME=file,path=P[,format=text|csv][,columns=C][,workers=W]\n"
 	"                         NAME=ingest[,workers=W]\n"
+	"                         NAME=postgres,conninfo=C,publication=P[,slot=S][,workers=W]\n"
+	"                           (C: libpq 'key=value ...', no comma; quote the argument)\n"
 	"  --cluster ADDR,...   the addresses of every process of a storage cluster; an entry\n"
 	"                       PRIMARY/STANDBY/... also names that process's standbys, so\n"
 	"                       clients fail over to them\n"

@@ -1,9 +1,9 @@
 /*
- * sources.h - sluiced's built-in sources: counter, file, ingest.
+ * sources.h - sluiced's built-in sources: counter, file, ingest, postgres.
  *
  * A source spec is `NAME=KIND[,key=value...]` (see DESIGN.md, "Command-line contract").
  * sli_source_start parses it, registers the source with a storage runtime and, for the kinds
- * that produce data themselves (counter, file), starts the one thread that feeds it through
+ * that produce data themselves (counter, file, postgres), starts the one thread that feeds it through
  * sl_source_append / sl_source_advance.  The ingest kind has no thread: the storage runtime
  * takes client Appends itself.
  *
@@ -104,6 +104,8 @@ int sli_file_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *
                    size_t errlen);
 int sli_ingest_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *err,
                      size_t errlen);
+int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *err,
+                       size_t errlen);
 
 /* Registers the source named by sp, and reports a failure in err.  Used by the starters. */
 int sli_source_register_spec(sl_storage *st, const sli_spec *sp, uint32_t workers,

@@ -267,6 +267,7 @@ static const struct {
 	{"counter", sli_counter_start},
 	{"file", sli_file_start},
 	{"ingest", sli_ingest_start},
+	{"postgres", sli_postgres_start},
 };
 
 int sli_source_start(sl_storage *st, const char *spec, sli_source_runner **out, char *err,
@@ -282,7 +283,8 @@ int sli_source_start(sl_storage *st, const char *spec, sli_source_runner **out, 
 		return spec_error(err, errlen, "invalid argument");
 	if ((rc = sli_spec_parse(spec, &sp, err, errlen)) != 0)
 		return rc;
-	rc = spec_error(err, errlen, "source '%s': unknown kind '%s' (kinds: counter, file, ingest)",
+	rc = spec_error(err, errlen,
+	                "source '%s': unknown kind '%s' (kinds: counter, file, ingest, postgres)",
 	                sp.name, sp.kind);
 	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		if (strcmp(kinds[i].kind, sp.kind) == 0) {
