@@ -40,6 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "sources/pgoutput.h"
 #include "sources/postgres.h"
 #include "sources/sources.h"
@@ -310,12 +311,26 @@ static void batch_drop(pgsrc *p)
 
 /* ---- errors ---- */
 
+/* One event of this source in sluiced's event log ("postgres source NAME: ..."). */
+static void pg_log(const pgsrc *p, int level, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void pg_log(const pgsrc *p, int level, const char *event, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sli_kv kv[] = {{"source", p->name, 0}, {"kind", "postgres", 0}, {NULL, NULL, 0}};
+	sli_elog(level, event, kv, "postgres source %s: %s", p->name, msg);
+}
+
 /* Reports the failure in p->err: stderr every time, `err` once per distinct message. */
 static int report(pgsrc *p, uint64_t retry_ns)
 {
 	int rc = 0;
 
-	fprintf(stderr, "sluiced: postgres source %s: %s (retrying in %.1f s)\n", p->name, p->err,
+	pg_log(p, SLI_LOG_WARN, "source_error", "%s (retrying in %.1f s)", p->err,
 	        (double)retry_ns / 1e9);
 	if (strcmp(p->err, p->last_reported) == 0)
 		return 0;
@@ -387,17 +402,17 @@ static int take_snapshot(pgsrc *p)
 		snap_ctx s = {p, t};
 
 		if (t->replident == 'n' || (t->replident == 'd' && !t->has_pkey)) {
-			fprintf(stderr, "sluiced: postgres source %s: table %s.%s has no replica identity: "
+			pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has no replica identity: "
 			        "PostgreSQL refuses its updates and deletes while it is published; set "
-			        "REPLICA IDENTITY FULL\n", p->name, t->nsp, t->rel);
+			        "REPLICA IDENTITY FULL", t->nsp, t->rel);
 			if ((rc = batch_errf(p, "table %s.%s has no replica identity (REPLICA IDENTITY %s "
 			                     "without a primary key): its updates and deletes fail; set "
 			                     "REPLICA IDENTITY FULL", t->nsp, t->rel,
 			                     ident_name(t->replident))) != 0)
 				goto err_rc;
 		} else if (t->replident != 'f') {
-			fprintf(stderr, "sluiced: postgres source %s: table %s.%s has REPLICA IDENTITY %s, "
-			        "not FULL: its updates and deletes cannot be reproduced exactly\n", p->name,
+			pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has REPLICA IDENTITY %s, "
+			        "not FULL: its updates and deletes cannot be reproduced exactly",
 			        t->nsp, t->rel, ident_name(t->replident));
 			if ((rc = batch_errf(p, "table %s.%s has REPLICA IDENTITY %s, not FULL: its updates "
 			                     "and deletes cannot be reproduced exactly", t->nsp, t->rel,
@@ -420,8 +435,8 @@ static int take_snapshot(pgsrc *p)
 		char l[32];
 
 		sli_pgr_lsn_text(cp, l, sizeof(l));
-		fprintf(stderr, "sluiced: postgres source %s: snapshot of %zu tables taken; streaming "
-		        "from %s\n", p->name, ntables, l);
+		pg_log(p, SLI_LOG_INFO, "source_progress", "snapshot of %zu tables taken; streaming "
+		        "from %s", ntables, l);
 	}
 	return 0;
 err_rc:
@@ -477,12 +492,12 @@ static int rel_update(pgsrc *p, const sli_pgo_msg *m)
 	r->ncols = m->ncols;
 	r->nkeys = m->nkeys;
 	if (m->replident == 'n' || (m->replident == 'd' && m->nkeys == 0))
-		fprintf(stderr, "sluiced: postgres source %s: table %s.%s has no replica identity: "
+		pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has no replica identity: "
 		        "PostgreSQL refuses its updates and deletes while it is published; set "
-		        "REPLICA IDENTITY FULL\n", p->name, nsp, rel);
+		        "REPLICA IDENTITY FULL", nsp, rel);
 	else if (m->replident != 'f')
-		fprintf(stderr, "sluiced: postgres source %s: table %s.%s has REPLICA IDENTITY %s, not "
-		        "FULL: its updates and deletes cannot be reproduced exactly\n", p->name, nsp, rel,
+		pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has REPLICA IDENTITY %s, not "
+		        "FULL: its updates and deletes cannot be reproduced exactly", nsp, rel,
 		        ident_name(m->replident));
 	return 0;
 }
@@ -639,7 +654,7 @@ static int session(pgsrc *p, int *progressed)
 	*progressed = 1;
 	p->last_reported[0] = '\0';
 	sli_pgr_lsn_text(p->resume_lsn, l, sizeof(l));
-	fprintf(stderr, "sluiced: postgres source %s: streaming slot %s from %s\n", p->name, p->slot, l);
+	pg_log(p, SLI_LOG_INFO, "source_progress", "streaming slot %s from %s", p->slot, l);
 	while (!sli_runner_stopping(run)) {
 		int reply = 0;
 
@@ -704,8 +719,7 @@ static void *pg_main(void *arg)
 			snprintf(p->err, sizeof(p->err), "%s", sl_strerror(rc));
 		}
 		if ((rc = report(p, backoff)) != 0 && rc != SL_ECLOSED)
-			fprintf(stderr, "sluiced: postgres source %s: cannot record the error: %s\n",
-			        p->name, sl_strerror(rc));
+			pg_log(p, SLI_LOG_WARN, "source_error", "cannot record the error: %s", sl_strerror(rc));
 		if (sli_runner_sleep(run, backoff))
 			break;
 		backoff = backoff * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : backoff * 2;
