@@ -57,6 +57,7 @@ enum {
 	SL_EWRONGOWNER = -1019, /* the worker is hosted by another storage process */
 	SL_ECLUSTER = -1020,  /* storage processes disagree about the cluster (lists or sources) */
 	SL_EFENCED = -1021,   /* this storage process was superseded by a promoted standby */
+	SL_ELIMIT = -1022,    /* a server limit was reached (connections, request rate, output) */
 };
 
 /* Returns a static, human-readable string for a code from any libsluice function. */

@@ -50,6 +50,24 @@ typedef struct sl_storage_config {
 	 * at recovery), on the thread that caused it.  NULL: notices are dropped. */
 	void (*warn)(void *arg, const char *msg);
 	void *warn_arg;
+	/* Limits against misbehaving or hostile clients (docs/ARCHITECTURE.md, "Limits and hostile
+	 * clients").  0 takes the default. */
+	uint32_t max_connections;   /* beyond it a new connection gets Error(SL_ELIMIT) and is
+	                               closed; default 1024 */
+	uint32_t max_subscriptions; /* live subscriptions per connection (SubscribeError
+	                               SL_ELIMIT beyond); default 65536 */
+	uint32_t subscribe_rate;    /* Subscribe+Unsubscribe requests per second per connection
+	                               (token bucket refill); default 10000 */
+	uint32_t subscribe_burst;   /* the bucket's size; default max_subscriptions, so a client
+	                               may always resubscribe everything at once.  Beyond the
+	                               bucket: Error(SL_ELIMIT, fatal) and the connection closes */
+	uint32_t handshake_timeout_ms; /* no valid Hello within this long after accept:
+	                               Error(SL_ETIMEDOUT, fatal); default 5000 */
+	size_t max_output;          /* output buffered for one connection; a connection whose
+	                               unsent output passes it is closed (with a warn notice);
+	                               default 64 MiB, at least 4 * out_high_water + max_frame */
+	uint32_t max_batch_rows;    /* updates per ingest batch; default 4194304 */
+	uint32_t max_row;           /* bytes per row in an Append; default and maximum SL_ROW_MAX */
 } sl_storage_config;
 
 /* Fills cfg with the defaults above. */

@@ -50,6 +50,22 @@ static const char usage[] =
 	"                         NAME=ingest[,workers=W]\n"
 	"  --cluster ADDR,...   the addresses of every process of a storage cluster\n"
 	"  --process I          which address of --cluster is this process (0-based)\n"
+	"\n"
+	"Limits (see README.md, \"Limits\"):\n"
+	"  --max-connections N  connections beyond N are told so and closed (default 1024)\n"
+	"  --max-subscriptions N live subscriptions per connection (default 65536)\n"
+	"  --max-subscribe-rate N[/s]  Subscribe+Unsubscribe per second per connection; beyond it\n"
+	"                       and the burst, the connection is closed (default 10000)\n"
+	"  --subscribe-burst N  requests allowed at once before the rate applies (default:\n"
+	"                       --max-subscriptions)\n"
+	"  --handshake-timeout MS  close a connection with no valid Hello after MS ms (default 5000)\n"
+	"  --idle-timeout MS    close a connection silent for MS ms (default 10000)\n"
+	"  --max-frame BYTES    largest frame accepted or sent (default 4194304)\n"
+	"  --max-output BYTES   close a connection with more unsent output (default 67108864)\n"
+	"  --max-batch-bytes BYTES  largest ingest batch (default 268435456)\n"
+	"  --max-batch-rows N   most updates in one ingest batch (default 4194304)\n"
+	"  --max-row BYTES      largest row in an ingest batch (default and maximum 65472)\n"
+	"\n"
 	"  --standby-of ADDR    run a standby of the (lone) storage process at ADDR: follow it into\n"
 	"                       this data directory and serve reads; ingest is refused until\n"
 	"                       'sluice promote' makes it the primary.  Takes no --source\n"
@@ -107,7 +123,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
 		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
-		{NULL, 0},
+		CLI_LIMIT_OPTS, {NULL, 0},
 	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
 	const char *standby_of = NULL;
@@ -125,13 +141,17 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	int rc, sig, status = 0, k;
 	const char *colon;
 
+	sl_storage_config_init(&cfg); /* the limit flags write into it */
 	cli_args_init(&a, argc, argv, 1);
 	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
 		if (k == CLI_BAD)
 			return bad_args("%s", err);
 		if (k == CLI_POSITIONAL)
 			return bad_args("unexpected argument '%s'", val);
-		if (strcmp(opt->name, "help") == 0) {
+		if ((k = cli_limit_option(opt->name, val, &cfg, err, sizeof(err))) != 0) {
+			if (k < 0)
+				return bad_args("%s", err);
+		} else if (strcmp(opt->name, "help") == 0) {
 			fputs(usage, stdout);
 			return 0;
 		} else if (strcmp(opt->name, "listen") == 0) {
@@ -213,7 +233,13 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		return 1;
 	}
 
-	sl_storage_config_init(&cfg);
+	if (cfg.max_output < 4 * cfg.out_high_water + cfg.max_frame) {
+		snprintf(err, sizeof(err), "--max-output %zu is below 4 MiB plus --max-frame (%u)",
+		         cfg.max_output, cfg.max_frame);
+		return bad_args("%s", err);
+	}
+	if (cli_raise_nofile(cfg.max_connections, err, sizeof(err)) == 1)
+		fprintf(stderr, "sluiced: %s\n", err);
 	cfg.listen = listen;
 	cfg.data_dir = data_dir;
 	cfg.fsync = fsync_mode;

@@ -36,11 +36,12 @@ static const char *const sl_messages[] = {
 	"worker is hosted by another storage process",            /* SL_EWRONGOWNER */
 	"storage processes disagree about the cluster",           /* SL_ECLUSTER */
 	"storage process superseded by a promoted standby",       /* SL_EFENCED */
+	"a server limit was reached",                             /* SL_ELIMIT */
 };
 
 #define SL_NMESSAGES (sizeof(sl_messages) / sizeof(sl_messages[0]))
 
-_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_EFENCED + 1),
+_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_ELIMIT + 1),
 	"sl_messages must name every SL_E* code");
 
 SL_API const char *sl_strerror(int code)
@@ -49,7 +50,7 @@ SL_API const char *sl_strerror(int code)
 
 	if (code == 0)
 		return "success";
-	if (code <= SL_EPROTO && code >= SL_EFENCED)
+	if (code <= SL_EPROTO && code >= SL_ELIMIT)
 		return sl_messages[SL_EPROTO - code];
 	/* -errno: errno values are small positive ints, far above SL_EPROTO. */
 	if (code < 0 && code > SL_EPROTO && (s = strerrordesc_np(-code)) != NULL)
