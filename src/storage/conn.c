@@ -750,10 +750,16 @@ void sli_conn_tick(sl_storage *st)
 			queue_error(c, SL_EIDLE, 1, "no traffic from the client for %u ms", st->cfg.idle_timeout_ms);
 			continue;
 		}
-		if (c->hello_done && now - c->last_tx_ms >= st->cfg.heartbeat_ms && c->out.len == c->out_off) {
+		/* Ping when nothing was sent for a heartbeat, and also when nothing was received: a
+		 * client that only receives a slow stream (no Credit due yet, and no Ping of its own,
+		 * since it keeps hearing from us) must be asked, or the idle timeout would drop it. */
+		if (c->hello_done && now - c->last_ping_ms >= st->cfg.heartbeat_ms &&
+		    ((now - c->last_tx_ms >= st->cfg.heartbeat_ms && c->out.len == c->out_off) ||
+		     now - c->last_rx_ms >= st->cfg.heartbeat_ms)) {
 			sli_frame f = {.type = SLI_PING};
 			f.u.ping.nonce = ++c->ping_nonce;
 			put_frame(c, &f);
+			c->last_ping_ms = now;
 		}
 	}
 }

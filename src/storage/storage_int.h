@@ -110,6 +110,7 @@ struct conn {
 	uint32_t stage_count;
 	sli_buf stage;
 	uint64_t accepted_ms; /* the handshake timeout counts from here */
+	uint64_t last_ping_ms;
 	struct sli_rate sub_rate; /* Subscribe + Unsubscribe */
 	int in_pending;    /* input left undecoded by backpressure: decode it once output drains */
 	struct conn *next, *prev;
