@@ -81,9 +81,7 @@ if [[ ${SKIP_FUZZ:-0} != 1 ]]; then
 			mkdir -p "$corpus"
 			seeds=()
 			if [[ -d fuzz/corpus/$t ]]; then
-				seeds=("$PWD/fuzz/corpus/$t")
-			elif [[ -d fuzz/corpus ]]; then
-				seeds=("$PWD/fuzz/corpus") # one target: its seeds lie in corpus/ itself
+				seeds=("$PWD/fuzz/corpus/$t") # each target's seeds: fuzz/corpus/<target>/
 			fi
 			echo "---- $t"
 			if (cd "$B-fuzz" && ASAN_OPTIONS=detect_leaks=1 "./fuzz/$t" -max_total_time="$FUZZ_SECONDS" \
