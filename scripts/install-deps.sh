@@ -12,6 +12,7 @@ PACKAGES=(
 	libssl-dev libxxhash-dev libpq-dev          # TLS, record checksums, the PostgreSQL source
 	coreutils procps                            # timeout, ps: used by the test scripts
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
+	valgrind cppcheck clang-tidy                # the valgrind and static-analysis stages of test.sh
 )
 
 missing=()

@@ -41,7 +41,7 @@ static const char *const sl_messages[] = {
 
 #define SL_NMESSAGES (sizeof(sl_messages) / sizeof(sl_messages[0]))
 
-_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_ELIMIT + 1),
+_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_ELIMIT + 1), // NOLINT(bugprone-misplaced-widening-cast): a small constant
 	"sl_messages must name every SL_E* code");
 
 SL_API const char *sl_strerror(int code)

@@ -205,7 +205,7 @@ static int follow_round(struct follower *f)
 	sl_client_config_init(&cfg);
 	cfg.server = st->standby_of;
 	cfg.retry_for_ms = FOLLOW_RETRY_MS;
-	if ((rc = sl_client_open(&cfg, &c)) != 0)
+	if (sl_client_open(&cfg, &c) != 0)
 		return 0; /* not reachable yet: try again */
 	if (check_primary(st, c) != 0) {
 		follow_warn(st, "%s", sl_storage_last_error());
@@ -230,7 +230,7 @@ static int follow_round(struct follower *f)
 		stop = 1;
 		goto out;
 	}
-	if ((rc = sl_queue_open(c, &q)) != 0)
+	if (sl_queue_open(c, &q) != 0)
 		goto out;
 	for (size_t i = 0; i < f->nsrcs; i++) {
 		for (uint32_t w = 0; w < f->srcs[i].src->nworkers; w++) {
@@ -242,7 +242,7 @@ static int follow_round(struct follower *f)
 			fw->skip[0] = fw->pending[0];
 			fw->skip[1] = fw->pending[1];
 			sl_sub sub;
-			if ((rc = sl_subscribe(q, FOLLOW_DATAFLOW, f->srcs[i].src->id, w, from, &sub)) != 0)
+			if (sl_subscribe(q, FOLLOW_DATAFLOW, f->srcs[i].src->id, w, from, &sub) != 0)
 				goto out;
 		}
 	}
