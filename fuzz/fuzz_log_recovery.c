@@ -56,12 +56,19 @@ static void clear_dir(void)
 	closedir(d);
 }
 
+static void remove_dir(void)
+{
+	clear_dir();
+	rmdir(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct stat sb;
 	const char *tmp = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) ? "/dev/shm" : "/tmp";
 	snprintf(dir, sizeof(dir), "%s/fuzz_log_recovery.XXXXXX", tmp);
 	CHECK(mkdtemp(dir) != NULL);
+	atexit(remove_dir);
 	return 0;
 }
 

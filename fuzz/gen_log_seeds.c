@@ -68,7 +68,7 @@ static uint8_t *slurp(const char *path, size_t *len)
 }
 
 /* Writes the log in dir (segments from base, n of them) as one input: flags, then each
- * segment's bytes (the last one with its zero tail cut off; `cut` bytes fewer still, for a
+ * segment's bytes without their zero tails (the last one `tear` bytes shorter still, for a
  * torn tail). */
 static void emit(const char *out, const char *dir, uint64_t base, int n, size_t tear)
 {
@@ -83,24 +83,42 @@ static void emit(const char *out, const char *dir, uint64_t base, int n, size_t 
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%016llx.seg", dir, (unsigned long long)(base + (uint64_t)SEG * i));
 		seg[i] = slurp(path, &len[i]);
-		if (i + 1 == n) {
-			while (len[i] > 0 && seg[i][len[i] - 1] == 0)
-				len[i]--;
+		/* the target zero-pads every segment but a short last one; the 8 zero bytes put
+		 * back cover the high bytes of the last marker's time */
+		size_t full = len[i];
+		while (len[i] > 0 && seg[i][len[i] - 1] == 0)
+			len[i]--;
+		len[i] = len[i] + 8 < full ? len[i] + 8 : full;
+		if (i + 1 == n)
 			len[i] = len[i] > tear ? len[i] - tear : 0;
-		}
 		total += len[i];
 		if (i == 0)
 			first_len = len[i];
 	}
 	hdr[0] = (uint8_t)((n - 1) | (base ? 4 : 0));
 	hdr[1] = (uint8_t)(base ? base / SEG - 1 : 0);
-	/* the target cuts the payload at rest * hdr[2] / 255: pick the first segment's length */
-	hdr[2] = n == 1 ? 255 : (uint8_t)((first_len * 255 + total - 1) / total);
-	if (n > 1 && total * hdr[2] / 255 != first_len)
-		die("cannot express the cut between segments");
+	hdr[2] = 255;
+	size_t pad = first_len; /* the first segment's bytes in the input, zero-padded */
+	if (n > 1) {
+		/* The target cuts the payload at total * hdr[2] / 255: find a cut at or after the
+		 * first segment's last byte (the zeros after it are the same segment). */
+		size_t others = total - first_len;
+		int found = 0;
+		for (unsigned h = 1; h < 255 && !found; h++)
+			for (size_t p = first_len; p <= SEG && !found; p++)
+				if ((p + others) * h / 255 == p) {
+					hdr[2] = (uint8_t)h;
+					pad = p;
+					found = 1;
+				}
+		if (!found)
+			die("cannot express the cut between segments");
+	}
 	fwrite(hdr, 1, 3, f);
 	for (int i = 0; i < n; i++) {
 		fwrite(seg[i], 1, len[i], f);
+		for (size_t k = i == 0 ? len[0] : 0; i == 0 && k < pad; k++)
+			fputc(0, f);
 		free(seg[i]);
 	}
 	fclose(f);

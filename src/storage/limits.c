@@ -24,8 +24,11 @@ int sli_limits_check(sl_storage_config *cfg, const sl_storage_config *def)
 		cfg->subscribe_burst = cfg->max_subscriptions;
 	if (cfg->handshake_timeout_ms == 0)
 		cfg->handshake_timeout_ms = def->handshake_timeout_ms;
-	if (cfg->max_output == 0)
+	if (cfg->max_output == 0) {
 		cfg->max_output = def->max_output;
+		if (cfg->max_output < 4 * cfg->out_high_water + cfg->max_frame)
+			cfg->max_output = 4 * cfg->out_high_water + cfg->max_frame; /* a big high-water mark */
+	}
 	if (cfg->max_batch_rows == 0)
 		cfg->max_batch_rows = def->max_batch_rows;
 	if (cfg->max_row == 0)
