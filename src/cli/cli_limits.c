@@ -25,7 +25,7 @@ static const struct limit_flag {
 	{"max-subscribe-rate", U32, 1, 100000000, offsetof(sl_storage_config, subscribe_rate), "requests per second, N or N/s"},
 	{"subscribe-burst", U32, 1, 100000000, offsetof(sl_storage_config, subscribe_burst), "a number of requests"},
 	{"handshake-timeout", U32, 10, 3600000, offsetof(sl_storage_config, handshake_timeout_ms), "milliseconds"},
-	{"idle-timeout", U32, 1000, 86400000, offsetof(sl_storage_config, idle_timeout_ms), "milliseconds"},
+	{"idle-timeout", U32, 2000, 86400000, offsetof(sl_storage_config, idle_timeout_ms), "milliseconds"},
 	{"max-frame", U32, 128u << 10, 64u << 20, offsetof(sl_storage_config, max_frame), "bytes"},
 	{"max-output", SIZE, 1u << 20, 1ull << 40, offsetof(sl_storage_config, max_output), "bytes"},
 	{"max-batch-bytes", U64, 1, 1ull << 40, offsetof(sl_storage_config, max_batch_bytes), "bytes"},

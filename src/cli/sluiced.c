@@ -2,7 +2,7 @@
  * sluiced.c - the storage server: a libsluice storage runtime hosting built-in sources.
  *
  *   sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]... [--cluster ADDR,... --process I]
- *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T]
+ *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T] [limit flags]
  *   sluiced --standby-of ADDR [--listen HOST:PORT] [--data-dir DIR] ...
  *
  * Startup order matters to clients: sources are registered before the network thread starts
@@ -50,6 +50,10 @@ static const char usage[] =
 	"                         NAME=ingest[,workers=W]\n"
 	"  --cluster ADDR,...   the addresses of every process of a storage cluster\n"
 	"  --process I          which address of --cluster is this process (0-based)\n"
+	"  --standby-of ADDR    run a standby of the (lone) storage process at ADDR: follow it into\n"
+	"                       this data directory and serve reads; ingest is refused until\n"
+	"                       'sluice promote' makes it the primary.  Takes no --source\n"
+	"  --help               show this help\n"
 	"\n"
 	"Limits (see README.md, \"Limits\"):\n"
 	"  --max-connections N  connections beyond N are told so and closed (default 1024)\n"
@@ -59,17 +63,12 @@ static const char usage[] =
 	"  --subscribe-burst N  requests allowed at once before the rate applies (default:\n"
 	"                       --max-subscriptions)\n"
 	"  --handshake-timeout MS  close a connection with no valid Hello after MS ms (default 5000)\n"
-	"  --idle-timeout MS    close a connection silent for MS ms (default 10000)\n"
+	"  --idle-timeout MS    close a connection silent for MS ms, from 2000 (default 10000)\n"
 	"  --max-frame BYTES    largest frame accepted or sent (default 4194304)\n"
 	"  --max-output BYTES   close a connection with more unsent output (default 67108864)\n"
 	"  --max-batch-bytes BYTES  largest ingest batch (default 268435456)\n"
 	"  --max-batch-rows N   most updates in one ingest batch (default 4194304)\n"
-	"  --max-row BYTES      largest row in an ingest batch (default and maximum 65472)\n"
-	"\n"
-	"  --standby-of ADDR    run a standby of the (lone) storage process at ADDR: follow it into\n"
-	"                       this data directory and serve reads; ingest is refused until\n"
-	"                       'sluice promote' makes it the primary.  Takes no --source\n"
-	"  --help               show this help\n";
+	"  --max-row BYTES      largest row in an ingest batch (default and maximum 65472)\n";
 
 static int bad_args(const char *fmt, const char *arg)
 {

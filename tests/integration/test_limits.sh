@@ -29,7 +29,7 @@ bad --max-batch-rows 0
 bad --max-row 65473
 "$SLUICED" --help | grep -q -- '--max-subscribe-rate' || fail "--help does not list the limit flags"
 
-start_sluiced --source "in=ingest" --handshake-timeout 300 --idle-timeout 1000 \
+start_sluiced --source "in=ingest" --handshake-timeout 300 --idle-timeout 2000 \
 	--max-connections 2 --max-row 10 --max-batch-rows 3 --max-subscribe-rate 100/s
 HOST=${SERVER%:*} PORT=${SERVER##*:}
 
@@ -56,12 +56,12 @@ ms=$(talk "$TMP/empty" "$TMP/silent.out")
 grep -qa "no valid Hello within 300 ms" "$TMP/silent.out" || fail "silent connection: no handshake-timeout Error (got $(od -c "$TMP/silent.out" | head -3))"
 [[ $ms -lt 3000 ]] || fail "silent connection closed only after $ms ms"
 
-# 3. --idle-timeout 1000: after a Hello, a client that never answers the server's Pings is
-# dropped after about a second.
+# 3. --idle-timeout 2000: after a Hello, a client that never answers the server's Pings is
+# dropped after about two seconds.
 printf "$HELLO" >"$TMP/hello"
 ms=$(talk "$TMP/hello" "$TMP/idle.out")
-grep -qa "no traffic from the client for 1000 ms" "$TMP/idle.out" || fail "idle connection: no idle-timeout Error (got $(od -c "$TMP/idle.out" | head -3))"
-[[ $ms -ge 900 && $ms -lt 5000 ]] || fail "idle connection closed after $ms ms, expected about 1000"
+grep -qa "no traffic from the client for 2000 ms" "$TMP/idle.out" || fail "idle connection: no idle-timeout Error (got $(od -c "$TMP/idle.out" | head -3))"
+[[ $ms -ge 1900 && $ms -lt 6000 ]] || fail "idle connection closed after $ms ms, expected about 2000"
 
 # 4. --max-connections 2: with two connections open, a third is told why and closed at once.
 exec 4<>"/dev/tcp/$HOST/$PORT"
