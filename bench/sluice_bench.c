@@ -142,6 +142,8 @@ static int cmp_u64(const void *a, const void *b)
 /* The median of v[0, n) (sorts v); NAN-free: callers pass n >= 1. */
 static double median(double *v, int n)
 {
+	if (n <= 0)
+		return 0;
 	qsort(v, (size_t)n, sizeof(*v), cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }

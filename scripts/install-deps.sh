@@ -15,6 +15,7 @@ PACKAGES=(
 	curl jq                                     # test_metrics.sh, test_logs.sh: scrape, parse JSON
 	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
+	valgrind cppcheck clang-tidy                # the valgrind and static-analysis stages of test.sh
 )
 
 missing=()

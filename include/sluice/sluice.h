@@ -59,6 +59,7 @@ enum {
 	SL_EFENCED = -1021,   /* this storage process was superseded by a promoted standby */
 	SL_EAUTH = -1022,     /* authentication failed (missing or wrong token) */
 	SL_ETLS = -1023,      /* TLS failed: handshake, certificate, or a peer that does not speak TLS */
+	SL_ELIMIT = -1024,    /* a server limit was reached (connections, request rate, output) */
 };
 
 /* Returns a static, human-readable string for a code from any libsluice function. */

@@ -64,6 +64,25 @@ typedef struct sl_storage_config {
 	 * its Hello before anything else is done for it (Error(SL_EAUTH) and close otherwise);
 	 * the outgoing connections send it too.  NULL: no authentication. */
 	const char *auth_token;
+	/* Limits against misbehaving or hostile clients (docs/ARCHITECTURE.md, "Limits and hostile
+	 * clients").  0 takes the default. */
+	uint32_t max_connections;   /* beyond it a new connection gets Error(SL_ELIMIT) and is
+	                               closed; default 1024 */
+	uint32_t max_subscriptions; /* live subscriptions per connection (SubscribeError
+	                               SL_ELIMIT beyond); default 65536 */
+	uint32_t subscribe_rate;    /* Subscribe+Unsubscribe requests per second per connection
+	                               (token bucket refill); default 10000 */
+	uint32_t subscribe_burst;   /* the bucket's size; default max_subscriptions, so a client
+	                               may always resubscribe everything at once.  Beyond the
+	                               bucket: Error(SL_ELIMIT, fatal) and the connection closes */
+	uint32_t handshake_timeout_ms; /* no valid Hello within this long after accept:
+	                               Error(SL_ETIMEDOUT, fatal); default 5000 */
+	size_t max_output;          /* output buffered for one connection; a connection whose
+	                               unsent output passes it is closed (with a warn notice);
+	                               default 64 MiB (or 4 * out_high_water + max_frame if that
+	                               is more); a smaller value set here is refused */
+	uint32_t max_batch_rows;    /* updates per ingest batch; default 4194304 */
+	uint32_t max_row;           /* bytes per row in an Append; default and maximum SL_ROW_MAX */
 } sl_storage_config;
 
 /* Fills cfg with the defaults above. */
@@ -71,7 +90,8 @@ SL_API void sl_storage_config_init(sl_storage_config *cfg);
 
 /* Creates a runtime and binds its listening socket (so a port-0 listener has its port now).
  * cfg is read during the call only.  On success *out is owned by the caller: free it with
- * sl_storage_close.  Errors: -errno from socket/bind/listen, SL_EARG for a bad address. */
+ * sl_storage_close.  Errors: -errno from socket/bind/listen, SL_EARG for a bad address or a
+ * bad limit (max_row over SL_ROW_MAX, max_output set below 4 * out_high_water + max_frame). */
 SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out);
 
 /* Makes this runtime process `process` of a storage cluster of n processes at addrs[0..n-1]

@@ -97,6 +97,22 @@ int cli_security_opt(cli_security *s, const char *name, const char *val);
 int cli_security_load(cli_security *s, char *err, size_t errlen);
 void cli_security_fini(cli_security *s);
 
+/* ---- sluiced's limit flags (cli_limits.c) ---- */
+
+struct sl_storage_config;
+#define CLI_LIMIT_OPTS                                                                          \
+	{"max-connections", 1}, {"max-subscriptions", 1}, {"max-subscribe-rate", 1},            \
+	{"subscribe-burst", 1}, {"handshake-timeout", 1}, {"idle-timeout", 1}, {"max-frame", 1}, \
+	{"max-output", 1}, {"max-batch-bytes", 1}, {"max-batch-rows", 1}, {"max-row", 1}
+
+/* If name is one of CLI_LIMIT_OPTS, parses val into its field of cfg: 1, or -1 with a one-line
+ * message in err for a bad value.  0 if name is not a limit flag. */
+int cli_limit_option(const char *name, const char *val, struct sl_storage_config *cfg, char *err,
+                     size_t errlen);
+/* Raises the soft open-file limit (within the hard one) to max_connections plus a margin.
+ * 0; 1 with a note in note[] when the hard limit is too low; -1 if getrlimit fails. */
+int cli_raise_nofile(uint32_t max_connections, char *note, size_t notelen);
+
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
 /* sluice stat (cli_stat.c): exit status. */

@@ -876,7 +876,11 @@ static int cmd_ingest(int argc, char **argv)
 		fprintf(stderr, "sluice: batch rejected: %s\n",
 		        msg && *msg ? msg : sl_strerror(rc));
 	} else if (rc != 0) {
-		fprintf(stderr, "sluice: cannot ingest into %s: %s\n", name, sl_strerror(rc));
+		/* storage's reason when it gave one (a server limit: row size, batch size) */
+		const char *msg = sl_client_last_error();
+
+		fprintf(stderr, "sluice: cannot ingest into %s: %s\n", name,
+		        msg && *msg ? msg : sl_strerror(rc));
 	} else {
 		printf("%" PRIu64 "\n", t);
 		status = fflush(stdout) == 0 ? 0 : 1;

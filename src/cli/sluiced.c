@@ -2,7 +2,7 @@
  * sluiced.c - the storage server: a libsluice storage runtime hosting built-in sources.
  *
  *   sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]... [--cluster ADDR,... --process I]
- *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T]
+ *           [--fsync always|interval|never] [--segment-size BYTES] [--retain T] [limit flags]
  *           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--tls-ca FILE]
  *           [--auth-token-file FILE]
  *           [--metrics-listen HOST:PORT] [--log-level LEVEL] [--log-format text|json]
@@ -84,7 +84,22 @@ static const char usage[] =
 	"                       (default) or debug\n"
 	"  --log-format FORMAT  text (\"sluiced: ...\" lines, default) or json (an object\n"
 	"                       per line)\n"
-	"  --help               show this help\n";
+	"  --help               show this help\n"
+	"\n"
+	"Limits (see README.md, \"Limits\"):\n"
+	"  --max-connections N  connections beyond N are told so and closed (default 1024)\n"
+	"  --max-subscriptions N live subscriptions per connection (default 65536)\n"
+	"  --max-subscribe-rate N[/s]  Subscribe+Unsubscribe per second per connection; beyond it\n"
+	"                       and the burst, the connection is closed (default 10000)\n"
+	"  --subscribe-burst N  requests allowed at once before the rate applies (default:\n"
+	"                       --max-subscriptions)\n"
+	"  --handshake-timeout MS  close a connection with no valid Hello after MS ms (default 5000)\n"
+	"  --idle-timeout MS    close a connection silent for MS ms, from 2000 (default 10000)\n"
+	"  --max-frame BYTES    largest frame accepted or sent (default 4194304)\n"
+	"  --max-output BYTES   close a connection with more unsent output (default 67108864)\n"
+	"  --max-batch-bytes BYTES  largest ingest batch (default 268435456)\n"
+	"  --max-batch-rows N   most updates in one ingest batch (default 4194304)\n"
+	"  --max-row BYTES      largest row in an ingest batch (default and maximum 65472)\n";
 
 static int bad_args(const char *fmt, const char *arg)
 {
@@ -173,7 +188,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
 		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
-		CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1}, {NULL, 0},
+		CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1},
+		CLI_LIMIT_OPTS, {NULL, 0},
 	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
 	const char *standby_of = NULL, *metrics_listen = NULL;
@@ -193,13 +209,17 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	int rc, sig, status = 0, k;
 	const char *colon;
 
+	sl_storage_config_init(&cfg); /* the limit flags write into it */
 	cli_args_init(&a, argc, argv, 1);
 	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
 		if (k == CLI_BAD)
 			return bad_args("%s", err);
 		if (k == CLI_POSITIONAL)
 			return bad_args("unexpected argument '%s'", val);
-		if (strcmp(opt->name, "help") == 0) {
+		if ((k = cli_limit_option(opt->name, val, &cfg, err, sizeof(err))) != 0) {
+			if (k < 0)
+				return bad_args("%s", err);
+		} else if (strcmp(opt->name, "help") == 0) {
 			fputs(usage, stdout);
 			return 0;
 		} else if (cli_security_opt(&cli_sec, opt->name, val)) {
@@ -302,7 +322,13 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		return 1;
 	}
 
-	sl_storage_config_init(&cfg);
+	if (cfg.max_output < 4 * cfg.out_high_water + cfg.max_frame) {
+		snprintf(err, sizeof(err), "--max-output %zu is below 4 MiB plus --max-frame (%u)",
+		         cfg.max_output, cfg.max_frame);
+		return bad_args("%s", err);
+	}
+	if (cli_raise_nofile(cfg.max_connections, err, sizeof(err)) == 1)
+		fprintf(stderr, "sluiced: %s\n", err);
 	cfg.listen = listen;
 	cfg.data_dir = data_dir;
 	cfg.fsync = fsync_mode;

@@ -393,6 +393,9 @@ static void run_cmd(sl_client *c, sli_cmd *cmd)
 	sli_conn *k = s ? &c->conns[s->proc] : &c->conns[cmd->proc < c->nconns ? cmd->proc : 0];
 	sli_frame f;
 	memset(&f, 0, sizeof(f));
+	if (s == NULL && (cmd->kind == SLI_CMD_SUB || cmd->kind == SLI_CMD_UNSUB ||
+	                  cmd->kind == SLI_CMD_CREDIT))
+		return; /* cannot happen: these commands always carry their subscription */
 	switch (cmd->kind) {
 	case SLI_CMD_SUB:
 		/* the command's reference becomes the runtime's */
@@ -775,7 +778,7 @@ static void on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time,
 		c->append_rcs[i] = rc;
 		c->append_times[i] = time;
 		free(c->append_msgs[i]);
-		c->append_msgs[i] = rc ? strndup((const char *)msg.ptr, msg.len) : NULL;
+		c->append_msgs[i] = rc ? strndup(msg.ptr ? (const char *)msg.ptr : "", msg.len) : NULL;
 		if (--c->append_left == 0) {
 			c->append_done = 1;
 			pthread_cond_broadcast(&c->cv);
@@ -1371,8 +1374,8 @@ static int handshake(sli_conn *k, uint64_t *session, uint64_t *epoch)
 {
 	sl_client *c = k->c;
 	uint64_t deadline = sli_now_ms() + (uint64_t)c->cfg.connect_timeout_ms;
-	sli_frame f, ans;
-	size_t used;
+	sli_frame f, ans = {0};
+	size_t used = 0;
 	int rc;
 	encode_hello(c, &f);
 	if ((rc = exchange(k, &f, deadline, &ans, &used)) != 0)
@@ -1410,8 +1413,8 @@ static int ask_cluster(sli_conn *k, cluster_view *v)
 	if (wait > k->c->cfg.idle_timeout_ms)
 		wait = k->c->cfg.idle_timeout_ms;
 	uint64_t deadline = sli_now_ms() + wait;
-	sli_frame f = {.type = SLI_CLUSTER_MAP}, ans;
-	size_t used;
+	sli_frame f = {.type = SLI_CLUSTER_MAP}, ans = {0};
+	size_t used = 0;
 	int rc;
 	if ((rc = exchange(k, &f, deadline, &ans, &used)) != 0)
 		return rc == SL_ETIMEDOUT ? 2 : rc;

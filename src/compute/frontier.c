@@ -48,9 +48,12 @@ int sli_frontier_update(sli_frontier *f, uint64_t time, int64_t delta)
 		return 0;
 	}
 	if (f->n == f->cap) {
+		/* cap starts at SLI_FRONTIER_INLINE > 0, so it is never 0 here */
+		/* NOLINTBEGIN(clang-analyzer-optin.portability.UnixAPI) */
 		uint32_t cap = f->cap * 2;
 		sli_frontier_entry *h = f->heap ? realloc(f->heap, cap * sizeof(*h))
 		                                : malloc(cap * sizeof(*h));
+		/* NOLINTEND(clang-analyzer-optin.portability.UnixAPI) */
 		if (h == NULL)
 			return SL_ENOMEM;
 		if (f->heap == NULL)

@@ -565,10 +565,33 @@ static int recover_walk(struct rctx *r, uint64_t *end)
 	int torn = stop == BLK_BAD;
 	if (r->n > 1 && e < s->base) {
 		/* Created just before the crash: nothing of it was committed.  The writer continues
-		 * in the previous segment and creates this one again when it needs it. */
+		 * in the previous segment and creates this one again when it needs it.  That is only
+		 * possible if the last intact block is in the previous segment: a writer never skips
+		 * a whole segment (found by fuzz_log_recovery: segments holding nothing but a skip
+		 * mark, then a torn one). */
+		struct rseg *prev = &r->segs[r->n - 2];
+		if (e < prev->base) {
+			say(r, "%s/%s: holds no block, but %s follows", r->dir, prev->name, s->name);
+			return SL_EIO;
+		}
 		munmap(s->map, seg_size);
 		s->map = NULL;
 		r->n--;
+		/* The writer continues at e in the previous segment, so what lies after e there (the
+		 * skip mark, and whatever recovery ignored after it) must be zero, or a second
+		 * recovery would read it as a torn tail, or as corruption (found by
+		 * fuzz_log_recovery). */
+		struct rseg *p = &r->segs[r->n - 1];
+		uint64_t poff = e - p->base, ptail = last_nonzero(p->map, poff, seg_size);
+		if (ptail != UINT64_MAX) {
+			uint64_t page = (uint64_t)page_size(), from = poff & ~(page - 1);
+			memset(p->map + poff, 0, ptail - poff + 1);
+			if (msync(p->map + from, ptail + 1 - from, MS_SYNC) != 0) {
+				int rc = -errno;
+				say(r, "%s/%s: zeroing after the last block: %s", r->dir, p->name, strerror(errno));
+				return rc;
+			}
+		}
 		if (unlinkat(d->dirfd, s->name, 0) != 0 || fsync(d->dirfd) != 0) {
 			int rc = -errno;
 			say(r, "%s/%s: removing the empty last segment: %s", r->dir, s->name,

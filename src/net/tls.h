@@ -18,9 +18,6 @@
 
 #include <openssl/ssl.h>
 
-/* Milliseconds a TLS handshake may take on any connection (server side: until the Hello). */
-#define SLI_TLS_HANDSHAKE_MS 10000
-
 /* The first byte of a TLS record carrying a handshake message (a ClientHello). */
 #define SLI_TLS_HANDSHAKE_BYTE 0x16
 

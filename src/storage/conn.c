@@ -25,7 +25,7 @@
 #include "storage/storage_int.h"
 
 #define READ_CHUNK (256u * 1024u)
-#define MAX_SUBS_PER_CONN (1u << 20)
+#define READ_MIN (16u * 1024u) /* an idle connection's input buffer: most peers send little */
 #define CREDIT_LIMIT ((uint64_t)1 << 62)
 
 /* conn->tls_phase */
@@ -145,6 +145,24 @@ static void sub_free(struct conn *c, struct sub *s)
 	free(s);
 }
 
+/* Subscribe/Unsubscribe churn (a "rapid reset" of subscriptions) is bounded by a token bucket
+ * per connection; a client beyond it is told why and closed: 1 if the request may go on. */
+static int rate_ok(struct conn *c)
+{
+	const sl_storage_config *cfg = &c->st->cfg;
+	if (sli_rate_take(&c->sub_rate, cfg->subscribe_rate, cfg->subscribe_burst, sli_now_ms()) == 0)
+		return 1;
+	queue_error(c, SL_ELIMIT, 1, "more than %u Subscribe/Unsubscribe per second (burst %u): closing",
+	            cfg->subscribe_rate, cfg->subscribe_burst);
+	if (cfg->warn) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "closed a connection over the Subscribe/Unsubscribe rate limit "
+		         "(%u/s, burst %u)", cfg->subscribe_rate, cfg->subscribe_burst);
+		cfg->warn(cfg->warn_arg, msg);
+	}
+	return 0;
+}
+
 static void on_hello(struct conn *c, const sli_hello *h)
 {
 	if (h->fingerprint != 0 && c->st->cluster != NULL && h->fingerprint != c->st->fingerprint) {
@@ -183,6 +201,8 @@ static void on_hello(struct conn *c, const sli_hello *h)
 
 static void on_subscribe(struct conn *c, const sli_subscribe *r)
 {
+	if (!rate_ok(c))
+		return;
 	struct sl_source *src = sli_storage_find_source(c->st, r->source);
 	if (src == NULL) {
 		sub_error(c, r->handle, SL_ENOSOURCE, "no source with id %llu", (unsigned long long)r->source);
@@ -216,8 +236,9 @@ static void on_subscribe(struct conn *c, const sli_subscribe *r)
 		          (unsigned long long)r->credit, (unsigned long long)CREDIT_LIMIT);
 		return;
 	}
-	if (c->subs.count >= MAX_SUBS_PER_CONN) {
-		sub_error(c, r->handle, SL_ETOOBIG, "at most %u subscriptions per connection", MAX_SUBS_PER_CONN);
+	if (c->subs.count >= c->st->cfg.max_subscriptions) {
+		sub_error(c, r->handle, SL_ELIMIT, "at most %u subscriptions per connection",
+		          c->st->cfg.max_subscriptions);
 		return;
 	}
 	struct sub *s = calloc(1, sizeof(*s));
@@ -275,6 +296,8 @@ static void on_subscribe(struct conn *c, const sli_subscribe *r)
 
 static void on_unsubscribe(struct conn *c, const sli_unsubscribe *r)
 {
+	if (!rate_ok(c))
+		return;
 	struct sub *s = sli_sub_by_key(&c->subs, r->dataflow, r->source, r->worker);
 	if (s == NULL) {
 		queue_error(c, SL_ENOTSUB, 0, "not subscribed: dataflow %llu source %llu worker %u",
@@ -359,9 +382,9 @@ static void on_append(struct conn *c, const sli_append *r)
 		sl_bytes row;
 		for (uint32_t i = 0; i < r->count; i++) {
 			sli_updates_next(&rest, &diff, &row);
-			if (row.len > SL_ROW_MAX) {
+			if (row.len > c->st->cfg.max_row) {
 				snprintf(msg, sizeof(msg), "update %u: row of %zu bytes exceeds the limit of %u",
-				         c->stage_count + i + 1, row.len, SL_ROW_MAX);
+				         c->stage_count + i + 1, row.len, c->st->cfg.max_row);
 				stage_fail(c, SL_ETOOBIG, msg);
 				break;
 			}
@@ -381,6 +404,10 @@ static void on_append(struct conn *c, const sli_append *r)
 		    (uint64_t)c->stage_count + r->count > UINT32_MAX) {
 			snprintf(msg, sizeof(msg), "batch exceeds the limit of %llu bytes",
 			         (unsigned long long)c->st->cfg.max_batch_bytes);
+			stage_fail(c, SL_ETOOBIG, msg);
+		} else if ((uint64_t)c->stage_count + r->count > c->st->cfg.max_batch_rows) {
+			snprintf(msg, sizeof(msg), "batch exceeds the limit of %u updates",
+			         c->st->cfg.max_batch_rows);
 			stage_fail(c, SL_ETOOBIG, msg);
 		} else if (sli_buf_reserve(&c->stage, r->updates.len) != 0) {
 			stage_fail(c, SL_ENOMEM, "out of memory staging the batch");
@@ -517,12 +544,89 @@ static void on_frame(struct conn *c, const sli_frame *f)
 	}
 }
 
+/* Whether this connection's unsent output is past the point where its requests stop being
+ * read: a peer that asks faster than it reads its answers.  Checked before every frame, so the
+ * output exceeds it by at most one answer. */
+static int out_backed_up(const struct conn *c)
+{
+	return c->out.len - c->out_off > 4 * c->st->cfg.out_high_water;
+}
+
+/* Closes a connection whose output passed max_output (cannot happen with the checks above
+ * unless one answer alone is that big): 1 if it did. */
+static int out_over_limit(struct conn *c)
+{
+	if (c->out.len - c->out_off <= c->st->cfg.max_output)
+		return 0;
+	if (c->st->cfg.warn) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "closed a connection with %zu bytes of unsent output (limit %zu)",
+		         c->out.len - c->out_off, c->st->cfg.max_output);
+		c->st->cfg.warn(c->st->cfg.warn_arg, msg);
+	}
+	conn_kill(c);
+	return 1;
+}
+
+/* Decodes and acts on every complete frame in c->in, unless output backs up first: then the
+ * rest stays in c->in (in_pending) and reading stops until the output drains. */
+static void conn_decode(struct conn *c)
+{
+	size_t max_frame = c->st->cfg.max_frame;
+	size_t off = 0;
+	c->in_pending = 0;
+	while (!c->dead && !c->closing && off < c->in_len) {
+		if (out_backed_up(c)) {
+			c->in_pending = 1;
+			break;
+		}
+		sli_frame f;
+		ssize_t r = sli_frame_decode(c->in + off, c->in_len - off, (uint32_t)max_frame, &f);
+		if (r == 0)
+			break;
+		if (r == SL_ETOOBIG) {
+			queue_error(c, SL_ETOOBIG, 1, "frame length %u exceeds the maximum of %zu",
+			            sli_get_u32(c->in + off), max_frame);
+			break;
+		}
+		if (r < 0) {
+			uint8_t type = c->in[off + 4];
+			if (sli_frame_type_name(type)[0] == 'u') /* "unknown" */
+				queue_error(c, SL_EPROTO, 1, "unknown frame type 0x%02x", type);
+			else
+				queue_error(c, SL_EPROTO, 1, "malformed %s frame", sli_frame_type_name(type));
+			break;
+		}
+		c->frames_in++;
+		on_frame(c, &f);
+		off += (size_t)r;
+	}
+	if (off > 0) {
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+	}
+	if (c->in_len == 0 && c->in_cap > 4 * READ_MIN) {
+		/* A burst (a big Append) is over: an idle connection keeps no big buffer. */
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+	if (c->dead || out_over_limit(c))
+		return;
+	/* Backpressure: a peer that asks faster than it reads stops being read. */
+	if (out_backed_up(c) && !c->closing) {
+		c->reading = 0;
+		c->want_write = 1;
+		conn_update_interest(c);
+	}
+}
+
 static void conn_read(struct conn *c)
 {
 	size_t max_frame = c->st->cfg.max_frame;
 	for (int rounds = 0; rounds < 16 && c->reading && !c->dead; rounds++) {
-		if (c->in_cap - c->in_len < READ_CHUNK / 4) {
-			size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
+		if (c->in_cap - c->in_len < c->in_cap / 4 || c->in_cap == 0) {
+			size_t cap = c->in_cap ? c->in_cap * 2 : READ_MIN;
 			if (cap > max_frame + SLI_FRAME_HDR + READ_CHUNK)
 				cap = max_frame + SLI_FRAME_HDR + READ_CHUNK;
 			if (cap <= c->in_cap) {
@@ -565,40 +669,20 @@ static void conn_read(struct conn *c)
 			            "connect without --tls-ca");
 			return;
 		}
-		size_t off = 0;
-		while (!c->dead && !c->closing) {
-			sli_frame f;
-			ssize_t r = sli_frame_decode(c->in + off, c->in_len - off, (uint32_t)max_frame, &f);
-			if (r == 0)
-				break;
-			if (r == SL_ETOOBIG) {
-				queue_error(c, SL_ETOOBIG, 1, "frame length %u exceeds the maximum of %zu",
-				            sli_get_u32(c->in + off), max_frame);
-				break;
-			}
-			if (r < 0) {
-				uint8_t type = c->in[off + 4];
-				if (sli_frame_type_name(type)[0] == 'u') /* "unknown" */
-					queue_error(c, SL_EPROTO, 1, "unknown frame type 0x%02x", type);
-				else
-					queue_error(c, SL_EPROTO, 1, "malformed %s frame", sli_frame_type_name(type));
-				break;
-			}
-			c->frames_in++;
-			on_frame(c, &f);
-			off += (size_t)r;
-		}
-		if (off > 0) {
-			memmove(c->in, c->in + off, c->in_len - off);
-			c->in_len -= off;
-		}
-		/* Backpressure: a peer that asks faster than it reads stops being read. */
-		if (c->out.len - c->out_off > 4 * c->st->cfg.out_high_water) {
-			c->reading = 0;
-			c->want_write = 1;
-			conn_update_interest(c);
-			return;
-		}
+		conn_decode(c);
+	}
+}
+
+/* Input that backpressure left undecoded is decoded once the output has drained; its answers
+ * leave at the next write readiness. */
+static void conn_resume(struct conn *c)
+{
+	if (!c->in_pending || !c->reading || c->dead || c->closing)
+		return;
+	conn_decode(c);
+	if (!c->dead && c->out.len > c->out_off && !c->want_write) {
+		c->want_write = 1;
+		conn_update_interest(c);
 	}
 }
 
@@ -746,6 +830,7 @@ static void conn_io(sli_loop *l, int fd, uint32_t events, void *arg)
 	if (events & SLI_WRITE) {
 		sli_conn_flush(c);
 		sli_serve_conn(c);
+		conn_resume(c);
 	}
 	if ((events & SLI_READ) && c->reading)
 		conn_read(c);
@@ -793,8 +878,19 @@ void sli_conn_accept(sli_loop *l, int lfd, uint32_t events, void *arg)
 	sl_storage *st = arg;
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			return; /* EAGAIN, or out of fds: try again on the next readiness */
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* The pending connection stays readable: without a pause this would spin.
+				 * Accepting resumes at the next tick (sli_conn_tick). */
+				sli_loop_mod(l, lfd, 0);
+				st->accept_paused = 1;
+			}
+			return;
+		}
+		if (st->nconns >= st->cfg.max_connections) {
+			sli_limits_refuse(st, fd);
+			continue;
+		}
 		sli_set_nodelay(fd);
 		struct conn *c = calloc(1, sizeof(*c));
 		if (c == NULL || sli_subtable_init(&c->subs) != 0) {
@@ -805,8 +901,9 @@ void sli_conn_accept(sli_loop *l, int lfd, uint32_t events, void *arg)
 		c->st = st;
 		c->fd = fd;
 		c->reading = 1;
-		c->last_rx_ms = c->last_tx_ms = c->opened_ms = sli_now_ms();
+		c->last_rx_ms = c->last_tx_ms = c->accepted_ms = sli_now_ms();
 		c->tls_phase = st->sec->server != NULL ? CONN_TLS_SNIFF : CONN_TLS_NONE;
+		sli_rate_init(&c->sub_rate, st->cfg.subscribe_burst, c->accepted_ms);
 		sli_buf_init(&c->out);
 		sli_buf_init(&c->stage);
 		if (sli_loop_add(l, fd, SLI_READ, conn_io, c) != 0) {
@@ -857,35 +954,51 @@ void sli_conn_free(struct conn *c)
 void sli_conn_tick(sl_storage *st)
 {
 	uint64_t now = sli_now_ms();
+	if (st->accept_paused) {
+		st->accept_paused = 0;
+		sli_loop_mod(st->loop, st->listen_fd, SLI_READ);
+	}
 	for (struct conn *c = st->conns; c != NULL; c = c->next) {
 		if (c->dead || c->closing)
 			continue;
-		if (!c->hello_done && now - c->opened_ms > SLI_TLS_HANDSHAKE_MS) {
-			/* A TLS handshake (no frame can be sent before it is done) or a Hello that does
-			 * not come: a connection that never says who it is does not stay. */
+		if (out_over_limit(c))
+			continue;
+		if (!c->hello_done && now - c->accepted_ms > st->cfg.handshake_timeout_ms) {
+			/* Counted from accept, whatever trickles in: a byte a second does not hold a
+			 * connection open before it has said who it is.  Mid-TLS-handshake no frame can
+			 * be sent: the connection just closes. */
 			if (c->tls_phase != CONN_TLS_NONE)
 				conn_kill(c);
 			else
-				queue_error(c, SL_ETIMEDOUT, 1, "no Hello within %u ms", SLI_TLS_HANDSHAKE_MS);
+				queue_error(c, SL_ETIMEDOUT, 1, "no valid Hello within %u ms",
+				            st->cfg.handshake_timeout_ms);
 			continue;
 		}
 		if (now - c->last_rx_ms > st->cfg.idle_timeout_ms) {
 			queue_error(c, SL_EIDLE, 1, "no traffic from the client for %u ms", st->cfg.idle_timeout_ms);
 			continue;
 		}
-		if (c->hello_done && now - c->last_tx_ms >= st->cfg.heartbeat_ms && c->out.len == c->out_off) {
+		/* Ping when nothing was sent for a heartbeat, and also when nothing was received: a
+		 * client that only receives a slow stream (no Credit due yet, and no Ping of its own,
+		 * since it keeps hearing from us) must be asked, or the idle timeout would drop it. */
+		if (c->hello_done && now - c->last_ping_ms >= st->cfg.heartbeat_ms &&
+		    ((now - c->last_tx_ms >= st->cfg.heartbeat_ms && c->out.len == c->out_off) ||
+		     now - c->last_rx_ms >= st->cfg.heartbeat_ms)) {
 			sli_frame f = {.type = SLI_PING};
 			f.u.ping.nonce = ++c->ping_nonce;
 			put_frame(c, &f);
+			c->last_ping_ms = now;
 		}
 	}
 }
 
 void sli_conn_flush_all(sl_storage *st)
 {
-	for (struct conn *c = st->conns; c != NULL; c = c->next)
+	for (struct conn *c = st->conns; c != NULL; c = c->next) {
 		if (!c->dead && c->out.len > c->out_off && !c->want_write)
 			sli_conn_flush(c);
+		conn_resume(c);
+	}
 }
 
 void sli_conn_sweep(sl_storage *st)

@@ -263,7 +263,7 @@ static int follow_round(struct follower *f)
 		stop = 1;
 		goto out;
 	}
-	if ((rc = sl_queue_open(c, &q)) != 0)
+	if (sl_queue_open(c, &q) != 0)
 		goto out;
 	for (size_t i = 0; i < f->nsrcs; i++) {
 		for (uint32_t w = 0; w < f->srcs[i].src->nworkers; w++) {
@@ -275,7 +275,7 @@ static int follow_round(struct follower *f)
 			fw->skip[0] = fw->pending[0];
 			fw->skip[1] = fw->pending[1];
 			sl_sub sub;
-			if ((rc = sl_subscribe(q, FOLLOW_DATAFLOW, f->srcs[i].src->id, w, from, &sub)) != 0)
+			if (sl_subscribe(q, FOLLOW_DATAFLOW, f->srcs[i].src->id, w, from, &sub) != 0)
 				goto out;
 		}
 	}

@@ -25,6 +25,14 @@ SL_API void sl_storage_config_init(sl_storage_config *cfg)
 	cfg->fsync = SL_FSYNC_INTERVAL;
 	cfg->fsync_interval_ms = 1000;
 	cfg->segment_size = 16u << 20;
+	cfg->max_connections = 1024;
+	cfg->max_subscriptions = 65536;
+	cfg->subscribe_rate = 10000;
+	cfg->subscribe_burst = 65536;
+	cfg->handshake_timeout_ms = 5000;
+	cfg->max_output = 64u << 20;
+	cfg->max_batch_rows = 1u << 22;
+	cfg->max_row = SL_ROW_MAX;
 }
 
 SL_API uint64_t sl_storage_epoch(const sl_storage *st)
@@ -91,6 +99,10 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 		st->cfg.fsync_interval_ms = def.fsync_interval_ms;
 	if (st->cfg.segment_size == 0)
 		st->cfg.segment_size = def.segment_size;
+	if ((rc = sli_limits_check(&st->cfg, &def)) != 0) {
+		free(st);
+		return rc;
+	}
 	snprintf(st->listen, sizeof(st->listen), "%s", st->cfg.listen);
 	st->cfg.listen = st->listen;
 	atomic_store(&st->term, 1);

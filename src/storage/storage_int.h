@@ -81,6 +81,12 @@ struct subtable {
 	size_t count;
 };
 
+/* A token bucket (limits.c), in thousandths of a request. */
+struct sli_rate {
+	uint64_t milli;
+	uint64_t last_ms;
+};
+
 struct conn {
 	sl_storage *st;
 	int fd;
@@ -104,11 +110,14 @@ struct conn {
 	int stage_failed;  /* the batch already got an AppendError; drop until its last frame */
 	uint32_t stage_count;
 	sli_buf stage;
+	uint64_t accepted_ms; /* the handshake timeout counts from here */
+	uint64_t last_ping_ms;
+	struct sli_rate sub_rate; /* Subscribe + Unsubscribe */
+	int in_pending;    /* input left undecoded by backpressure: decode it once output drains */
 	struct conn *next, *prev;
 	/* TLS (conn_tls.c): ssl is NULL on a plaintext connection, which then costs nothing more */
 	struct ssl_st *ssl;
 	int tls_phase;     /* CONN_TLS_*: sniffing the first byte, handshaking, or done */
-	uint64_t opened_ms;
 	/* Operating (metrics.c, log events): loop thread only. */
 	uint64_t id;          /* 1, 2, ... in accept order: names the connection in logs and stats */
 	char peer[64];        /* "HOST:PORT" of the client */
@@ -148,6 +157,8 @@ struct sl_storage {
 
 	struct conn *conns;     /* loop */
 	size_t nconns;
+	uint64_t refused;       /* loop: connections refused over max_connections */
+	int accept_paused;      /* loop: out of file descriptors; accepting resumes at the next tick */
 
 	/* Fencing and standby (follow.c).  term: the fencing epoch, persisted in DATA/term. */
 	_Atomic uint64_t term;
@@ -229,6 +240,15 @@ struct sub *sli_sub_by_handle(struct subtable *t, uint32_t handle);
 struct sub *sli_sub_by_key(struct subtable *t, uint64_t dataflow, uint64_t source, uint32_t worker);
 int sli_subtable_insert(struct subtable *t, struct sub *s);
 void sli_subtable_remove(struct subtable *t, struct sub *s);
+
+/* limits.c */
+/* Fills the limits left 0 in cfg from def and checks them: 0 or SL_EARG. */
+int sli_limits_check(sl_storage_config *cfg, const sl_storage_config *def);
+void sli_rate_init(struct sli_rate *r, uint32_t burst, uint64_t now_ms);
+/* Takes one request from the bucket: 0, or -1 when it is empty. */
+int sli_rate_take(struct sli_rate *r, uint32_t rate, uint32_t burst, uint64_t now_ms);
+/* Sends Error(SL_ELIMIT, fatal) "too many connections" on a just-accepted fd and closes it. */
+void sli_limits_refuse(sl_storage *st, int fd);
 
 /* conn.c */
 void sli_conn_accept(sli_loop *l, int fd, uint32_t events, void *arg);

@@ -7,7 +7,8 @@
 
 #include "storage/storage_int.h"
 
-static size_t hash_handle(uint32_t h) { return (size_t)(h * 2654435761u); }
+/* A 32-bit multiplicative hash on purpose: the product wraps in 32 bits. */
+static size_t hash_handle(uint32_t h) { return (size_t)(h * 2654435761u); } // NOLINT(bugprone-misplaced-widening-cast)
 
 static size_t hash_key(uint64_t dataflow, uint64_t source, uint32_t worker)
 {

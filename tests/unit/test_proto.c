@@ -839,7 +839,7 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(-EINVAL), "Invalid argument");
 	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");
 	assert_string_equal(sl_strerror(0), "success");
-	assert_string_equal(sl_strerror(SL_ETLS - 1), "unknown error");
+	assert_string_equal(sl_strerror(SL_ELIMIT - 1), "unknown error");
 	assert_string_equal(sl_strerror(-999), "unknown error");
 	assert_string_equal(sl_strerror(7), "unknown error");
 	assert_string_equal(sl_strerror(INT32_MIN), "unknown error");
