@@ -9,8 +9,8 @@ start_sluiced --source "c=counter,workers=2,rate=1000" --source "in=ingest"
 HOST=${SERVER%:*} PORT=${SERVER##*:}
 
 # A valid Hello (docs/PROTOCOL.md): u32 length | u8 type 0x01 | magic "SLCE" | u16 version 1 |
-# u16 flags | u64 session | u64 epoch | str name ("x").
-HELLO='\x1e\x00\x00\x00\x01SLCE\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00x'
+# u16 flags | u64 session | u64 epoch | u64 fingerprint | str name ("x").
+HELLO='\x26\x00\x00\x00\x01SLCE\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00x'
 LIST='\x01\x00\x00\x00\x30'
 
 # send FILE: connects, writes FILE, closes (bounded to 10 s; errors such as a reset are fine).
@@ -28,6 +28,15 @@ still_serving() {
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SLUICED_PID/status"; }
 
 still_serving "start"
+
+# The Hello above is accepted: Hello and ListSources are answered with Hello and Sources
+# (frame types 0x01 and 0x31), so the cases below really get past the handshake.
+timeout -k 2 10 bash -c 'exec 3<>"/dev/tcp/$0/$1"; printf "$2$3" >&3; head -c 200 <&3' "$HOST" "$PORT" "$HELLO" "$LIST" \
+	>"$TMP/answer" 2>/dev/null || true
+read -r -a ans <<<"$(od -An -tu1 -v "$TMP/answer" | tr '\n' ' ')"
+(( ${#ans[@]} > 9 )) && [[ ${ans[4]} == 1 ]] || fail "the test's Hello was not answered with a Hello: ${ans[*]}"
+hello_len=$((ans[0] + 256 * ans[1] + 65536 * ans[2]))
+[[ ${ans[$((4 + hello_len + 4))]:-none} == 49 ]] || fail "ListSources after the test's Hello got no Sources (0x31): ${ans[*]}"
 
 # 1. Random bytes, with and without a Hello first.
 for _ in 1 2 3; do

@@ -29,16 +29,21 @@ expect_fail 2 "unexpected argument" "$SLUICE" tail a b
 expect_fail 2 "unexpected argument" "$SLUICE" sources extra
 expect_fail 2 "missing SOURCE" "$SLUICE" ingest
 # sluice bench runs the benchmark program: its help, and its exit status 2 for bad arguments.
-timeout 30 "$SLUICE" bench --help | grep -q 'usage: sluice_bench' || fail "sluice bench --help is not the benchmark's help"
+# (help is captured whole first: grep -q stopping early would SIGPIPE the writer under pipefail)
+timeout 30 "$SLUICE" bench --help >"$TMP/help" || fail "sluice bench --help exited with $?"
+grep -q 'usage: sluice_bench' "$TMP/help" || fail "sluice bench --help is not the benchmark's help"
 rc=0
 timeout 30 "$SLUICE" bench --no-such-flag >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 2 ]] || fail "sluice bench --no-such-flag: exit status $rc, expected 2"
 expect_fail 2 "unexpected argument .stray." "$SLUICE" stat stray
 for c in tail sources ingest stat; do
-	"$SLUICE" "$c" --help | grep -q "usage: sluice $c" || fail "sluice $c --help"
+	"$SLUICE" "$c" --help >"$TMP/help" || fail "sluice $c --help exited with $?"
+	grep -q "usage: sluice $c" "$TMP/help" || fail "sluice $c --help"
 done
-"$SLUICE" --help | grep -q 'usage: sluice' || fail "sluice --help"
-"$SLUICED" --help | grep -q 'usage: sluiced' || fail "sluiced --help"
+"$SLUICE" --help >"$TMP/help" || fail "sluice --help exited with $?"
+grep -q 'usage: sluice' "$TMP/help" || fail "sluice --help"
+"$SLUICED" --help >"$TMP/help" || fail "sluiced --help exited with $?"
+grep -q 'usage: sluiced' "$TMP/help" || fail "sluiced --help"
 
 # sluiced: bad arguments and bad source specs, all refused before serving.
 expect_fail 2 "unknown option" "$SLUICED" "${L[@]}" "${D[@]}" --bogus

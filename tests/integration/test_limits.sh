@@ -27,7 +27,8 @@ bad --max-output 1048576
 bad --max-batch-bytes 0
 bad --max-batch-rows 0
 bad --max-row 65473
-"$SLUICED" --help | grep -q -- '--max-subscribe-rate' || fail "--help does not list the limit flags"
+"$SLUICED" --help >"$TMP/help" || fail "sluiced --help exited with $?"
+grep -q -- '--max-subscribe-rate' "$TMP/help" || fail "--help does not list the limit flags"
 
 start_sluiced --source "in=ingest" --handshake-timeout 300 --idle-timeout 2000 \
 	--max-connections 2 --max-row 10 --max-batch-rows 3 --max-subscribe-rate 100/s

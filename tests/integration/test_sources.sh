@@ -32,6 +32,7 @@ sleep 1.2
 u2=$(source_upper slow)
 [[ $u2 -gt $u1 ]] || fail "rate=5 counter did not advance in 1.2 s ($u1 -> $u2)"
 
-sl sources --help | grep -q 'NAME' || fail "sluice sources --help"
+sl sources --help >"$TMP/help" || fail "sluice sources --help exited with $?"
+grep -q 'NAME' "$TMP/help" || fail "sluice sources --help"
 stop_sluiced
 pass
