@@ -117,9 +117,8 @@ static int fetch_stats(const char *server, char **text, struct cmap *map, char *
 	hello.u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION,
 	                            .session = (uint64_t)getpid() ^ now_ms(),
 	                            .name = {(const uint8_t *)"sluice stat", 11}};
-	if ((rc = sli_frame_encode(&out, &hello)) != 0 ||
-	    (map != NULL && (rc = sli_frame_encode(&out, &cm)) != 0) ||
-	    (rc = sli_frame_encode(&out, &req)) != 0 || (buf = malloc(cap)) == NULL) {
+	if (sli_frame_encode(&out, &hello) != 0 || (map != NULL && sli_frame_encode(&out, &cm) != 0) ||
+	    sli_frame_encode(&out, &req) != 0 || (buf = malloc(cap)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		rc = SL_ENOMEM;
 		goto out;
@@ -610,7 +609,8 @@ static int print_view(const char *server, const view *v)
 		printf("log syncs: %.0f, %.3f ms on average\n", fs_n, fs_sum * 1000.0 / fs_n);
 	for (size_t p = 0; p < v->n; p++)
 		if (v->texts[p] == NULL)
-			printf("process %zu at %-.24s missing: %-.30s\n", p, v->addrs[p], v->errs[p]);
+			printf("process %zu at %-.24s missing: %-.30s\n", p, v->addrs ? v->addrs[p] : "?",
+			       v->errs[p]);
 	printf("\n");
 	if (print_sources(v) != 0)
 		return -1;

@@ -1456,7 +1456,7 @@ static int split_addrs(const char *list, char sep, char (**out)[SLI_ADDR_MAX], u
 			free(a);
 			return SL_EARG;
 		}
-		memcpy(a[i], p, len);
+		snprintf(a[i], sizeof(a[i]), "%.*s", (int)len, p);
 		p = e ? e + 1 : p + len;
 	}
 	*out = a;
@@ -1504,11 +1504,11 @@ static int conn_set_alts(sli_conn *k, const char *list, char sep)
 		snprintf(a[0], sizeof(a[0]), "%s", k->addr);
 		n++;
 	}
+	if (k->addr[0] == '\0')
+		snprintf(k->addr, sizeof(k->addr), "%s", a[0]);
 	free(k->alts);
 	k->alts = a;
 	k->nalts = n;
-	if (k->addr[0] == '\0')
-		snprintf(k->addr, sizeof(k->addr), "%s", a[0]);
 	return 0;
 }
 

@@ -842,7 +842,7 @@ static void conn_io(sli_loop *l, int fd, uint32_t events, void *arg)
 
 static void conn_name_peer(struct conn *c)
 {
-	struct sockaddr_in sa;
+	struct sockaddr_in sa = {0};
 	socklen_t len = sizeof(sa);
 	char ip[INET_ADDRSTRLEN];
 	if (getpeername(c->fd, (struct sockaddr *)&sa, &len) != 0 || sa.sin_family != AF_INET ||

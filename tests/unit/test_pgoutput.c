@@ -299,7 +299,7 @@ static void test_garbage(void **state)
 	sli_pgo_msg *m = malloc(sizeof(*m));
 	static const uint8_t types[] = "BCRIUDTOYMZ";
 	uint64_t seed = 0x9e3779b97f4a7c15u;
-	uint8_t buf[96];
+	uint8_t buf[96] = {0};
 	const char *why;
 
 	(void)state;
