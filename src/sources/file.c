@@ -16,10 +16,10 @@
  *
  * Restarts: before the uppers move to t + 1, the file offset and line number that produced
  * everything below t + 1 are written to DATA/sources/NAME/file-offsets (atomically, by rename,
- * keeping the previous entry too).  On start the source looks up the entry for its durable
- * upper and continues reading from there, so each line becomes exactly one row across any
- * number of restarts.  A crash between two workers' advances leaves uppers t and t + 1: the
- * batch is then produced again at t for the workers still at t only.
+ * keeping the previous entry too: statefile.c).  On start the source looks up the entry for
+ * its durable upper and continues reading from there, so each line becomes exactly one row
+ * across any number of restarts.  A crash between two workers' advances leaves uppers t and
+ * t + 1: the batch is then produced again at t for the workers still at t only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,12 +37,6 @@
 #define READ_CHUNK (64u << 10)
 #define BATCH_BYTES (4u << 20) /* at most this much file per time */
 
-typedef struct pending {
-	size_t off; /* into arena */
-	size_t len;
-	uint32_t key; /* worker * 2 + collection */
-} pending;
-
 typedef struct filesrc {
 	char *path;
 	int csv;
@@ -52,8 +46,7 @@ typedef struct filesrc {
 	uint64_t off;     /* file offset read so far */
 	uint64_t line_no; /* complete lines seen */
 	int warned;       /* an open error other than ENOENT was reported */
-	char *state_dir;  /* where file-offsets lives; NULL without a data directory */
-	uint64_t prev[3]; /* the previous (upper, offset, line) entry */
+	sli_statefile state; /* file-offsets: (upper, offset, line) entries */
 
 	/* the line being assembled */
 	uint8_t *line;
@@ -62,14 +55,7 @@ typedef struct filesrc {
 	int line_long; /* exceeded SL_ROW_MAX: bytes past it are not kept */
 	int line_nul;
 
-	/* the batch being assembled */
-	uint8_t *arena;
-	size_t arena_len, arena_cap;
-	pending *items;
-	size_t nitems, items_cap;
-	sl_update *ups;
-	size_t ups_cap;
-	uint32_t *counts; /* 2 * workers */
+	sli_rowbatch batch; /* the batch being assembled */
 	uint8_t *chunk;
 } filesrc;
 
@@ -82,51 +68,11 @@ static void file_free(void *p)
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->path);
-	free(f->state_dir);
+	sli_statefile_fini(&f->state);
 	free(f->line);
-	free(f->arena);
-	free(f->items);
-	free(f->ups);
-	free(f->counts);
+	sli_rowbatch_fini(&f->batch);
 	free(f->chunk);
 	free(f);
-}
-
-/* Adds one row to the batch.  0 or SL_ENOMEM. */
-static int file_add(filesrc *f, sl_collection coll, const void *row, size_t len)
-{
-	uint32_t w = 0;
-
-	if (f->arena_len + len > f->arena_cap) {
-		size_t cap = f->arena_cap ? f->arena_cap : 65536;
-		uint8_t *a;
-
-		while (cap < f->arena_len + len)
-			cap *= 2;
-		if ((a = realloc(f->arena, cap)) == NULL)
-			return SL_ENOMEM;
-		f->arena = a;
-		f->arena_cap = cap;
-	}
-	if (f->nitems == f->items_cap) {
-		size_t cap = f->items_cap ? f->items_cap * 2 : 1024;
-		pending *it;
-
-		if ((it = realloc(f->items, cap * sizeof(*it))) == NULL)
-			return SL_ENOMEM;
-		f->items = it;
-		f->items_cap = cap;
-	}
-	if (len > 0)
-		memcpy(f->arena + f->arena_len, row, len);
-	if (f->workers > 1)
-		w = sl_ingest_route((sl_bytes){f->arena + f->arena_len, len}, f->workers);
-	f->items[f->nitems].off = f->arena_len;
-	f->items[f->nitems].len = len;
-	f->items[f->nitems].key = w * 2u + (uint32_t)coll;
-	f->nitems++;
-	f->arena_len += len;
-	return 0;
 }
 
 static int file_add_error(filesrc *f, const char *fmt_reason, uint64_t a, uint64_t b)
@@ -139,7 +85,7 @@ static int file_add_error(filesrc *f, const char *fmt_reason, uint64_t a, uint64
 	// cppcheck-suppress wrongPrintfScanfArgNum
 	snprintf(reason, sizeof(reason), fmt_reason, a, b);
 	n = snprintf(msg, sizeof(msg), "line %" PRIu64 ": %s", f->line_no, reason);
-	return file_add(f, SL_ERR, msg, (size_t)n);
+	return sli_rowbatch_add(&f->batch, SL_ERR, msg, (size_t)n, 1);
 }
 
 /* Checks one csv line: returns NULL when it has the right shape, else a reason format whose
@@ -201,7 +147,7 @@ static int file_line_done(filesrc *f)
 	else if (f->csv && (why = csv_check(f->line, f->line_len, f->columns, &a, &b)) != NULL)
 		rc = file_add_error(f, why, a, b);
 	else
-		rc = file_add(f, SL_OK, f->line, f->line_len);
+		rc = sli_rowbatch_add(&f->batch, SL_OK, f->line, f->line_len, 1);
 	f->line_len = 0;
 	f->line_bytes = 0;
 	f->line_long = 0;
@@ -239,68 +185,14 @@ static int file_feed(filesrc *f, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Records that everything below `upper` came from the file up to `offset` (line `line`). */
-static int offsets_write(filesrc *f, uint64_t upper, uint64_t offset, uint64_t line)
-{
-	char tmp[4200], path[4200], text[160];
-	if (f->state_dir == NULL)
-		return 0;
-	snprintf(tmp, sizeof(tmp), "%s/.file-offsets.tmp", f->state_dir);
-	snprintf(path, sizeof(path), "%s/file-offsets", f->state_dir);
-	int n = snprintf(text, sizeof(text), "%" PRIu64 " %" PRIu64 " %" PRIu64 "\n%" PRIu64 " %" PRIu64
-	                 " %" PRIu64 "\n", f->prev[0], f->prev[1], f->prev[2], upper, offset, line);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	int rc = write(fd, text, (size_t)n) == n ? 0 : (errno ? -errno : SL_EIO);
-	close(fd);
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -errno;
-	if (rc == 0) {
-		f->prev[0] = upper;
-		f->prev[1] = offset;
-		f->prev[2] = line;
-	}
-	return rc;
-}
-
-/* Finds where to continue for the durable upper: 0 (offset and line set), or SL_EIO when the
- * upper has no entry (the state file was lost or belongs to other data). */
-static int offsets_resume(filesrc *f, uint64_t upper)
-{
-	char path[4200];
-	uint64_t e[2][3] = {{0}};
-	if (upper == 0 || f->state_dir == NULL)
-		return 0;
-	snprintf(path, sizeof(path), "%s/file-offsets", f->state_dir);
-	FILE *fp = fopen(path, "r");
-	if (fp == NULL)
-		return SL_EIO;
-	int n = fscanf(fp, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
-	               &e[0][0], &e[0][1], &e[0][2], &e[1][0], &e[1][1], &e[1][2]);
-	fclose(fp);
-	if (n != 6)
-		return SL_EIO;
-	for (int i = 1; i >= 0; i--) {
-		if (e[i][0] == upper) {
-			f->off = e[i][1];
-			f->line_no = e[i][2];
-			memcpy(f->prev, e[i], sizeof(f->prev));
-			return 0;
-		}
-	}
-	return SL_EIO;
-}
-
 /* Appends the batch at time t and advances every worker to t + 1. */
 static int file_flush(filesrc *f, sl_source *src)
 {
 	uint64_t t = SL_TIME_CLOSED, u;
-	uint32_t g, w;
-	size_t i, j;
+	uint32_t w;
 	int rc;
 
-	if (f->nitems == 0)
+	if (f->batch.nitems == 0)
 		return 0;
 	/* The least upper: after a crash between two advances, the workers ahead already have
 	 * this batch (see the top of the file). */
@@ -314,45 +206,16 @@ static int file_flush(filesrc *f, sl_source *src)
 			t = u;
 	}
 	if (t == SL_TIME_CLOSED) { /* hosts no worker of this source */
-		f->nitems = 0;
-		f->arena_len = 0;
+		sli_rowbatch_clear(&f->batch);
 		return 0;
 	}
-	if (f->ups_cap < f->nitems) {
-		sl_update *ups = realloc(f->ups, f->nitems * sizeof(*ups));
-
-		if (ups == NULL)
-			return SL_ENOMEM;
-		f->ups = ups;
-		f->ups_cap = f->nitems;
-	}
-	memset(f->counts, 0, 2u * f->workers * sizeof(*f->counts));
-	for (i = 0; i < f->nitems; i++)
-		f->counts[f->items[i].key]++;
-	for (g = 0; g < 2u * f->workers; g++) {
-		if (f->counts[g] == 0 || !sl_source_hosts(src, g / 2u) || sl_source_upper(src, g / 2u) > t)
-			continue;
-		for (i = 0, j = 0; i < f->nitems; i++) {
-			if (f->items[i].key != g)
-				continue;
-			f->ups[j].row.ptr = f->arena + f->items[i].off;
-			f->ups[j].row.len = f->items[i].len;
-			f->ups[j].time = t;
-			f->ups[j].diff = 1;
-			j++;
-		}
-		if ((rc = sl_source_append(src, g / 2u, (sl_collection)(g % 2u), f->ups, j)) != 0)
-			return rc;
-	}
 	/* The offset of the last complete line: a partial line at the end is read again. */
-	if ((rc = offsets_write(f, t + 1, f->off - f->line_bytes, f->line_no)) != 0)
+	uint64_t entry[3] = {t + 1, f->off - f->line_bytes, f->line_no};
+	if ((rc = sli_rowbatch_append(&f->batch, src, t)) != 0 ||
+	    (rc = sli_statefile_write(&f->state, entry)) != 0 ||
+	    (rc = sli_rowbatch_advance(&f->batch, src, t + 1)) != 0)
 		return rc;
-	for (w = 0; w < f->workers; w++) {
-		if (sl_source_hosts(src, w) && (rc = sl_source_advance(src, w, t + 1)) != 0)
-			return rc;
-	}
-	f->nitems = 0;
-	f->arena_len = 0;
+	sli_rowbatch_clear(&f->batch);
 	return 0;
 }
 
@@ -385,7 +248,7 @@ static int file_poll(filesrc *f, sl_source *src)
 		                 "file truncated after line %" PRIu64 "; reading it again from line 1",
 		                 f->line_no);
 
-		if ((rc = file_add(f, SL_ERR, msg, (size_t)n)) != 0)
+		if ((rc = sli_rowbatch_add(&f->batch, SL_ERR, msg, (size_t)n, 1)) != 0)
 			return rc;
 		f->off = 0;
 		f->line_no = 0;
@@ -475,29 +338,31 @@ int sli_file_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *
 	f->path = strdup(path);
 	f->line = malloc(SL_ROW_MAX);
 	f->chunk = malloc(READ_CHUNK);
-	f->counts = calloc(2 * workers, sizeof(*f->counts));
-	if (f->path == NULL || f->line == NULL || f->chunk == NULL || f->counts == NULL)
+	if (f->path == NULL || f->line == NULL || f->chunk == NULL ||
+	    sli_rowbatch_init(&f->batch, f->workers) != 0)
 		goto err_free;
 
 	if ((rc = sli_source_register_spec(st, sp, f->workers, 0, &src, err, errlen)) != 0) {
 		file_free(f);
 		return rc;
 	}
-	if (sl_storage_data_dir(st) != NULL) {
-		size_t n = strlen(sl_storage_data_dir(st)) + strlen(sp->name) + 16;
-		if ((f->state_dir = malloc(n)) == NULL)
-			goto err_free;
-		snprintf(f->state_dir, n, "%s/sources/%s", sl_storage_data_dir(st), sp->name);
-		uint64_t upper = SL_TIME_CLOSED;
+	if (sli_statefile_init(&f->state, st, sp->name, "file-offsets", 3) != 0)
+		goto err_free;
+	if (f->state.dir != NULL) {
+		uint64_t upper = SL_TIME_CLOSED, e[3];
 		for (uint32_t w = 0; w < f->workers; w++)
 			if (sl_source_hosts(src, w) && sl_source_upper(src, w) < upper)
 				upper = sl_source_upper(src, w);
-		if (upper != SL_TIME_CLOSED && offsets_resume(f, upper) != 0) {
-			snprintf(err, errlen, "source '%s': %s/file-offsets has no entry for the durable "
-			         "frontier %" PRIu64 ": cannot tell where to continue in %s", sp->name,
-			         f->state_dir, upper, path);
-			file_free(f);
-			return SL_EIO;
+		if (upper != SL_TIME_CLOSED) {
+			if (sli_statefile_resume(&f->state, upper, e) != 0) {
+				snprintf(err, errlen, "source '%s': %s/file-offsets has no entry for the "
+				         "durable frontier %" PRIu64 ": cannot tell where to continue in %s",
+				         sp->name, f->state.dir, upper, path);
+				file_free(f);
+				return SL_EIO;
+			}
+			f->off = e[1];
+			f->line_no = e[2];
 		}
 	}
 	if ((r = sli_runner_new(src)) == NULL)

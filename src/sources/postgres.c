@@ -20,7 +20,7 @@
  *
  * Durability: before the workers advance to t + 1, the LSN to stream from after that time
  * (the transaction's end LSN) is written to DATA/sources/NAME/pg-state, keyed by t + 1 (the
- * previous entry is kept, as file.c does).  At start the entry of the durable upper says where
+ * previous entry is kept: statefile.c).  At start the entry of the durable upper says where
  * to resume (LSN 0 = the snapshot was not finished: it is taken again, on a new slot).
  * PostgreSQL is told (flush LSN of Standby Status Updates) only LSNs whose changes are durable
  * here, so a SIGKILL loses nothing and duplicates nothing: the slot resends what follows the
@@ -31,14 +31,11 @@
  * doubling up to 5 s.  It never exits by itself.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "sources/pgoutput.h"
@@ -49,12 +46,6 @@
 #define BACKOFF_MAX_NS 5000000000u  /* 5 s */
 #define STATUS_EVERY_NS 1000000000u /* a Standby Status Update at least this often */
 #define RECV_TIMEOUT_MS 100
-
-typedef struct pending {
-	size_t off, len;
-	uint32_t key; /* worker * 2 + collection */
-	int64_t diff;
-} pending;
 
 typedef struct relinfo {
 	uint32_t relid;
@@ -68,8 +59,7 @@ typedef struct pgsrc {
 	uint32_t workers;
 	sli_source_runner *runner;
 	sl_source *src;
-	char *state_dir;  /* NULL without a data directory */
-	uint64_t prev[2]; /* the previous (upper, lsn) entry of pg-state */
+	sli_statefile state; /* pg-state: (upper, lsn) entries */
 
 	uint64_t resume_lsn;  /* stream from here; 0 = no snapshot yet */
 	uint64_t durable_lsn; /* told to PostgreSQL as flushed */
@@ -82,14 +72,7 @@ typedef struct pgsrc {
 	size_t nrels, rels_cap;
 	int in_txn, skip_txn;
 
-	/* the batch of one time */
-	uint8_t *arena;
-	size_t arena_len, arena_cap;
-	pending *items;
-	size_t nitems, items_cap;
-	sl_update *ups;
-	size_t ups_cap;
-	uint32_t *counts;
+	sli_rowbatch batch; /* the batch of one time */
 
 	char err[1024];
 	char last_reported[1024];
@@ -117,13 +100,10 @@ static void pg_free(void *arg)
 	free(p->conninfo);
 	free(p->pub);
 	free(p->slot);
-	free(p->state_dir);
+	sli_statefile_fini(&p->state);
 	free(p->msg);
 	free(p->rowbuf);
-	free(p->arena);
-	free(p->items);
-	free(p->ups);
-	free(p->counts);
+	sli_rowbatch_fini(&p->batch);
 	free(p);
 }
 
@@ -131,41 +111,9 @@ static void pg_free(void *arg)
 
 static int batch_add(pgsrc *p, sl_collection coll, const void *row, size_t len, int64_t diff)
 {
-	uint32_t w = 0;
-
 	if (len > SL_ROW_MAX)
 		len = SL_ROW_MAX; /* only err messages get here unchecked; cut them */
-	if (p->arena_len + len > p->arena_cap) {
-		size_t cap = p->arena_cap ? p->arena_cap : 65536;
-		uint8_t *a;
-
-		while (cap < p->arena_len + len)
-			cap *= 2;
-		if ((a = realloc(p->arena, cap)) == NULL)
-			return SL_ENOMEM;
-		p->arena = a;
-		p->arena_cap = cap;
-	}
-	if (p->nitems == p->items_cap) {
-		size_t cap = p->items_cap ? p->items_cap * 2 : 1024;
-		pending *it;
-
-		if ((it = realloc(p->items, cap * sizeof(*it))) == NULL)
-			return SL_ENOMEM;
-		p->items = it;
-		p->items_cap = cap;
-	}
-	if (len > 0)
-		memcpy(p->arena + p->arena_len, row, len);
-	if (p->workers > 1)
-		w = sl_ingest_route((sl_bytes){p->arena + p->arena_len, len}, p->workers);
-	p->items[p->nitems].off = p->arena_len;
-	p->items[p->nitems].len = len;
-	p->items[p->nitems].key = w * 2u + (uint32_t)coll;
-	p->items[p->nitems].diff = diff;
-	p->nitems++;
-	p->arena_len += len;
-	return 0;
+	return sli_rowbatch_add(&p->batch, coll, row, len, diff);
 }
 
 static int batch_errf(pgsrc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -186,60 +134,6 @@ static int batch_errf(pgsrc *p, const char *fmt, ...)
 	return batch_add(p, SL_ERR, msg, (size_t)n, 1);
 }
 
-/* Records that everything below `upper` came from PostgreSQL before `lsn`. */
-static int state_write(pgsrc *p, uint64_t upper, uint64_t lsn)
-{
-	char tmp[4200], path[4200], text[128];
-	int n, fd, rc;
-
-	if (p->state_dir == NULL)
-		return 0;
-	snprintf(tmp, sizeof(tmp), "%s/.pg-state.tmp", p->state_dir);
-	snprintf(path, sizeof(path), "%s/pg-state", p->state_dir);
-	n = snprintf(text, sizeof(text), "%" PRIu64 " %" PRIu64 "\n%" PRIu64 " %" PRIu64 "\n",
-	             p->prev[0], p->prev[1], upper, lsn);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-		return -errno;
-	rc = write(fd, text, (size_t)n) == n ? 0 : (errno ? -errno : SL_EIO);
-	close(fd);
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -errno;
-	if (rc == 0) {
-		p->prev[0] = upper;
-		p->prev[1] = lsn;
-	}
-	return rc;
-}
-
-/* The LSN recorded for the durable upper: 0 with *lsn set, or SL_EIO when there is none. */
-static int state_resume(pgsrc *p, uint64_t upper, uint64_t *lsn)
-{
-	char path[4200];
-	uint64_t e[2][2] = {{0}};
-	FILE *fp;
-	int n;
-
-	*lsn = 0;
-	if (upper == 0 || p->state_dir == NULL)
-		return 0;
-	snprintf(path, sizeof(path), "%s/pg-state", p->state_dir);
-	if ((fp = fopen(path, "r")) == NULL)
-		return SL_EIO;
-	n = fscanf(fp, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &e[0][0], &e[0][1], &e[1][0],
-	           &e[1][1]);
-	fclose(fp);
-	if (n != 4)
-		return SL_EIO;
-	for (int i = 1; i >= 0; i--) {
-		if (e[i][0] == upper) {
-			*lsn = e[i][1];
-			memcpy(p->prev, e[i], sizeof(p->prev));
-			return 0;
-		}
-	}
-	return SL_EIO;
-}
-
 /* The least upper of the workers (all hosted here: see sli_postgres_start). */
 static uint64_t least_upper(pgsrc *p)
 {
@@ -256,47 +150,18 @@ static uint64_t least_upper(pgsrc *p)
 static int batch_flush(pgsrc *p, uint64_t lsn, int force)
 {
 	uint64_t t;
-	size_t i, j;
 	int rc;
 
-	if (p->nitems == 0 && !force)
+	if (p->batch.nitems == 0 && !force)
 		return 0;
 	if ((t = least_upper(p)) == SL_TIME_CLOSED)
 		return SL_ECLOSED;
-	if (p->ups_cap < p->nitems) {
-		sl_update *ups = realloc(p->ups, p->nitems * sizeof(*ups));
-
-		if (ups == NULL)
-			return SL_ENOMEM;
-		p->ups = ups;
-		p->ups_cap = p->nitems;
-	}
-	memset(p->counts, 0, 2u * p->workers * sizeof(*p->counts));
-	for (i = 0; i < p->nitems; i++)
-		p->counts[p->items[i].key]++;
-	for (uint32_t g = 0; g < 2u * p->workers; g++) {
-		/* a worker ahead of t has this batch already (a crash between two advances) */
-		if (p->counts[g] == 0 || sl_source_upper(p->src, g / 2u) > t)
-			continue;
-		for (i = 0, j = 0; i < p->nitems; i++) {
-			if (p->items[i].key != g)
-				continue;
-			p->ups[j].row.ptr = p->arena + p->items[i].off;
-			p->ups[j].row.len = p->items[i].len;
-			p->ups[j].time = t;
-			p->ups[j].diff = p->items[i].diff;
-			j++;
-		}
-		if ((rc = sl_source_append(p->src, g / 2u, (sl_collection)(g % 2u), p->ups, j)) != 0)
-			return rc;
-	}
-	if ((rc = state_write(p, t + 1, lsn)) != 0)
+	uint64_t entry[2] = {t + 1, lsn};
+	if ((rc = sli_rowbatch_append(&p->batch, p->src, t)) != 0 ||
+	    (rc = sli_statefile_write(&p->state, entry)) != 0 ||
+	    (rc = sli_rowbatch_advance(&p->batch, p->src, t + 1)) != 0)
 		return rc;
-	for (uint32_t w = 0; w < p->workers; w++)
-		if ((rc = sl_source_advance(p->src, w, t + 1)) != 0)
-			return rc;
-	p->nitems = 0;
-	p->arena_len = 0;
+	sli_rowbatch_clear(&p->batch);
 	p->resume_lsn = lsn;
 	if (lsn > p->durable_lsn)
 		p->durable_lsn = lsn;
@@ -305,8 +170,7 @@ static int batch_flush(pgsrc *p, uint64_t lsn, int force)
 
 static void batch_drop(pgsrc *p)
 {
-	p->nitems = 0;
-	p->arena_len = 0;
+	sli_rowbatch_clear(&p->batch);
 }
 
 /* ---- errors ---- */
@@ -553,7 +417,7 @@ static int handle(pgsrc *p, const uint8_t *buf, size_t len, uint64_t lsn)
 			batch_drop(p);
 			return 0;
 		}
-		if (p->nitems == 0) { /* nothing published changed: nothing to make durable */
+		if (p->batch.nitems == 0) { /* nothing published changed: nothing to make durable */
 			if (m->end_lsn > p->durable_lsn)
 				p->durable_lsn = m->end_lsn;
 			return 0;
@@ -645,7 +509,7 @@ static int session(pgsrc *p, int *progressed)
 			snprintf(p->err, sizeof(p->err), "replication slot \"%s\" does not exist (was it "
 			         "dropped?): the changes after LSN %s cannot be streamed; to start over "
 			         "with a new snapshot, stop sluiced and remove %s", p->slot, l,
-			         p->state_dir ? p->state_dir : "the source's data");
+			         p->state.dir ? p->state.dir : "the source's data");
 			return -1;
 		}
 	}
@@ -676,7 +540,7 @@ static int session(pgsrc *p, int *progressed)
 			/* Between transactions everything received is durable (each commit was made
 			 * durable before the next message was read), so the server's position may be
 			 * confirmed: nothing before it is left to send. */
-			if (!p->in_txn && p->nitems == 0 && walend > p->durable_lsn)
+			if (!p->in_txn && p->batch.nitems == 0 && walend > p->durable_lsn)
 				p->durable_lsn = walend;
 			reply = buf[17] != 0;
 		} else if (rc == 1) {
@@ -764,7 +628,7 @@ int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, ch
 	const char *conninfo = sli_spec_get(sp, "conninfo");
 	const char *pub = sli_spec_get(sp, "publication");
 	const char *slot = sli_spec_get(sp, "slot");
-	uint64_t workers, upper, lsn;
+	uint64_t workers, upper, lsn, e[2];
 	sl_source *src;
 	sli_source_runner *r;
 	pgsrc *p;
@@ -798,9 +662,8 @@ int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, ch
 	p->slot = slot ? strdup(slot) : default_slot(sp->name);
 	p->msg = malloc(sizeof(*p->msg));
 	p->rowbuf = malloc(SL_ROW_MAX);
-	p->counts = calloc(2 * workers, sizeof(*p->counts));
 	if (p->name == NULL || p->conninfo == NULL || p->pub == NULL || p->slot == NULL ||
-	    p->msg == NULL || p->rowbuf == NULL || p->counts == NULL)
+	    p->msg == NULL || p->rowbuf == NULL || sli_rowbatch_init(&p->batch, p->workers) != 0)
 		goto err_free;
 	if (!slot_name_ok(p->slot)) {
 		snprintf(err, errlen, "source '%s': the default slot name %s is too long: give slot=S",
@@ -827,33 +690,30 @@ int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, ch
 		pg_free(p);
 		return SL_ECLOSED;
 	}
-	if (sl_storage_data_dir(st) != NULL) {
-		size_t n = strlen(sl_storage_data_dir(st)) + strlen(sp->name) + 16;
-
-		if ((p->state_dir = malloc(n)) == NULL)
-			goto err_free;
-		snprintf(p->state_dir, n, "%s/sources/%s", sl_storage_data_dir(st), sp->name);
-		if (state_resume(p, upper, &lsn) != 0) {
+	if (sli_statefile_init(&p->state, st, sp->name, "pg-state", 2) != 0)
+		goto err_free;
+	if (p->state.dir != NULL) {
+		if (sli_statefile_resume(&p->state, upper, e) != 0) {
 			snprintf(err, errlen, "source '%s': %s/pg-state has no entry for the durable "
 			         "frontier %" PRIu64 ": cannot tell where to resume the slot", sp->name,
-			         p->state_dir, upper);
+			         p->state.dir, upper);
 			pg_free(p);
 			return SL_EIO;
 		}
+		lsn = e[1];
 		p->resume_lsn = lsn;
 		p->durable_lsn = lsn;
 		/* A crash between two workers' advances right after the snapshot: the workers
 		 * still before it cannot be given the same snapshot again. */
 		for (uint32_t w = 0; lsn == 0 && w < p->workers; w++) {
-			if (sl_source_upper(src, w) > upper && p->prev[0] == upper) {
-				uint64_t e2;
-				pgsrc probe = *p;
+			if (sl_source_upper(src, w) > upper && p->state.prev[0] == upper) {
+				sli_statefile probe = p->state;
 
-				if (state_resume(&probe, upper + 1, &e2) == 0 && e2 != 0) {
+				if (sli_statefile_resume(&probe, upper + 1, e) == 0 && e[1] != 0) {
 					snprintf(err, errlen, "source '%s': a crash interrupted the end of the "
 					         "initial snapshot (workers at %" PRIu64 " and %" PRIu64 "): remove "
 					         "%s and its logs to take it again", sp->name, upper,
-					         sl_source_upper(src, w), p->state_dir);
+					         sl_source_upper(src, w), p->state.dir);
 					pg_free(p);
 					return SL_EIO;
 				}

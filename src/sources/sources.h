@@ -114,4 +114,72 @@ int sli_source_register_spec(sl_storage *st, const sli_spec *sp, uint32_t worker
 /* The most workers a built-in source may have. */
 #define SLI_SOURCE_MAX_WORKERS 4096u
 
+/* ---- the batch of one time (rowbatch.c; file and postgres sources) ----
+ *
+ * A source gathers the rows of one time with sli_rowbatch_add (each routed to a worker like an
+ * ingested row, sl_ingest_route over its bytes), picks the time t, appends them all at t with
+ * sli_rowbatch_append, records where it is (sli_statefile_write), then moves the uppers to
+ * t + 1 with sli_rowbatch_advance and empties the batch with sli_rowbatch_clear. */
+
+typedef struct sli_rowbatch_item {
+	size_t off; /* into arena */
+	size_t len;
+	uint32_t key; /* worker * 2 + collection */
+	int64_t diff;
+} sli_rowbatch_item;
+
+typedef struct sli_rowbatch {
+	uint32_t workers;
+	uint8_t *arena;
+	size_t arena_len, arena_cap;
+	sli_rowbatch_item *items;
+	size_t nitems, items_cap;
+	sl_update *ups; /* the rows of one worker and collection, for sl_source_append */
+	size_t ups_cap;
+	uint32_t *counts; /* rows per key: 2 * workers */
+} sli_rowbatch;
+
+/* 0 or SL_ENOMEM.  Free with sli_rowbatch_fini (also after a failure). */
+int sli_rowbatch_init(sli_rowbatch *b, uint32_t workers);
+void sli_rowbatch_fini(sli_rowbatch *b);
+/* Copies one row (len <= SL_ROW_MAX is the caller's to check) into the batch.  0 or SL_ENOMEM. */
+int sli_rowbatch_add(sli_rowbatch *b, sl_collection coll, const void *row, size_t len,
+                     int64_t diff);
+/* Appends every row at time t, one sl_source_append per worker and collection, skipping the
+ * workers this process does not host and those whose upper is already past t (they got this
+ * batch before a crash between two advances).  The batch is kept.  0 or the append's code. */
+int sli_rowbatch_append(sli_rowbatch *b, sl_source *src, uint64_t t);
+/* Advances every worker hosted here to upper.  0 or the first failure's code. */
+int sli_rowbatch_advance(const sli_rowbatch *b, sl_source *src, uint64_t upper);
+/* Empties the batch (its memory is kept for the next one). */
+void sli_rowbatch_clear(sli_rowbatch *b);
+
+/* ---- restart state (statefile.c; file and postgres sources) ----
+ *
+ * DATA/sources/NAME/FILE maps an upper to where the source continues from there: entries of
+ * nvals numbers, the upper first.  The newest entry and the one before it are kept, written
+ * atomically (by rename) before the workers advance to the new upper, so after a crash the
+ * durable upper -- the new one or, if the advance was lost, the previous -- has an entry. */
+
+#define SLI_STATEFILE_MAX_VALS 3
+
+typedef struct sli_statefile {
+	char *dir;        /* DATA/sources/NAME; NULL without a data directory (nothing is kept) */
+	const char *file; /* a literal: the name in dir */
+	size_t nvals;     /* numbers per entry, <= SLI_STATEFILE_MAX_VALS */
+	uint64_t prev[SLI_STATEFILE_MAX_VALS]; /* the entry written or found last */
+} sli_statefile;
+
+/* Sets up the state file FILE of source `source` (file must outlive s).  0 or SL_ENOMEM. */
+int sli_statefile_init(sli_statefile *s, sl_storage *st, const char *source, const char *file,
+                       size_t nvals);
+void sli_statefile_fini(sli_statefile *s);
+/* Records entry (nvals numbers, entry[0] the upper) after the previous one.  0 (also without
+ * a data directory) or a negative errno / SL_EIO. */
+int sli_statefile_write(sli_statefile *s, const uint64_t *entry);
+/* Finds the entry of upper and copies it to entry (nvals numbers): 0, or SL_EIO when there is
+ * none (the file was lost or belongs to other data).  Upper 0 or no data directory: 0 with
+ * entry all zero. */
+int sli_statefile_resume(sli_statefile *s, uint64_t upper, uint64_t *entry);
+
 #endif
