@@ -197,7 +197,6 @@ int sli_counter_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, cha
 	uint64_t workers, max, keep, rate, errors;
 	counter *c;
 	sl_source *src;
-	sli_source_runner *r;
 	int rc;
 
 	if ((rc = sli_spec_get_u64(sp, "workers", 1, 1, SLI_SOURCE_MAX_WORKERS, &workers, err,
@@ -231,18 +230,7 @@ int sli_counter_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, cha
 		counter_free(c);
 		return rc;
 	}
-	if ((r = sli_runner_new(src)) == NULL)
-		goto err_free_counter;
-	r->state = c;
-	r->free_state = counter_free;
-	if ((rc = sli_runner_spawn(r, counter_main)) != 0) {
-		snprintf(err, errlen, "source '%s': cannot start its thread: %s", sp->name,
-		         sl_strerror(rc));
-		sli_source_stop(r);
-		return rc;
-	}
-	*out = r;
-	return 0;
+	return sli_runner_start(src, sp->name, c, counter_free, counter_main, out, err, errlen);
 
 err_free_counter:
 	counter_free(c);

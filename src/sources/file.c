@@ -307,7 +307,6 @@ int sli_file_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *
 	int csv = 0, rc, have_columns = sli_spec_get(sp, "columns") != NULL;
 	filesrc *f;
 	sl_source *src;
-	sli_source_runner *r;
 
 	if (path == NULL || *path == '\0') {
 		snprintf(err, errlen, "source '%s': kind file needs path=P", sp->name);
@@ -365,18 +364,7 @@ int sli_file_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *
 			f->line_no = e[2];
 		}
 	}
-	if ((r = sli_runner_new(src)) == NULL)
-		goto err_free;
-	r->state = f;
-	r->free_state = file_free;
-	if ((rc = sli_runner_spawn(r, file_main)) != 0) {
-		snprintf(err, errlen, "source '%s': cannot start its thread: %s", sp->name,
-		         sl_strerror(rc));
-		sli_source_stop(r);
-		return rc;
-	}
-	*out = r;
-	return 0;
+	return sli_runner_start(src, sp->name, f, file_free, file_main, out, err, errlen);
 
 err_free:
 	file_free(f);

@@ -568,6 +568,8 @@ static void *pg_main(void *arg)
 	pgsrc *p = run->state;
 	uint64_t backoff = BACKOFF_MIN_NS;
 
+	p->runner = run;
+
 	while (!sli_runner_stopping(run)) {
 		int progressed = 0, rc = session(p, &progressed);
 
@@ -630,7 +632,6 @@ int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, ch
 	const char *slot = sli_spec_get(sp, "slot");
 	uint64_t workers, upper, lsn, e[2];
 	sl_source *src;
-	sli_source_runner *r;
 	pgsrc *p;
 	int rc;
 
@@ -720,19 +721,7 @@ int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, ch
 			}
 		}
 	}
-	if ((r = sli_runner_new(src)) == NULL)
-		goto err_free;
-	p->runner = r;
-	r->state = p;
-	r->free_state = pg_free;
-	if ((rc = sli_runner_spawn(r, pg_main)) != 0) {
-		snprintf(err, errlen, "source '%s': cannot start its thread: %s", sp->name,
-		         sl_strerror(rc));
-		sli_source_stop(r);
-		return rc;
-	}
-	*out = r;
-	return 0;
+	return sli_runner_start(src, sp->name, p, pg_free, pg_main, out, err, errlen);
 
 err_free:
 	pg_free(p);

@@ -85,6 +85,11 @@ struct sli_source_runner {
 
 /* Allocates a runner (no thread yet).  NULL on out-of-memory. */
 sli_source_runner *sli_runner_new(sl_source *src);
+/* A kind's start, once its state is built: a runner for src that owns state (freed by
+ * free_state after the thread was joined, or at once when this fails), running fn(runner) on
+ * its thread.  0 with *out, or SL_ENOMEM / -errno with a message naming the source in err. */
+int sli_runner_start(sl_source *src, const char *name, void *state, void (*free_state)(void *),
+                     void *(*fn)(void *), sli_source_runner **out, char *err, size_t errlen);
 /* Starts fn(r) on the runner's thread.  0 or -errno. */
 int sli_runner_spawn(sli_source_runner *r, void *(*fn)(void *));
 /* Sleeps up to ns nanoseconds; returns early (1) when the runner is stopping, else 0. */

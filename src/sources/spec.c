@@ -209,6 +209,28 @@ sli_source_runner *sli_runner_new(sl_source *src)
 	return r;
 }
 
+int sli_runner_start(sl_source *src, const char *name, void *state, void (*free_state)(void *),
+                     void *(*fn)(void *), sli_source_runner **out, char *err, size_t errlen)
+{
+	sli_source_runner *r = sli_runner_new(src);
+	int rc;
+
+	if (r == NULL) {
+		free_state(state);
+		snprintf(err, errlen, "source '%s': out of memory", name);
+		return SL_ENOMEM;
+	}
+	r->state = state;
+	r->free_state = free_state;
+	if ((rc = sli_runner_spawn(r, fn)) != 0) {
+		snprintf(err, errlen, "source '%s': cannot start its thread: %s", name, sl_strerror(rc));
+		sli_source_stop(r); /* frees the state */
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
 int sli_runner_spawn(sli_source_runner *r, void *(*fn)(void *))
 {
 	int rc = pthread_create(&r->thread, NULL, fn, r);
