@@ -91,6 +91,36 @@ typedef struct cli_security {
 /* The program's settings (one per process: the options apply to its one command). */
 extern cli_security cli_sec;
 
+/* ---- a short conversation with one storage process (cli_conn.c) ---- */
+
+struct sli_frame;
+struct sli_buf;
+struct ssl_ctx_st;
+struct ssl_st;
+
+/* Connected (with TLS per cli_sec), everything under one deadline. */
+typedef struct cli_conn {
+	int fd;
+	struct ssl_ctx_st *ctx;
+	struct ssl_st *ssl;
+	uint64_t deadline;
+} cli_conn;
+
+uint64_t cli_now_ms(void);
+/* Connects to server (and does the TLS handshake when cli_sec asks for TLS); the deadline for
+ * the whole conversation is timeout_ms from now.  0, or a negative code with a one-line
+ * reason in err (k is closed then). */
+int cli_conn_open(cli_conn *k, const char *server, uint32_t timeout_ms, char *err, size_t errlen);
+/* A Hello from the program called name (a string literal), with cli_sec's token if any. */
+void cli_conn_hello(struct sli_frame *f, const char *name);
+/* Sends all of b.  0 or a negative code. */
+int cli_conn_send(cli_conn *k, const struct sli_buf *b);
+/* Reads until one frame is decoded into *f, pointing into buf (cap bytes, *len of them used);
+ * Pings, and Hellos unless want_hello, are skipped.  The frame's size, or a negative code. */
+ssize_t cli_conn_next(cli_conn *k, uint8_t *buf, size_t cap, size_t *len, struct sli_frame *f,
+                      int want_hello);
+void cli_conn_close(cli_conn *k);
+
 /* Stores the option if it is one of the above: 1, else 0. */
 int cli_security_opt(cli_security *s, const char *name, const char *val);
 /* Checks the options and reads the token file.  0, or -1 with a one-line reason in err. */

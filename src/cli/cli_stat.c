@@ -33,6 +33,7 @@
 
 static const char usage_stat[] =
 	"usage: sluice stat [--server HOST:PORT] [--once] [--interval S]\n"
+	"                   [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--auth-token-file FILE]\n"
 	"\n"
 	"Shows what a storage process (and every other process of its cluster) is\n"
 	"doing, refreshed every S seconds until interrupted: connections, bytes and\n"
@@ -43,28 +44,10 @@ static const char usage_stat[] =
 	"\n"
 	"  --server HOST:PORT   a storage process (default 127.0.0.1:6876)\n"
 	"  --once               print once and exit (for scripts)\n"
-	"  --interval S         seconds between refreshes (default 1; fractions allowed)\n";
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+	"  --interval S         seconds between refreshes (default 1; fractions allowed)\n"
+	CLI_SECURITY_HELP;
 
 /* ---- the conversation ---- */
-
-static int wait_fd(int fd, short events, uint64_t deadline)
-{
-	uint64_t now = now_ms();
-	struct pollfd p = {.fd = fd, .events = events};
-	if (now >= deadline)
-		return SL_ETIMEDOUT;
-	int n = poll(&p, 1, (int)(deadline - now));
-	if (n < 0 && errno != EINTR)
-		return -errno;
-	return n == 0 ? SL_ETIMEDOUT : 0;
-}
 
 /* The processes of the cluster the server belongs to (one, outside a cluster). */
 struct cmap {
@@ -101,104 +84,70 @@ static int cmap_set(struct cmap *m, const sli_cluster *c)
  * one-line reason in err. */
 static int fetch_stats(const char *server, char **text, struct cmap *map, char *err, size_t errlen)
 {
-	uint64_t deadline = now_ms() + STAT_TIMEOUT_MS;
-	int fd = sli_connect_tcp(server, STAT_TIMEOUT_MS / 2), rc = 0;
-	size_t cap = STAT_MAX_FRAME, len = 0, off = 0;
+	size_t cap = STAT_MAX_FRAME, len = 0;
 	uint8_t *buf = NULL;
 	sli_buf out;
+	cli_conn k;
+	int rc;
 
+	if ((rc = cli_conn_open(&k, server, STAT_TIMEOUT_MS, err, errlen)) != 0)
+		return rc;
 	sli_buf_init(&out);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot connect to %s: %s", server, sl_strerror(fd));
-		return fd;
-	}
-	sli_frame hello = {.type = SLI_HELLO}, req = {.type = SLI_STATS_REQUEST};
-	sli_frame cm = {.type = SLI_CLUSTER_MAP};
-	hello.u.hello = (sli_hello){.magic = SLI_MAGIC, .version = SLI_PROTO_VERSION,
-	                            .session = (uint64_t)getpid() ^ now_ms(),
-	                            .name = {(const uint8_t *)"sluice stat", 11}};
+	sli_frame hello, req = {.type = SLI_STATS_REQUEST}, cm = {.type = SLI_CLUSTER_MAP};
+	cli_conn_hello(&hello, "sluice stat");
 	if (sli_frame_encode(&out, &hello) != 0 || (map != NULL && sli_frame_encode(&out, &cm) != 0) ||
 	    sli_frame_encode(&out, &req) != 0 || (buf = malloc(cap)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		rc = SL_ENOMEM;
 		goto out;
 	}
-	while (off < out.len) {
-		ssize_t n = send(fd, out.ptr + off, out.len - off, MSG_NOSIGNAL);
-		if (n > 0) {
-			off += (size_t)n;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if ((rc = wait_fd(fd, POLLOUT, deadline)) != 0)
-				break;
-		} else if (!(n < 0 && errno == EINTR)) {
-			rc = n < 0 ? -errno : SL_EDISCONNECTED;
-			break;
-		}
-	}
-	if (rc != 0) {
+	if ((rc = cli_conn_send(&k, &out)) != 0) {
 		snprintf(err, errlen, "cannot send to %s: %s", server, sl_strerror(rc));
 		goto out;
 	}
 	for (;;) {
 		sli_frame f;
-		ssize_t r = sli_frame_decode(buf, len, STAT_MAX_FRAME - 64, &f);
+		ssize_t r = cli_conn_next(&k, buf, cap, &len, &f, 0);
 		if (r < 0) {
 			rc = (int)r;
-			snprintf(err, errlen, "bad answer from %s: %s", server, sl_strerror(rc));
+			if (rc == SL_EPROTO || rc == SL_ETOOBIG)
+				snprintf(err, errlen, "bad answer from %s: %s", server, sl_strerror(rc));
+			else
+				snprintf(err, errlen, "no stats from %s: %s (is it a sluice storage server?)",
+				         server, sl_strerror(rc));
 			goto out;
 		}
-		if (r > 0) {
-			if (f.type == SLI_STATS) {
-				if ((*text = malloc(f.u.stats.text.len + 1)) == NULL) {
-					rc = SL_ENOMEM;
-					snprintf(err, errlen, "out of memory");
-					goto out;
-				}
-				memcpy(*text, f.u.stats.text.ptr, f.u.stats.text.len);
-				(*text)[f.u.stats.text.len] = '\0';
-				goto out;
-			}
-			if (f.type == SLI_CLUSTER && map != NULL && map->addrs == NULL &&
-			    (rc = cmap_set(map, &f.u.cluster)) != 0) {
+		if (f.type == SLI_STATS) {
+			if ((*text = malloc(f.u.stats.text.len + 1)) == NULL) {
+				rc = SL_ENOMEM;
 				snprintf(err, errlen, "out of memory");
 				goto out;
 			}
-			if (f.type == SLI_ERROR) {
-				rc = f.u.error.code;
-				snprintf(err, errlen, "%s refused: %.*s", server, (int)f.u.error.message.len,
-				         (const char *)f.u.error.message.ptr);
-				goto out;
-			}
-			/* Hello, Ping and Cluster come before the Stats. */
-			memmove(buf, buf + r, len - (size_t)r);
-			len -= (size_t)r;
-			continue;
+			memcpy(*text, f.u.stats.text.ptr, f.u.stats.text.len);
+			(*text)[f.u.stats.text.len] = '\0';
+			goto out;
 		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n > 0) {
-			len += (size_t)n;
-			continue;
+		if (f.type == SLI_CLUSTER && map != NULL && map->addrs == NULL &&
+		    (rc = cmap_set(map, &f.u.cluster)) != 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
 		}
-		if (n == 0) {
-			rc = SL_EDISCONNECTED;
-		} else if (errno == EINTR) {
-			continue;
-		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if ((rc = wait_fd(fd, POLLIN, deadline)) == 0)
-				continue;
-		} else {
-			rc = -errno;
+		if (f.type == SLI_ERROR) {
+			rc = f.u.error.code;
+			snprintf(err, errlen, "%s refused: %.*s", server, (int)f.u.error.message.len,
+			         (const char *)f.u.error.message.ptr);
+			goto out;
 		}
-		snprintf(err, errlen, "no stats from %s: %s (is it a sluice storage server?)", server,
-		         sl_strerror(rc));
-		goto out;
+		/* the Cluster comes before the Stats */
+		memmove(buf, buf + r, len - (size_t)r);
+		len -= (size_t)r;
 	}
 out:
 	if (rc != 0 && map != NULL)
 		cmap_fini(map);
 	sli_buf_fini(&out);
 	free(buf);
-	close(fd);
+	cli_conn_close(&k);
 	return rc;
 }
 
@@ -686,7 +635,7 @@ static void on_stop(int sig)
 int cli_stat(int argc, char **argv)
 {
 	static const cli_opt opts[] = {{"server", 1}, {"once", 0}, {"interval", 1}, {"help", 0},
-	                               {NULL, 0}};
+	                               CLI_SECURITY_OPTS, {NULL, 0}};
 	const char *server = "127.0.0.1:6876", *val;
 	const cli_opt *opt;
 	char err[512];
@@ -718,7 +667,7 @@ int cli_stat(int argc, char **argv)
 				        "(see sluice stat --help)\n", val);
 				return 2;
 			}
-		} else {
+		} else if (!cli_security_opt(&cli_sec, opt->name, val)) {
 			server = val;
 		}
 	}
@@ -726,6 +675,10 @@ int cli_stat(int argc, char **argv)
 		fprintf(stderr, "sluice: bad --server address '%s': expected HOST:PORT (see sluice stat "
 		        "--help)\n", server);
 		return 2;
+	}
+	if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
 	}
 	int tty = isatty(1);
 	struct sigaction sa = {0};
@@ -741,8 +694,10 @@ int cli_stat(int argc, char **argv)
 			/* A refresh that fails is shown and retried; the first (or --once) ends it. */
 			fprintf(stderr, "sluice: %s\n", err);
 			cmap_fini(&map);
-			if (once || first)
-				return 1;
+			if (once || first) {
+				status = 1;
+				break;
+			}
 		} else {
 			if (tty && !once)
 				fputs("\033[H\033[2J", stdout);
@@ -772,5 +727,6 @@ int cli_stat(int argc, char **argv)
 		while (!stop_flag && nanosleep(&ts, &ts) != 0 && errno == EINTR)
 			;
 	}
+	cli_security_fini(&cli_sec);
 	return status;
 }

@@ -64,6 +64,11 @@ run_client srcnone "$SLUICE" sources --server "$P"
 expect_auth_refused srcnone "sources without a token"
 run_client ingnone "$SLUICE" ingest --server "$P" in
 expect_auth_refused ingnone "ingest without a token"
+run_client statnone "$SLUICE" stat --once --server "$P"
+expect_auth_refused statnone "stat without a token"
+run_client stat "$SLUICE" stat --once --server "$P" --auth-token-file "$TMP/token"
+[[ $RC -eq 0 ]] || fail "stat with the token exited with $RC: $(cat "$TMP/stat.err")"
+grep -Eq '^c +0 +closed' "$TMP/stat.out" || fail "stat with the token does not show source c: $(cat "$TMP/stat.out")"
 run_client promnone "$SLUICE" promote --server "$P"
 expect_auth_refused promnone "promote without a token"
 # (with the token, promote reaches the server: which refuses, not being a standby)

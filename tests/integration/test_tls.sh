@@ -77,6 +77,12 @@ expect_diff "$TMP/expected" "$TMP/tail.out" "TLS tail"
 run_client sources "$SLUICE" sources --server "$T" --tls-ca "$CA"
 [[ $RC -eq 0 ]] || fail "TLS sources exited with $RC: $(cat "$TMP/sources.err")"
 grep -q "^c	.*	counter	2	closed$" "$TMP/sources.out" || fail "TLS sources printed: $(cat "$TMP/sources.out")"
+run_client stat "$SLUICE" stat --once --server "$T" --tls-ca "$CA"
+[[ $RC -eq 0 ]] || fail "TLS stat exited with $RC: $(cat "$TMP/stat.err")"
+grep -Eq '^c +0 +closed' "$TMP/stat.out" || fail "TLS stat printed: $(cat "$TMP/stat.out")"
+run_client statplain "$SLUICE" stat --once --server "$T"
+[[ $RC -eq 1 ]] && grep -q "requires TLS" "$TMP/statplain.err" ||
+	fail "plaintext stat of a TLS server: exit $RC, said: $(cat "$TMP/statplain.err")"
 
 # A few MB through TLS (many records per read, partial writes under flow control): exact.
 run_client big "$SLUICE" tail --server "$T" --tls-ca "$CA" --consolidate big
