@@ -1810,6 +1810,31 @@ void sli_client_map(const sl_client *c, uint64_t *fingerprint, uint32_t *count,
 	*entries = (const char (*)[SLI_MAP_ENTRY_MAX])c->map;
 }
 
+/* Frees the client and what it owns beside its connections (the per-process request tables,
+ * the routing table, the address lists, TLS and token); NULL members are fine, so a client
+ * that failed half way through opening is freed the same way as a closed one. */
+static void client_free(sl_client *c)
+{
+	free(c->list_parts);
+	free(c->list_nparts);
+	free(c->append_state);
+	free(c->append_rcs);
+	free(c->append_times);
+	free(c->append_msgs);
+	free(c->wsrc);
+	free(c->wcount);
+	free(c->tbuckets);
+	free(c->addrs);
+	free(c->map);
+	SSL_CTX_free(c->tls);
+	free(c->token);
+	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->list_mu);
+	pthread_mutex_destroy(&c->append_mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
+
 int sl_client_open(const sl_client_config *cfg, sl_client **out)
 {
 	sl_client_config def;
@@ -1824,19 +1849,25 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		cfg = &def;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return SL_ENOMEM;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->list_mu, NULL);
+	pthread_mutex_init(&c->append_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	c->cfg = *cfg;
 	if (snprintf(c->server, sizeof(c->server), "%s", cfg->server ? cfg->server : def.server) >=
 	    (int)sizeof(c->server)) {
-		free(c);
 		sli_set_last_error("server address too long");
-		return SL_EARG;
+		rc = SL_EARG;
+		goto err_free;
 	}
 	c->cfg.server = c->server;
 	if (strchr(c->server, ',') != NULL &&
 	    (rc = split_addrs(c->server, ',', &c->addrs, &c->naddrs)) != 0) {
-		free(c);
 		sli_set_last_error("bad server list '%s'", cfg->server);
-		return rc;
+		goto err_free;
 	}
 	if (c->cfg.window == 0)
 		c->cfg.window = WINDOW_DEFAULT;
@@ -1857,16 +1888,12 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 		if ((rc = sli_tls_client_ctx(c->cfg.tls_ca, c->cfg.tls_cert, c->cfg.tls_key, &c->tls,
 		                             why, sizeof(why))) != 0) {
 			sli_set_last_error("%s", why);
-			free(c->addrs);
-			free(c);
-			return rc;
+			goto err_free;
 		}
 	}
 	if (c->cfg.auth_token != NULL && (c->token = strdup(c->cfg.auth_token)) == NULL) {
-		SSL_CTX_free(c->tls);
-		free(c->addrs);
-		free(c);
-		return SL_ENOMEM;
+		rc = SL_ENOMEM;
+		goto err_free;
 	}
 	/* the caller's strings are read during the call only */
 	c->cfg.tls_ca = c->cfg.tls_cert = c->cfg.tls_key = c->cfg.auth_token = NULL;
@@ -1875,13 +1902,6 @@ int sl_client_open(const sl_client_config *cfg, sl_client **out)
 	if (getrandom(&c->session, sizeof(c->session), 0) != sizeof(c->session))
 		c->session = sli_now_ms() ^ ((uint64_t)getpid() << 32);
 	c->rng = c->session | 1;
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_mutex_init(&c->list_mu, NULL);
-	pthread_mutex_init(&c->append_mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cv, &ca);
-	pthread_condattr_destroy(&ca);
 	if ((rc = cluster_open(c)) != 0)
 		goto err_free;
 	c->list_parts = calloc(c->nconns, sizeof(*c->list_parts));
@@ -1928,22 +1948,8 @@ err_conns:
 	for (uint32_t i = 0; i < c->nconns; i++)
 		conn_fini(&c->conns[i]);
 	free(c->conns);
-	free(c->list_parts);
-	free(c->list_nparts);
-	free(c->append_state);
-	free(c->append_rcs);
-	free(c->append_times);
-	free(c->append_msgs);
 err_free:
-	free(c->addrs);
-	free(c->map);
-	SSL_CTX_free(c->tls);
-	free(c->token);
-	pthread_mutex_destroy(&c->mu);
-	pthread_mutex_destroy(&c->list_mu);
-	pthread_mutex_destroy(&c->append_mu);
-	pthread_cond_destroy(&c->cv);
-	free(c);
+	client_free(c);
 	return rc;
 }
 
@@ -1987,22 +1993,5 @@ void sl_client_close(sl_client *c)
 		free(c->append_msgs[i]);
 	}
 	free(c->conns);
-	free(c->list_parts);
-	free(c->list_nparts);
-	free(c->append_state);
-	free(c->append_rcs);
-	free(c->append_times);
-	free(c->append_msgs);
-	free(c->wsrc);
-	free(c->wcount);
-	free(c->tbuckets);
-	free(c->addrs);
-	free(c->map);
-	SSL_CTX_free(c->tls);
-	free(c->token);
-	pthread_mutex_destroy(&c->mu);
-	pthread_mutex_destroy(&c->list_mu);
-	pthread_mutex_destroy(&c->append_mu);
-	pthread_cond_destroy(&c->cv);
-	free(c);
+	client_free(c);
 }

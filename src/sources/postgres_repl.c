@@ -27,13 +27,13 @@ struct pg_conn {
 	char *copybuf; /* the last message of sli_pgr_recv, freed by the next call */
 };
 
-/* PostgreSQL's message without its trailing newline. */
-static int pq_fail(PGconn *pq, const char *what, char *err, size_t errlen)
+/* "what: msg" in err, on one line: PostgreSQL's trailing newline and spaces cut, inner
+ * newlines and tabs made spaces.  -1. */
+static int one_line(const char *what, const char *msg, char *err, size_t errlen)
 {
-	const char *m = pq ? PQerrorMessage(pq) : "out of memory";
 	size_t n;
 
-	snprintf(err, errlen, "%s: %s", what, m);
+	snprintf(err, errlen, "%s: %s", what, msg);
 	n = strlen(err);
 	while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
 		err[--n] = '\0';
@@ -43,25 +43,17 @@ static int pq_fail(PGconn *pq, const char *what, char *err, size_t errlen)
 	return -1;
 }
 
+static int pq_fail(PGconn *pq, const char *what, char *err, size_t errlen)
+{
+	return one_line(what, pq ? PQerrorMessage(pq) : "out of memory", err, errlen);
+}
+
 static int res_fail(PGresult *res, PGconn *pq, const char *what, char *err, size_t errlen)
 {
 	const char *m = res ? PQresultErrorMessage(res) : "";
-	int rc;
+	int rc = m == NULL || *m == '\0' ? pq_fail(pq, what, err, errlen)
+	                                  : one_line(what, m, err, errlen);
 
-	if (m == NULL || *m == '\0')
-		rc = pq_fail(pq, what, err, errlen);
-	else {
-		size_t n;
-
-		snprintf(err, errlen, "%s: %s", what, m);
-		n = strlen(err);
-		while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-			err[--n] = '\0';
-		for (char *p = err; *p; p++)
-			if (*p == '\n' || *p == '\t')
-				*p = ' ';
-		rc = -1;
-	}
 	PQclear(res);
 	return rc;
 }

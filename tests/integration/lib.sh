@@ -142,3 +142,31 @@ expect_diff() {
 		fail "$3: output differs from the expected (diff above)"
 	fi
 }
+
+# start_server ARGS...: start_sluiced, remembered so that stop_all stops it.
+ALL_SLUICED=()
+start_server() {
+	start_sluiced "$@"
+	ALL_SLUICED+=("$SLUICED_PID:$SLUICED_LOG")
+}
+
+# stop_all: SIGTERMs every sluiced start_server started, the last first (standbys before their
+# primaries), and fails unless each exits with status 0 (under ASan: no leak report).
+stop_all() {
+	local e rc i
+	for ((i = ${#ALL_SLUICED[@]} - 1; i >= 0; i--)); do
+		e=${ALL_SLUICED[i]}
+		rc=0
+		kill_bounded "${e%%:*}" || rc=$?
+		[[ $rc -eq 0 ]] || fail "sluiced ${e%%:*} exited with $rc: $(tail -n 30 "${e#*:}")"
+	done
+}
+
+# run_client NAME CMD...: runs CMD (stdin closed) bounded to 30 s; sets RC; its stdout and
+# stderr are in $TMP/NAME.out and $TMP/NAME.err.
+run_client() {
+	local name=$1
+	shift
+	RC=0
+	timeout -k 5 30 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null || RC=$?
+}

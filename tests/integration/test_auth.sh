@@ -5,34 +5,13 @@
 # standby given the token follows its primary (and one with a wrong token says why).
 source "$TESTLIB"
 
-# Every sluiced started here must stop cleanly (status 0: no leak report under ASan).
-ALL_SLUICED=()
-start_server() {
-	start_sluiced "$@"
-	ALL_SLUICED+=("$SLUICED_PID:$SLUICED_LOG")
-}
-stop_all() {
-	local e rc i
-	for ((i = ${#ALL_SLUICED[@]} - 1; i >= 0; i--)); do # standbys before their primaries
-		e=${ALL_SLUICED[i]}
-		rc=0
-		kill_bounded "${e%%:*}" || rc=$?
-		[[ $rc -eq 0 ]] || fail "sluiced ${e%%:*} exited with $rc: $(tail -n 30 "${e#*:}")"
-	done
-}
+# Every sluiced is started with start_server and stopped with stop_all (lib.sh).
 
 printf 's3cret-token\n' >"$TMP/token"
 printf 'wrong-token\n' >"$TMP/wrong"
 printf 's3cret-token' >"$TMP/token-nonl" # the same token without a newline
 chmod 600 "$TMP/token" "$TMP/wrong" "$TMP/token-nonl"
 
-# run_client NAME CMD...: runs CMD bounded to 30 s; sets RC; stdout/stderr in $TMP/NAME.out/.err.
-run_client() {
-	local name=$1
-	shift
-	RC=0
-	timeout -k 5 30 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null || RC=$?
-}
 expect_auth_refused() { # NAME WHAT
 	[[ $RC -ne 0 && $RC -ne 124 && $RC -ne 137 ]] || fail "$2: exited with $RC"
 	grep -q "authentication failed" "$TMP/$1.err" || fail "$2: stderr says '$(cat "$TMP/$1.err")'"

@@ -8,21 +8,7 @@
 # TLS primary over TLS, presenting its own certificate.
 source "$TESTLIB"
 
-# Every sluiced started here must stop cleanly (status 0: no leak report under ASan).
-ALL_SLUICED=()
-start_server() {
-	start_sluiced "$@"
-	ALL_SLUICED+=("$SLUICED_PID:$SLUICED_LOG")
-}
-stop_all() {
-	local e rc i
-	for ((i = ${#ALL_SLUICED[@]} - 1; i >= 0; i--)); do # standbys before their primaries
-		e=${ALL_SLUICED[i]}
-		rc=0
-		kill_bounded "${e%%:*}" || rc=$?
-		[[ $rc -eq 0 ]] || fail "sluiced ${e%%:*} exited with $rc: $(tail -n 30 "${e#*:}")"
-	done
-}
+# Every sluiced is started with start_server and stopped with stop_all (lib.sh).
 
 command -v openssl >/dev/null || { echo "SKIP: no openssl command"; exit 77; }
 
@@ -51,14 +37,6 @@ make_cert ca elsewhere 127.0.0.2 IP:127.0.0.2
 CA=$PKI/ca.pem
 SRV=(--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key")
 for i in $(seq 1 20); do printf 'ok\t%s\t1\n' "$i"; done | sort >"$TMP/expected"
-
-# run_client NAME CMD...: runs CMD bounded to 30 s; sets RC; stdout/stderr in $TMP/NAME.out/.err.
-run_client() {
-	local name=$1
-	shift
-	RC=0
-	timeout -k 5 30 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" || RC=$?
-}
 
 # expect_refused NAME PATTERN WHAT: the client failed (not by timeout), quickly, saying PATTERN.
 expect_refused() {
