@@ -1751,7 +1751,7 @@ static int cluster_open(sl_client *c)
 	first.index = c->home;
 	atomic_store(&first.term, v.term);
 	if (c->cfg.one_process)
-		rc = conn_set_alts(&first, home_addr, '\0');
+		rc = conn_set_alts(&first, home_addr, ','); /* the one address it follows */
 	else if (v.count > 1 || (c->map != NULL && strchr(c->map[0], '/') != NULL))
 		rc = conn_set_alts(&first, c->map[c->map_process], '/');
 	else
