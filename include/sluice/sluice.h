@@ -71,6 +71,11 @@ typedef struct sl_bytes {
 	size_t len;
 } sl_bytes;
 
+/* The worker, of `workers`, an ingested row is routed to: FNV-1a of the row's bytes mod
+ * workers (0 when workers is 0).  Storage and every client compute the same value, so it is
+ * part of the protocol and never changes between versions.  Pure; thread-safe. */
+SL_API uint32_t sl_ingest_route(sl_bytes row, uint32_t workers);
+
 typedef enum sl_collection {
 	SL_OK = 0,  /* the data collection */
 	SL_ERR = 1, /* the error collection */

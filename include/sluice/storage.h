@@ -208,9 +208,6 @@ SL_API uint64_t sl_source_upper(const sl_source *src, uint32_t worker);
  * fields are ignored.  *time_out receives T.  Thread-safe. */
 SL_API int sl_source_ingest(sl_source *src, const sl_update *ups, size_t n, uint64_t *time_out);
 
-/* The worker an ingested row is routed to. */
-SL_API uint32_t sl_ingest_route(sl_bytes row, uint32_t workers);
-
 #ifdef __cplusplus
 }
 #endif

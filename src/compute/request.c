@@ -13,7 +13,6 @@
  * been committed, and only the caller can tell whether sending it again is right.
  */
 #include "compute/runtime.h"
-#include "sluice/storage.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -285,17 +285,6 @@ SL_API int sl_source_close_worker(sl_source *src, uint32_t worker)
 	return sl_source_advance(src, worker, SL_TIME_CLOSED);
 }
 
-SL_API uint32_t sl_ingest_route(sl_bytes row, uint32_t workers)
-{
-	/* FNV-1a: stable across processes and versions, which routing must be. */
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < row.len; i++) {
-		h ^= row.ptr[i];
-		h *= 1099511628211ull;
-	}
-	return workers ? (uint32_t)(h % workers) : 0;
-}
-
 /* Commits one batch of encoded updates (the APPEND update encoding) atomically: all workers are
  * locked while the time is chosen; the rows are appended under a hold (invisible to readers),
  * and either every worker's upper is recorded and the whole batch published at once, or, on any
