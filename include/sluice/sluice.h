@@ -65,6 +65,12 @@ enum {
 /* Returns a static, human-readable string for a code from any libsluice function. */
 SL_API const char *sl_strerror(int code);
 
+/* The library's release ("X.Y.Z") and the git commit it was built from (12 hex digits, with
+ * "-dirty" if the tree had uncommitted changes, or "unknown" outside a git checkout).  Static
+ * strings; thread-safe. */
+SL_API const char *sl_version(void);
+SL_API const char *sl_revision(void);
+
 /* A borrowed byte view: valid as long as whoever owns the bytes says. */
 typedef struct sl_bytes {
 	const uint8_t *ptr;

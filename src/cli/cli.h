@@ -59,7 +59,8 @@ void cli_args_init(cli_args *a, int argc, char **argv, int first);
 
 /* Returns CLI_OPTION with *opt (an element of opts, which ends with a NULL name) and *val (its
  * argument or NULL), CLI_POSITIONAL with *val, CLI_END, or CLI_BAD with a one-line message in
- * err.  Accepts "--name value", "--name=value", "-h" for help, and "--" before positionals. */
+ * err.  Accepts "--name value", "--name=value", "-h" for --help, "-V" for --version, and "--"
+ * before positionals. */
 int cli_args_next(cli_args *a, const cli_opt *opts, const cli_opt **opt, const char **val,
                   char *err, size_t errlen);
 
@@ -145,6 +146,8 @@ int cli_raise_nofile(uint32_t max_connections, char *note, size_t notelen);
 
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
+/* Prints "PROGRAM X.Y.Z (git REV)" on stdout (cli_version.c). */
+void cli_print_version(const char *program);
 /* sluice stat (cli_stat.c): exit status. */
 int cli_stat(int argc, char **argv);
 

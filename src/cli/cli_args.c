@@ -41,6 +41,8 @@ int cli_args_next(cli_args *a, const cli_opt *opts, const cli_opt **opt, const c
 	}
 	if (strcmp(arg, "-h") == 0)
 		arg = "--help";
+	else if (strcmp(arg, "-V") == 0)
+		arg = "--version";
 	if (arg[1] != '-') {
 		snprintf(err, errlen, "unknown option '%s'", arg);
 		return CLI_BAD;

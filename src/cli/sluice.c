@@ -43,7 +43,8 @@ static const char usage_main[] =
 	"  bench     run the benchmark (sluice_bench; sluice bench --help)\n"
 	"  stat      show what a storage process is doing (sources, connections, lag)\n"
 	"\n"
-	"Run 'sluice COMMAND --help' for the options of a command.\n";
+	"Run 'sluice COMMAND --help' for the options of a command;\n"
+	"'sluice --version' (or -V) prints the version.\n";
 
 static const char usage_tail[] =
 	"usage: sluice tail [--server HOST:PORT] [--from T] [--until T] [--progress] [--consolidate]\n"
@@ -934,6 +935,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
 		fputs(usage_main, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+		cli_print_version("sluice");
 		return 0;
 	}
 	if (strcmp(cmd, "tail") == 0)

@@ -84,7 +84,8 @@ static const char usage[] =
 	"                       (default) or debug\n"
 	"  --log-format FORMAT  text (\"sluiced: ...\" lines, default) or json (an object\n"
 	"                       per line)\n"
-	"  --help               show this help\n"
+	"  --help, -h           show this help\n"
+	"  --version, -V        print the version and exit\n"
 	"\n"
 	"Limits (see README.md, \"Limits\"):\n"
 	"  --max-connections N  connections beyond N are told so and closed (default 1024)\n"
@@ -187,7 +188,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 {
 	static const cli_opt opts[] = {
 		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
-		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
+		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0}, {"version", 0},
 		CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1},
 		CLI_LIMIT_OPTS, {NULL, 0},
 	};
@@ -221,6 +222,9 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 				return bad_args("%s", err);
 		} else if (strcmp(opt->name, "help") == 0) {
 			fputs(usage, stdout);
+			return 0;
+		} else if (strcmp(opt->name, "version") == 0) {
+			cli_print_version("sluiced");
 			return 0;
 		} else if (cli_security_opt(&cli_sec, opt->name, val)) {
 			/* stored */
