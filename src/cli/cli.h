@@ -146,6 +146,25 @@ int cli_raise_nofile(uint32_t max_connections, char *note, size_t notelen);
 
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
+/* ---- --config FILE (cli_config.c) ---- */
+
+typedef struct cli_config {
+	int argc;    /* the merged arguments: the file's as flags, then the command line's */
+	char **argv; /* owned when text is set, else the caller's argv */
+	char *text;  /* the file's contents; the values in argv point into it */
+	char **keys; /* the "--key" strings built for the file's lines */
+	int nkeys;
+} cli_config;
+
+/* If the command line gives --config FILE (an option in opts), reads FILE ("key = value" per
+ * line, keys the long names in opts) and sets cfg->argc/argv to its flags followed by the
+ * command line's, leaving out every key the command line also gives.  Without --config,
+ * cfg->argv is argv.  0, or -1 with a one-line message (naming the file and line) in err.
+ * cli_config_fini frees what it allocated, also after a failure. */
+int cli_config_merge(int argc, char **argv, const cli_opt *opts, cli_config *cfg, char *err,
+                     size_t errlen);
+void cli_config_fini(cli_config *cfg);
+
 /* Prints "PROGRAM X.Y.Z (git REV)" on stdout (cli_version.c). */
 void cli_print_version(const char *program);
 /* sluice stat (cli_stat.c): exit status. */

@@ -86,6 +86,8 @@ static const char usage[] =
 	"                       per line)\n"
 	"  --help, -h           show this help\n"
 	"  --version, -V        print the version and exit\n"
+	"  --config FILE        read flags from FILE, one 'key = value' per line (key: a flag's\n"
+	"                       name without '--'); a flag given here replaces the file's\n"
 	"\n"
 	"Limits (see README.md, \"Limits\"):\n"
 	"  --max-connections N  connections beyond N are told so and closed (default 1024)\n"
@@ -184,14 +186,15 @@ static const char *own_address(const char *entry, const char *standby_of, char *
 	}
 }
 
+static const cli_opt opts[] = {
+	{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
+	{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
+	{"version", 0}, {"config", 1}, CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1},
+	CLI_LIMIT_OPTS, {NULL, 0},
+};
+
 static int run(int argc, char **argv, const char **specs, sli_source_runner **runners)
 {
-	static const cli_opt opts[] = {
-		{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
-		{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0}, {"version", 0},
-		CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1},
-		CLI_LIMIT_OPTS, {NULL, 0},
-	};
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
 	const char *standby_of = NULL, *metrics_listen = NULL;
 	int log_level = SLI_LOG_INFO, log_format = SLI_LOG_TEXT, metrics_port = 0;
@@ -226,6 +229,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		} else if (strcmp(opt->name, "version") == 0) {
 			cli_print_version("sluiced");
 			return 0;
+		} else if (strcmp(opt->name, "config") == 0) {
+			/* merged into argv by main */
 		} else if (cli_security_opt(&cli_sec, opt->name, val)) {
 			/* stored */
 		} else if (strcmp(opt->name, "listen") == 0) {
@@ -423,10 +428,20 @@ out_stop:
 
 int main(int argc, char **argv)
 {
-	const char **specs = calloc((size_t)argc + 1, sizeof(*specs));
-	sli_source_runner **runners = calloc((size_t)argc + 1, sizeof(*runners));
+	const char **specs = NULL;
+	sli_source_runner **runners = NULL;
+	cli_config config;
+	char err[512];
 	int status;
 
+	if (cli_config_merge(argc, argv, opts, &config, err, sizeof(err)) != 0) {
+		cli_config_fini(&config);
+		return bad_args("%s", err);
+	}
+	argc = config.argc;
+	argv = config.argv;
+	specs = calloc((size_t)argc + 1, sizeof(*specs));
+	runners = calloc((size_t)argc + 1, sizeof(*runners));
 	if (specs == NULL || runners == NULL) {
 		fprintf(stderr, "sluiced: out of memory\n");
 		status = 1;
@@ -435,5 +450,6 @@ int main(int argc, char **argv)
 	}
 	free(runners);
 	free(specs);
+	cli_config_fini(&config);
 	return status;
 }
