@@ -12,6 +12,7 @@ PACKAGES=(
 	libssl-dev libxxhash-dev libpq-dev          # TLS, record checksums, the PostgreSQL source
 	coreutils procps openssl                    # timeout, ps, openssl (test certificates): used by the test scripts
 	libmicrohttpd-dev                           # the metrics endpoint (sluiced --metrics-listen)
+	libsystemd-dev python3 systemd              # sd_notify; test_notify.sh's socket; systemd-analyze
 	curl jq                                     # test_metrics.sh, test_logs.sh: scrape, parse JSON
 	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench

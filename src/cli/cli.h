@@ -165,6 +165,19 @@ int cli_config_merge(int argc, char **argv, const cli_opt *opts, cli_config *cfg
                      size_t errlen);
 void cli_config_fini(cli_config *cfg);
 
+/* ---- the service manager (cli_notify.c; no-ops without NOTIFY_SOCKET) ---- */
+
+/* STATUS=<printf>: what the program is doing now. */
+void cli_notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* READY=1 with a STATUS. */
+void cli_notify_ready(const char *status);
+/* STOPPING=1 with a STATUS. */
+void cli_notify_stopping(const char *status);
+/* The watchdog interval the manager asked for in microseconds, or 0 when there is none. */
+uint64_t cli_notify_watchdog_usec(void);
+/* WATCHDOG=1: the program is alive. */
+void cli_notify_watchdog(void);
+
 /* Prints "PROGRAM X.Y.Z (git REV)" on stdout (cli_version.c). */
 void cli_print_version(const char *program);
 /* sluice stat (cli_stat.c): exit status. */

@@ -10,8 +10,10 @@
  *
  * Startup order matters to clients: sources are registered before the network thread starts
  * and before the "listening on" line is printed, so a client that waits for that line never
- * sees a source missing.  SIGINT and SIGTERM are blocked in every thread and taken by sigwait in
- * the main thread: then the sources stop, the runtime closes and the exit status is 0.
+ * sees a source missing.  SIGINT, SIGTERM and SIGHUP are blocked in every thread and taken by
+ * the main thread (sluiced_service.c): on SIGINT or SIGTERM the sources stop, the runtime
+ * closes and the exit status is 0; SIGHUP reopens --log-file.  Under a service manager
+ * (NOTIFY_SOCKET), READY=1 is sent right after the "listening on" line (cli_notify.c).
  * Bad arguments: one line on stderr, exit status 2.  A failure to start: exit status 1.
  * Everything else sluiced says goes through the event log (src/common/log.h) on stderr: text
  * lines "sluiced: ..." by default (the "listening on" line is one, exactly as scripts expect
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/sluiced.h"
 #include "common/log.h"
 #include "sluice/storage.h"
 #include "sources/sources.h"
@@ -84,6 +87,8 @@ static const char usage[] =
 	"                       (default) or debug\n"
 	"  --log-format FORMAT  text (\"sluiced: ...\" lines, default) or json (an object\n"
 	"                       per line)\n"
+	"  --log-file PATH      write the log to PATH (appending) instead of stderr; SIGHUP\n"
+	"                       reopens it, so a rotated file is replaced by a new one\n"
 	"  --help, -h           show this help\n"
 	"  --version, -V        print the version and exit\n"
 	"  --config FILE        read flags from FILE, one 'key = value' per line (key: a flag's\n"
@@ -189,14 +194,16 @@ static const char *own_address(const char *entry, const char *standby_of, char *
 static const cli_opt opts[] = {
 	{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
 	{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
-	{"version", 0}, {"config", 1}, CLI_SECURITY_OPTS, {"tls-client-ca", 1}, {"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1},
+	{"version", 0}, {"config", 1}, CLI_SECURITY_OPTS, {"tls-client-ca", 1},
+	{"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1}, {"log-file", 1},
 	CLI_LIMIT_OPTS, {NULL, 0},
 };
 
 static int run(int argc, char **argv, const char **specs, sli_source_runner **runners)
 {
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
-	const char *standby_of = NULL, *metrics_listen = NULL;
+	const char *standby_of = NULL, *metrics_listen = NULL, *log_file = NULL;
+	char status_line[256];
 	int log_level = SLI_LOG_INFO, log_format = SLI_LOG_TEXT, metrics_port = 0;
 	char addr[160];
 	sl_fsync_mode fsync_mode = SL_FSYNC_INTERVAL;
@@ -245,6 +252,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			process = val;
 		} else if (strcmp(opt->name, "standby-of") == 0) {
 			standby_of = val;
+		} else if (strcmp(opt->name, "log-file") == 0) {
+			log_file = val;
 		} else if (strcmp(opt->name, "metrics-listen") == 0) {
 			metrics_listen = val;
 		} else if (strcmp(opt->name, "log-level") == 0) {
@@ -316,12 +325,17 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	}
 	if (listen == NULL)
 		listen = DEFAULT_LISTEN;
+	if (log_file != NULL && (rc = sluiced_log_open(log_file)) != 0) {
+		fprintf(stderr, "sluiced: cannot open --log-file %s: %s\n", log_file, strerror(-rc));
+		return 1;
+	}
 	sli_elog_setup("sluiced", log_level, log_format, 2);
 
-	/* Every thread started from here on inherits the blocked signals; sigwait takes them. */
+	/* Every thread started from here on inherits the blocked signals; sluiced_wait takes them. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -353,6 +367,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.tls_client_ca = cli_sec.tls_client_ca;
 	cfg.tls_ca = cli_sec.tls_ca;
 	cfg.auth_token = cli_sec.token;
+	cli_notify_status("recovering the data directory %s", data_dir);
 	rc = sl_storage_open(&cfg, &st);
 	cli_security_fini(&cli_sec); /* the runtime keeps its own copy */
 	if (rc != 0) {
@@ -414,10 +429,17 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	sli_kv kv[] = {{"addr", addr, 0}, {NULL, NULL, 0}};
 	sli_elog(SLI_LOG_ALWAYS, "listening", kv, "listening on %s", addr);
 
-	do {
-		rc = sigwait(&sigs, &sig);
-	} while (rc != 0 && rc == EINTR);
+	if (standby_of != NULL)
+		snprintf(status_line, sizeof(status_line), "standby of %s, serving reads on %s",
+		         standby_of, addr);
+	else
+		snprintf(status_line, sizeof(status_line), "serving %zu source%s on %s", nspecs,
+		         nspecs == 1 ? "" : "s", addr);
+	cli_notify_ready(status_line);
+
+	sig = sluiced_wait(&sigs, log_file, NULL, NULL, st);
 	sli_elog(SLI_LOG_INFO, "stopping", NULL, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	cli_notify_stopping("stopping: closing connections and sources");
 
 out_stop:
 	for (i = 0; i < nspecs; i++)
