@@ -14,6 +14,7 @@ PACKAGES=(
 	libmicrohttpd-dev                           # the metrics endpoint (sluiced --metrics-listen)
 	libsystemd-dev python3 systemd              # sd_notify; test_notify.sh's socket; systemd-analyze
 	curl jq                                     # test_metrics.sh, test_logs.sh: scrape, parse JSON
+	prometheus                                  # promtool: test_metrics.sh lints the metrics
 	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 	valgrind cppcheck clang-tidy                # the valgrind and static-analysis stages of test.sh

@@ -3,7 +3,8 @@
 # "metrics on" line names the port), and the numbers move: bytes out grow while a tail runs,
 # the subscription count is 1 during it and 0 after, and the subscription's lag is reported.
 source "$TESTLIB"
-command -v curl >/dev/null || { echo "curl is not installed (scripts/install-deps.sh)"; exit 77; }
+command -v curl >/dev/null || fail "curl is not installed (scripts/install-deps.sh)"
+command -v promtool >/dev/null || fail "promtool is not installed (Debian's prometheus; scripts/install-deps.sh)"
 
 start_sluiced --source "c=counter,rate=500" --metrics-listen 127.0.0.1:0
 mport=$(sed -n 's/^sluiced: metrics on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$SLUICED_LOG")
@@ -36,6 +37,9 @@ check_format() {
 		END { exit bad }' "$TMP/m" || fail "fsync histogram buckets are not cumulative"
 	[[ $(metric 'sluice_fsync_seconds_bucket{le="+Inf"}') == $(metric 'sluice_fsync_seconds_count ') ]] ||
 		fail "the +Inf bucket differs from the count"
+	# Prometheus' own linter: names, units, _total on counters, help texts.
+	promtool check metrics <"$TMP/m" >"$TMP/promtool" 2>&1 || fail "promtool check metrics: $(cat "$TMP/promtool")"
+	[[ ! -s $TMP/promtool ]] || fail "promtool check metrics warns: $(cat "$TMP/promtool")"
 }
 
 scrape
