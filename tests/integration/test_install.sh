@@ -8,7 +8,7 @@ source "$TESTLIB"
 prefix="$TMP/prefix"
 cmake --install "$BUILD_DIR" --prefix "$prefix" >"$TMP/install.log" || fail "cmake --install failed: $(tail -5 "$TMP/install.log")"
 for f in bin/sluiced bin/sluice include/sluice/sluice.h include/sluice/storage.h include/sluice/compute.h \
-	lib/libsluice.so lib/libsluice.a lib/pkgconfig/sluice.pc; do
+	lib/libsluice.so lib/libsluice.a lib/pkgconfig/sluice.pc share/man/man1/sluiced.1 share/man/man1/sluice.1; do
 	[[ -e $prefix/$f ]] || fail "not installed: $f"
 done
 # Only the public API is exported from the shared library.
