@@ -5,15 +5,16 @@
 # command of `sluice --help` without a section of its own in sluice.1.
 #
 # What counts as a flag of --help: every -X / --name in its "usage:" lines (up to the first
-# empty line), and the leading flags of every option line (a line indented 1 to 4 spaces that
-# starts with '-': "  --name ARG   text", "  -V, --version   text"; the flags before the first
-# word with a lower-case letter, so flags named in the description do not count).
+# empty line), and the leading flags of every option line (a line indented 1 to 8 spaces that
+# starts with '-': "  --name ARG   text", "  -V, --version   text", "      --long-only"; the
+# flags before the first word with a lower-case letter, so flags named in the description do
+# not count; description lines continued further right are not option lines).
 #
 # What counts as documented in a page (the convention at the top of both pages): an entry
 #   .TP
 #   .BI \-\-name " ARG"
-# whose tag line (the line after .TP) starts with a flag; every \-\-name and \-X on that tag
-# line counts.  sluiced.1: the entries in its OPTIONS section (with its .SS parts), against
+# whose tag line (the line after .TP, or after a .TQ of the same entry) starts with a flag;
+# every \-\-name and \-X on that tag line counts.  sluiced.1: the entries in its OPTIONS section (with its .SS parts), against
 # `sluiced --help`.  sluice.1: the entries in OPTIONS against `sluice --help`, and the entries of
 # each COMMANDS subsection `.SS "sluice CMD"` against `sluice CMD --help`.
 #
@@ -58,7 +59,7 @@ help_flags() {
 			}
 			next
 		}
-		/^(    |   |  | )-/ {
+		match($0, /^ +-/) && RLENGTH <= 9 {
 			n = split($0, w, /[ \t]+/)
 			for (i = 1; i <= n; i++) {
 				t = w[i]
@@ -95,7 +96,7 @@ page_flags() {
 			}
 			next
 		}
-		/^\.TP/ { tag = 1; next }
+		/^\.T[PQ]([ \t]|$)/ { tag = 1; next } # .TQ: another tag of the same entry
 		tag {
 			tag = 0
 			if (sect == "")
