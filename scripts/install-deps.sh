@@ -18,6 +18,7 @@ PACKAGES=(
 	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 	valgrind cppcheck clang-tidy                # the valgrind and static-analysis stages of test.sh
+	groff-base man-db                           # test_manpages.sh: groff -man -ww and man -l render the man pages
 )
 
 missing=()

@@ -43,8 +43,11 @@ static const char usage_main[] =
 	"  bench     run the benchmark (sluice_bench; sluice bench --help)\n"
 	"  stat      show what a storage process is doing (sources, connections, lag)\n"
 	"\n"
-	"Run 'sluice COMMAND --help' for the options of a command;\n"
-	"'sluice --version' (or -V) prints the version.\n";
+	"Options:\n"
+	"  -h, --help     show this help\n"
+	"  -V, --version  print the version and exit\n"
+	"\n"
+	"Run 'sluice COMMAND --help' for the options of a command.\n";
 
 static const char usage_tail[] =
 	"usage: sluice tail [--server HOST:PORT] [--from T] [--until T] [--progress] [--consolidate]\n"

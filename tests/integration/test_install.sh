@@ -10,7 +10,8 @@ prefix="$TMP/prefix"
 cmake --install "$BUILD_DIR" --prefix "$prefix" >"$TMP/install.log" || fail "cmake --install failed: $(tail -5 "$TMP/install.log")"
 for f in bin/sluiced bin/sluice include/sluice/sluice.h include/sluice/storage.h include/sluice/compute.h \
 	lib/libsluice.so lib/libsluice.a lib/pkgconfig/sluice.pc lib/cmake/sluice/sluiceConfig.cmake \
-	lib/cmake/sluice/sluiceConfigVersion.cmake lib/systemd/system/sluiced.service; do
+	lib/cmake/sluice/sluiceConfigVersion.cmake lib/systemd/system/sluiced.service \
+	share/man/man1/sluiced.1 share/man/man1/sluice.1; do
 	[[ -e $prefix/$f ]] || fail "not installed: $f"
 done
 # Only the public API is exported from the shared library.
