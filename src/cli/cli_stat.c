@@ -581,6 +581,28 @@ static void view_fini(view *v)
 	memset(v, 0, sizeof(*v));
 }
 
+/* fetch_stats for another process of the cluster, whose map entry is "ADDR" or, when it has
+ * standbys, "PRIMARY/STANDBY/...": the first address of the entry that answers gives the
+ * report (a standby answers too, after a failover).  The last failure's code otherwise. */
+static int fetch_stats_entry(const char *entry, char **text, char *err, size_t errlen)
+{
+	char addr[256];
+	int rc = SL_EARG;
+
+	for (const char *p = entry;;) {
+		size_t n = strcspn(p, "/");
+		if (n < sizeof(addr)) {
+			memcpy(addr, p, n);
+			addr[n] = '\0';
+			if ((rc = fetch_stats(addr, text, NULL, err, errlen)) == 0)
+				return 0;
+		}
+		if (p[n] == '\0')
+			return rc;
+		p += n + 1;
+	}
+}
+
 /* Fetches the reports of the server and of every other process of its cluster.  0 with *v
  * filled (some processes may be missing: *missing counts them), or an error for the server
  * itself (reason in err). */
@@ -608,7 +630,7 @@ static int view_fetch(const char *server, view *v, struct cmap *map, int *missin
 	for (size_t p = 0; p < n; p++) {
 		if (p == (n > 1 ? map->self : 0)) {
 			v->texts[p] = text;
-		} else if ((rc = fetch_stats(map->addrs[p], &v->texts[p], NULL, err, errlen)) != 0) {
+		} else if ((rc = fetch_stats_entry(map->addrs[p], &v->texts[p], err, errlen)) != 0) {
 			/* Shown in the view: the reason alone (the address is beside it). */
 			snprintf(v->errs[p], sizeof(v->errs[p]), "%s", sl_strerror(rc));
 			v->texts[p] = NULL;

@@ -83,6 +83,12 @@ for i in 5 6 7 8 9; do
 	[[ $t == "$i" ]] || fail "batch $i got time $t after the failover"
 done
 
+# sluice stat given process 0 reaches every process through its map entry: process 1's
+# ("A1/S1") answers from the standby now that its primary is gone.
+timeout -k 5 60 "$SLUICE" stat --once --server "${A[0]}" >"$TMP/stat" 2>&1 || fail "sluice stat of the cluster failed: $(cat "$TMP/stat")"
+grep -q "^cluster of 3 via ${A[0]}: " "$TMP/stat" || fail "no cluster summary: $(cat "$TMP/stat")"
+! grep -q "missing" "$TMP/stat" || fail "stat misses a process of the cluster: $(cat "$TMP/stat")"
+
 rc=0
 wait "$TAIL_PID" || rc=$?
 [[ $rc -eq 0 ]] || fail "the tail across the failover exited with $rc: $(cat "$TMP/tail.err")"
