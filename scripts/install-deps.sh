@@ -13,6 +13,7 @@ PACKAGES=(
 	coreutils procps openssl                    # timeout, ps, openssl (test certificates): used by the test scripts
 	libmicrohttpd-dev                           # the metrics endpoint (sluiced --metrics-listen)
 	libsystemd-dev python3 systemd              # sd_notify; test_notify.sh's socket; systemd-analyze
+	libjansson-dev                              # JSON (sluice sources/stat --json)
 	curl jq                                     # test_metrics.sh, test_logs.sh: scrape, parse JSON
 	prometheus                                  # promtool: test_metrics.sh lints the metrics
 	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)

@@ -25,7 +25,7 @@
 #include "cli/cli_stat.h"
 
 static const char usage_stat[] =
-	"usage: sluice stat [--server HOST:PORT] [--once] [--interval S]\n"
+	"usage: sluice stat [--server HOST:PORT] [--once] [--interval S] [--json]\n"
 	"                   [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--auth-token-file FILE]\n"
 	"\n"
 	"Shows what a storage process (and every other process of its cluster) is\n"
@@ -38,6 +38,7 @@ static const char usage_stat[] =
 	"  --server HOST:PORT   a storage process (default 127.0.0.1:6876)\n"
 	"  --once               print once and exit (for scripts)\n"
 	"  --interval S         seconds between refreshes (default 1; fractions allowed)\n"
+	"  --json               print the view once as one JSON document (fields: sluice(1))\n"
 	CLI_SECURITY_HELP;
 
 /* ---- the command ---- */
@@ -50,13 +51,13 @@ static void on_stop(int sig)
 
 int cli_stat(int argc, char **argv)
 {
-	static const cli_opt opts[] = {{"server", 1}, {"once", 0}, {"interval", 1}, {"help", 0},
+	static const cli_opt opts[] = {{"server", 1}, {"once", 0}, {"interval", 1}, {"help", 0}, {"json", 0},
 	                               CLI_SECURITY_OPTS, {NULL, 0}};
 	const char *server = "127.0.0.1:6876", *val;
 	const cli_opt *opt;
 	char err[512];
 	double interval = 1.0;
-	int once = 0, k, status = 0;
+	int once = 0, json = 0, k, status = 0;
 	cli_args a;
 
 	cli_args_init(&a, argc, argv, 2);
@@ -74,6 +75,8 @@ int cli_stat(int argc, char **argv)
 			return 0;
 		} else if (strcmp(opt->name, "once") == 0) {
 			once = 1;
+		} else if (strcmp(opt->name, "json") == 0) {
+			once = json = 1;
 		} else if (strcmp(opt->name, "interval") == 0) {
 			char *end;
 			errno = 0;
@@ -119,7 +122,7 @@ int cli_stat(int argc, char **argv)
 				fputs("\033[H\033[2J", stdout);
 			else if (!first)
 				fputs("\n", stdout);
-			rc = stat_print_view(server, &v);
+			rc = json ? stat_print_json(server, &v) : stat_print_view(server, &v);
 			for (size_t p = 0; once && p < v.n; p++)
 				if (v.texts[p] == NULL)
 					fprintf(stderr, "sluice: process %zu at %s: %s\n", p, v.addrs[p], v.errs[p]);

@@ -25,6 +25,22 @@ done
 grep -Eq '^[0-9]+ +[0-9]+ +c +0 +[0-9]+ +[0-9]+ ' "$TMP/s1" || fail "no subscription row for c worker 0: $(cat "$TMP/s1")"
 grep -Eq ' 1 subscriptions$' "$TMP/s1" || fail "the summary does not count 1 subscription: $(head -1 "$TMP/s1")"
 grep -Eq '^[0-9]+ +127\.0\.0\.1:[0-9]+ +1 ' "$TMP/s1" || fail "no connection with 1 subscription: $(cat "$TMP/s1")"
+# --json: one document with the same facts (a script's view), and it exits by itself.
+sl stat --json >"$TMP/j1" || fail "sluice stat --json failed"
+jq -e . "$TMP/j1" >/dev/null || fail "sluice stat --json is not one JSON document: $(head -c 300 "$TMP/j1")"
+jq -e --arg s "$SERVER" '.server == $s and (.processes | length) == 1 and .processes[0].error == null
+	and .processes[0].subscriptions == 1 and .processes[0].connections >= 1
+	and (.processes[0].bytes_out | type) == "number"' "$TMP/j1" >/dev/null ||
+	fail "stat --json totals: $(jq -c '.processes[0] | del(.workers, .connection_list, .subscription_list)' "$TMP/j1")"
+[[ $(jq '[.processes[0].workers[] | select(.source == "wide")] | length' "$TMP/j1") == 6 ]] ||
+	fail "stat --json does not list wide's 6 workers: $(jq -c '.processes[0].workers' "$TMP/j1")"
+jq -e '.processes[0].workers[] | select(.source == "c" and .worker == 0) | .upper > 0 and .closed == false' "$TMP/j1" >/dev/null ||
+	fail "stat --json: c's worker 0: $(jq -c '.processes[0].workers' "$TMP/j1")"
+jq -e '.processes[0].subscription_list | length == 1 and .[0].source == "c" and .[0].worker == 0
+	and (.[0].lag | type) == "number" and .[0].sent_upper >= 0' "$TMP/j1" >/dev/null ||
+	fail "stat --json subscriptions: $(jq -c '.processes[0].subscription_list' "$TMP/j1")"
+jq -e '.processes[0].connection_list | map(select(.subscriptions == 1)) | length == 1' "$TMP/j1" >/dev/null ||
+	fail "stat --json connections: $(jq -c '.processes[0].connection_list' "$TMP/j1")"
 for f in "$TMP/s0" "$TMP/s1"; do
 	awk 'length($0) > 80 { print "too wide (" length($0) "): " $0; bad = 1 } END { exit bad }' "$f" >&2 ||
 		fail "sluice stat does not fit 80 columns"
@@ -73,6 +89,13 @@ timeout -k 5 60 "$SLUICE" stat --once --server "${CL[1]}" >"$TMP/c2" 2>"$TMP/c2.
 grep -q "^process 0 at ${CL[0]} missing: " "$TMP/c2" || fail "the view does not say process 0 is missing: $(cat "$TMP/c2")"
 grep -q "process 0 at ${CL[0]}" "$TMP/c2.err" || fail "stderr does not name the missing process: $(cat "$TMP/c2.err")"
 grep -Eq "^k +(1|3) +[0-9]+ " "$TMP/c2" || fail "the live process's workers are not shown: $(cat "$TMP/c2")"
+rc=0
+timeout -k 5 60 "$SLUICE" stat --json --server "${CL[1]}" >"$TMP/j2" 2>/dev/null || rc=$?
+[[ $rc -eq 1 ]] || fail "stat --json with a process down exited $rc"
+jq -e --arg a "${CL[0]}" '(.processes | length) == 2 and .processes[0].address == $a
+	and (.processes[0].error | type) == "string" and .processes[1].error == null
+	and ([.processes[1].workers[] | select(.source == "k")] | length) == 2' "$TMP/j2" >/dev/null ||
+	fail "stat --json of a cluster with process 0 down: $(cat "$TMP/j2")"
 kill_bounded "${CPIDS[1]}" || true
 
 # Errors: one line, a clear reason, the documented status.
