@@ -30,8 +30,9 @@
  * call on the same object, except the call that frees it.  No function may be called on a
  * handle while, or after, another thread frees it.  Otherwise a function's comment says which
  * thread may call it.  libsluice runs user code only in the callbacks it documents (today only
- * sl_storage_config.warn), never raises SIGPIPE (it blocks it around its own writes) and opens
- * every file descriptor close-on-exec.
+ * sl_storage_config.warn).  It never raises SIGPIPE (plain sockets are written with
+ * MSG_NOSIGNAL; TLS writes block SIGPIPE on the writing thread for their duration), and the
+ * descriptors it keeps open (sockets, eventfds, logs) are close-on-exec.
  */
 #ifndef SLUICE_SLUICE_H
 #define SLUICE_SLUICE_H

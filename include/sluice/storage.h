@@ -5,8 +5,8 @@
  * subscriptions from each worker's log (a subscription is a cursor into the log, bounded by the
  * credit its client granted) and answers ListSources and ingest Appends.  The embedding program's
  * own threads (its "storage workers") hand their captured update streams to the runtime with
- * sl_source_append / sl_source_advance / sl_source_close_worker; those calls never block on the
- * network and never run network code.
+ * sl_source_append / sl_source_advance / sl_source_close_worker; those calls never wait for the
+ * network and never run network code (they may wait for a worker's lock: see below).
  *
  * Lifecycle: sl_storage_open (binds the listening socket) -> sl_source_register... ->
  * sl_storage_start (starts the network thread) -> ... -> sl_storage_close.  Sources may also be
