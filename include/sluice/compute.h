@@ -116,17 +116,18 @@ SL_API void sl_client_config_init(sl_client_config *cfg);
 /* Connects to cfg->server, exchanges Hello, asks for the cluster map, connects to every other
  * process of the cluster (Hello and cluster map on each: all must describe the same cluster), and
  * starts the runtime thread.  cfg (NULL: all defaults) is read during the call only.  A server that
- * does not know cluster maps is taken as a cluster of one.  Blocks: each address tried costs up to
- * cfg->connect_timeout_ms.  Thread-safe (each call makes its own client).  Errors: SL_EARG (out
- * NULL, a server list too long or with an empty entry), SL_ENOMEM, -ECONNREFUSED (and other
- * -errno), SL_ETIMEDOUT, SL_EDISCONNECTED (the server closed the connection before answering),
- * SL_EPROTO (not a sluice server), SL_EVERSION, SL_ECLUSTER (processes disagree about the cluster,
- * or one of them gives no cluster map), SL_ETLS (a PEM file that cannot be loaded, TLS set-up or
- * handshake failed, or the server does not speak TLS, or speaks only TLS), SL_EAUTH (the server
- * refused the token, or wants one), and the code of any Error the server answers Hello with (e.g.
- * SL_ELIMIT: too many connections; SL_EFENCED: superseded by a promoted standby).
- * sl_client_last_error() on the calling thread is cleared first and, on failure, says which process
- * and why.  On success *out is the caller's: free it with sl_client_close. */
+ * does not know cluster maps is taken as a cluster of one.  Blocks: the TCP connection, TLS, Hello
+ * and the cluster map each wait up to cfg->connect_timeout_ms, for every address tried.
+ * Thread-safe (each call makes its own client).  Errors: SL_EARG (out NULL, a malformed address, a
+ * server list too long or with an empty entry), SL_ENOMEM, -ECONNREFUSED (and other -errno),
+ * SL_ETIMEDOUT, SL_EDISCONNECTED (the server closed the connection before answering), SL_EPROTO
+ * (not a sluice server), SL_EVERSION, SL_ECLUSTER (processes disagree about the cluster, or one of
+ * them gives no cluster map), SL_ETLS (a PEM file that cannot be loaded, TLS set-up or handshake
+ * failed, or the server does not speak TLS, or speaks only TLS), SL_EAUTH (the server refused the
+ * token, or wants one), and the code of any Error the server answers Hello with (e.g. SL_ELIMIT:
+ * too many connections; SL_EFENCED: superseded by a promoted standby).  sl_client_last_error() on
+ * the calling thread is cleared first and, on failure, says which process and why.  On success *out
+ * is the caller's: free it with sl_client_close. */
 SL_API int sl_client_open(const sl_client_config *cfg, sl_client **out);
 
 /* Stops and joins the runtime thread, closes every connection, ends what is still in flight,
