@@ -279,7 +279,8 @@ typedef enum sl_event_kind {
 	                          the worker must discard what it built from this subscription's
 	                          earlier updates and rebuild from the MESSAGES that follow (the
 	                          snapshot, all at time `since`, then the stream from there).  The
-	                          frontier does not go backwards.  (Storage does not compact yet.) */
+	                          frontier does not go backwards.  Only from a storage process
+	                          configured with `retain` (sl_storage_config) */
 } sl_event_kind;
 
 /* An event, filled by sl_queue_next into the caller's struct.  sub, dataflow, source, worker
