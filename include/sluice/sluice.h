@@ -6,8 +6,33 @@
  * W workers (partitions).  A worker's frontier ("upper") is the least time at which it may still
  * produce updates; SL_TIME_CLOSED means it never will again.
  *
- * Errors: every function that can fail returns 0 (or a count) on success and a negative code on
- * failure: -errno for the operating system, SL_E* for sluice.  sl_strerror() names both.
+ * Conventions of every public header (storage.h, compute.h); a function's own comment says only
+ * where it departs from them.
+ *
+ * Errors.  A function returning int returns 0 (or a count, or 1, where its comment says so) on
+ * success and a negative code on failure: -errno for the operating system (e.g. -ECONNREFUSED,
+ * -ENOSPC), SL_E* below for sluice.  sl_strerror() names both.  The SL_E* a function lists are
+ * the ones it returns itself or passes on from what it calls; -errno values are listed only
+ * where they mean something particular.  Out-parameters are written only on success.  There is
+ * no global error state: sl_storage_last_error() and sl_client_last_error() each keep one line
+ * per thread, written by the functions that say so (and not cleared by the others).
+ *
+ * Ownership.  A pointer argument is borrowed for the duration of the call: libsluice copies
+ * whatever it keeps (strings, config structs, rows), so the caller may free or reuse it as soon
+ * as the call returns.  The exceptions say so (sl_storage_config.warn_arg).  A handle
+ * (sl_storage, sl_client, sl_queue) is owned by the caller from the call that creates it to the
+ * one that frees it (its _close); an sl_source belongs to its sl_storage.  A result that the
+ * caller must free names its free function; any other pointer a function returns or writes
+ * (strings, sl_bytes, events) points into memory libsluice owns, valid for as long as its comment
+ * says.  _close and _free functions accept NULL.
+ *
+ * Threads.  "Thread-safe" means: may be called from any thread, concurrently with any other
+ * call on the same object, except the call that frees it.  No function may be called on a
+ * handle while, or after, another thread frees it.  Otherwise a function's comment says which
+ * thread may call it.  libsluice runs user code only in the callbacks it documents (today only
+ * sl_storage_config.warn).  It never raises SIGPIPE (plain sockets are written with
+ * MSG_NOSIGNAL; TLS writes block SIGPIPE on the writing thread for their duration), and the
+ * descriptors it keeps open (sockets, eventfds, logs) are close-on-exec.
  */
 #ifndef SLUICE_SLUICE_H
 #define SLUICE_SLUICE_H
@@ -62,23 +87,27 @@ enum {
 	SL_ELIMIT = -1024,    /* a server limit was reached (connections, request rate, output) */
 };
 
-/* Returns a static, human-readable string for a code from any libsluice function. */
+/* A static, human-readable string naming `code`: "success" for 0, the SL_E* text, the
+ * operating system's description of -errno, or "unknown error".  Never NULL; never to be freed.
+ * Thread-safe. */
 SL_API const char *sl_strerror(int code);
 
 /* The library's release ("X.Y.Z") and the git commit it was built from (12 hex digits, with
  * "-dirty" if the tree had uncommitted changes, or "unknown" outside a git checkout).  Static
- * strings; thread-safe. */
+ * strings, never freed; thread-safe; cannot fail. */
 SL_API const char *sl_version(void);
 SL_API const char *sl_revision(void);
 
-/* A borrowed byte view: valid as long as whoever owns the bytes says. */
+/* A byte view: ptr and len into bytes someone else owns (ptr may be NULL when len is 0).  As an
+ * argument it is read during the call only; handed out by libsluice (a row of an event, a
+ * message) it is valid as long as the function that produced it says. */
 typedef struct sl_bytes {
 	const uint8_t *ptr;
 	size_t len;
 } sl_bytes;
 
-/* The worker, of `workers`, an ingested row is routed to: FNV-1a of the row's bytes mod
- * workers (0 when workers is 0).  Storage and every client compute the same value, so it is
+/* The worker, of `workers`, an ingested row is routed to: 64-bit FNV-1a of the row's bytes
+ * mod workers (0 when workers is 0).  Storage and every client compute the same value, so it is
  * part of the protocol and never changes between versions.  Pure; thread-safe. */
 SL_API uint32_t sl_ingest_route(sl_bytes row, uint32_t workers);
 
@@ -87,7 +116,8 @@ typedef enum sl_collection {
 	SL_ERR = 1, /* the error collection */
 } sl_collection;
 
-/* One update; row is borrowed. */
+/* One update.  Passed to libsluice (sl_source_append, sl_client_append, ...), the array and
+ * its rows are read during the call only: the rows are copied. */
 typedef struct sl_update {
 	sl_bytes row;
 	uint64_t time;

@@ -5,12 +5,41 @@
  * subscriptions from each worker's log (a subscription is a cursor into the log, bounded by the
  * credit its client granted) and answers ListSources and ingest Appends.  The embedding program's
  * own threads (its "storage workers") hand their captured update streams to the runtime with
- * sl_source_append / sl_source_advance / sl_source_close_worker; those calls never block on the
- * network and never run network code.
+ * sl_source_append / sl_source_advance / sl_source_close_worker; those calls never wait for the
+ * network and never run network code (they may wait for a worker's lock: see below).
  *
  * Lifecycle: sl_storage_open (binds the listening socket) -> sl_source_register... ->
  * sl_storage_start (starts the network thread) -> ... -> sl_storage_close.  Sources may also be
  * registered after start.
+ *
+ * Conventions (errors, ownership, threads): see sluice.h.  Here in particular:
+ *
+ * Threads of the runtime: the network thread (sl_storage_start); with a data directory and
+ * SL_FSYNC_INTERVAL, a sync thread (sl_storage_open); a standby's follower (sl_storage_follow)
+ * and, once promoted, its fencer; in a cluster, a thread greeting the other processes
+ * (sl_storage_start); the metrics HTTP server's (sl_storage_metrics_listen).  None of them runs
+ * user code except the warn callback.
+ *
+ * Which thread may call what:
+ *  - The control calls sl_storage_set_cluster, sl_storage_follow, sl_storage_metrics_listen,
+ *    sl_storage_start and sl_storage_close: one at a time, from the thread that owns the
+ *    runtime (not concurrently with each other, nor from the warn callback).
+ *  - sl_source_register, sl_source_append, sl_source_advance, sl_source_close_worker,
+ *    sl_source_ingest and sl_source_upper: thread-safe.  Calls on one worker are serialised by
+ *    that worker's lock, calls on different workers run in parallel; sl_source_ingest, and an
+ *    ingest Append from a client (committed on the network thread), lock every worker of their
+ *    source at once.
+ *  - The getters (sl_storage_epoch, _data_dir, _port, _term, _is_standby, sl_source_id,
+ *    _workers, _hosts) and sl_storage_last_error: thread-safe; they do not block.
+ *  - sl_storage_close ends everything: no other thread may be inside, or later enter, any call
+ *    on the runtime or on one of its sources.
+ *
+ * The warn callback (sl_storage_config.warn) is called with a NUL-terminated line, valid until
+ * it returns, from whichever thread has the news: the network thread (refused or closed
+ * connections, limits, compaction), the thread inside sl_source_register (a log's recovery),
+ * the follower, the fencer or the greeting thread.  So it may run on several threads at once
+ * and must be thread-safe.  It should return quickly (on the network thread it holds up every
+ * connection); it may call sl_strerror and the getters, and must not call sl_storage_close.
  */
 #ifndef SLUICE_STORAGE_H
 #define SLUICE_STORAGE_H
@@ -33,13 +62,16 @@ typedef enum sl_fsync_mode {
 } sl_fsync_mode;
 
 typedef struct sl_storage_config {
-	const char *listen;       /* "HOST:PORT"; port 0 picks an ephemeral port. Default 127.0.0.1:6876 */
-	uint32_t max_frame;       /* largest frame accepted or sent; default 4 MiB */
+	/* "HOST:PORT", copied at open: HOST an IPv4 address, "localhost", or empty for every
+	 * address; port 0 picks an ephemeral port (see sl_storage_port).  Default 127.0.0.1:6876 */
+	const char *listen;
+	uint32_t max_frame;       /* largest frame accepted or sent, 128 KiB to 64 MiB; default 4 MiB */
 	uint32_t heartbeat_ms;    /* Ping an idle connection this often; default 1000 */
 	uint32_t idle_timeout_ms; /* drop a connection silent for this long; default 10000 */
 	size_t out_high_water;    /* stop filling a connection's output above this; default 1 MiB */
 	uint64_t max_batch_bytes; /* largest ingest batch staged per connection; default 256 MiB */
-	const char *data_dir;     /* durable logs live here; NULL keeps every log in memory */
+	const char *data_dir;     /* durable logs live here (copied at open; created if missing);
+	                             NULL keeps every log in memory */
 	sl_fsync_mode fsync;      /* default SL_FSYNC_INTERVAL */
 	uint32_t fsync_interval_ms; /* default 1000 */
 	uint64_t segment_size;    /* bytes per log segment file, a power of two; default 16 MiB */
@@ -47,15 +79,19 @@ typedef struct sl_storage_config {
 	 * (`since`) updates are consolidated and whole old segments removed.  0: keep all. */
 	uint64_t retain;
 	/* Called with a one-line notice the operator should see (e.g. a torn log tail truncated
-	 * at recovery), on the thread that caused it.  NULL: notices are dropped. */
+	 * at recovery), on the thread that caused it: see "The warn callback" above.  NULL:
+	 * notices are dropped.  warn and warn_arg are kept: warn_arg must stay valid until
+	 * sl_storage_close returns. */
 	void (*warn)(void *arg, const char *msg);
 	void *warn_arg;
-	/* TLS (PEM files, read at open).  With tls_cert and tls_key every connection must speak
-	 * TLS; a plaintext client is answered with a plaintext Error(SL_ETLS) and closed.  With
+	/* TLS (PEM files).  With tls_cert and tls_key every connection must speak TLS; a
+	 * plaintext client is answered with a plaintext Error(SL_ETLS) and closed.  With
 	 * tls_client_ca too, clients must present a certificate signed by it (mutual TLS).
 	 * tls_ca makes this process's own outgoing connections (a standby following its primary,
 	 * the fencer, the peer check) use TLS, verifying the other process against it and
-	 * presenting tls_cert/tls_key when asked.  NULL: plaintext. */
+	 * presenting tls_cert/tls_key when asked.  NULL: plaintext.  The paths are copied and the
+	 * files read at open; a standby's follower reads tls_ca, tls_cert and tls_key again each
+	 * time it connects to its primary, so those files must stay in place. */
 	const char *tls_cert;
 	const char *tls_key;
 	const char *tls_client_ca;
@@ -85,13 +121,22 @@ typedef struct sl_storage_config {
 	uint32_t max_row;           /* bytes per row in an Append; default and maximum SL_ROW_MAX */
 } sl_storage_config;
 
-/* Fills cfg with the defaults above. */
+/* Fills the caller's cfg with the defaults above.  A field left 0 (or NULL) in the config given
+ * to sl_storage_open takes its default too. */
 SL_API void sl_storage_config_init(sl_storage_config *cfg);
 
 /* Creates a runtime and binds its listening socket (so a port-0 listener has its port now).
- * cfg is read during the call only.  On success *out is owned by the caller: free it with
- * sl_storage_close.  Errors: -errno from socket/bind/listen, SL_EARG for a bad address or a
- * bad limit (max_row over SL_ROW_MAX, max_output set below 4 * out_high_water + max_frame). */
+ * cfg (NULL: all defaults) is read during the call only.  With a data directory, creates it,
+ * reads DATA/term and DATA/fenced and counts DATA/epoch up (also when the open fails later);
+ * with SL_FSYNC_INTERVAL starts the sync thread.  The network thread is started only by
+ * sl_storage_start.  On success *out is owned by the caller: free it with sl_storage_close.
+ * Errors: SL_EARG (a bad listen address, max_frame out of range, max_row over SL_ROW_MAX,
+ * max_output set below 4 * out_high_water + max_frame, tls_cert without tls_key or the reverse,
+ * tls_client_ca without tls_cert, an empty auth_token), SL_ETLS (a PEM file that cannot be
+ * loaded), SL_EIO (DATA/epoch, DATA/term or DATA/fenced unreadable), SL_ENOMEM, -errno
+ * (creating the data directory, writing DATA/epoch, socket/bind/listen: e.g. -EADDRINUSE).
+ * Most failures leave a line in sl_storage_last_error.  Thread-safe (each call makes its own
+ * runtime; two runtimes must not share a data directory). */
 SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out);
 
 /* Makes this runtime process `process` of a storage cluster of n processes at addrs[0..n-1]
@@ -99,49 +144,65 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out);
  * and answers requests for the others with SL_EWRONGOWNER naming their process and address.
  * `fingerprint` identifies the cluster's configuration (its address list and source specs):
  * every process of one cluster must be given the same, and clients refuse to mix processes
- * that differ.  Call after sl_storage_open and before registering sources.  Without this call
- * the runtime is a cluster of one.  SL_EARG for process >= n or n == 0. */
+ * that differ.  Without this call the runtime is a cluster of one.  Call at most once, after
+ * sl_storage_open and before registering any source and before sl_storage_start (a control
+ * call).  Errors: SL_EARG (st or addrs NULL, an addrs[i] NULL, n == 0, process >= n, a source
+ * already registered), SL_ENOMEM. */
 SL_API int sl_storage_set_cluster(sl_storage *st, const char *const *addrs, uint32_t n,
                                   uint32_t process, uint64_t fingerprint);
 
-/* Whether this process hosts the worker (always, outside a cluster).  Sources append to and
- * advance only the workers their process hosts. */
+/* 1 if this process hosts the worker (always, outside a cluster), 0 if another process does or
+ * worker is out of range.  Sources append to and advance only the workers their process hosts.
+ * Thread-safe. */
 SL_API int sl_source_hosts(const sl_source *src, uint32_t worker);
 
-/* A one-line description of why the last sl_storage_open or sl_source_register on this
- * thread failed (e.g. "log sources/c/0/ok is corrupt: block at 0000000000000000.seg offset
- * 4096 fails its checksum"), or "" . */
+/* A one-line description of why the last sl_storage_open, sl_source_register,
+ * sl_storage_follow or sl_storage_metrics_listen on this thread failed (e.g. "log
+ * sources/c/0/ok is corrupt: block at 0000000000000000.seg offset 4096 fails its checksum"), or
+ * "".  sl_storage_open (once its limits are checked) and sl_source_register clear it first; a
+ * failure that has no line of its own (most SL_EARG and SL_ENOMEM) leaves the previous one.
+ * The string is the calling thread's own (thread-local): never NULL, not to be freed, its text
+ * replaced by the next of those calls on this thread. */
 SL_API const char *sl_storage_last_error(void);
 
 /* How many times this data directory has been opened (1 on the first start); 0 without a
- * data directory.  Sent in Hello, so clients can tell a restarted process from the same one. */
+ * data directory.  Sent in Hello, so clients can tell a restarted process from the same one.
+ * Fixed at open; thread-safe. */
 SL_API uint64_t sl_storage_epoch(const sl_storage *st);
 
-/* The data directory (as configured), or NULL when logs are kept in memory.  A source that
- * must remember where it stood in its input (an offset, a position) keeps its state there. */
+/* The data directory (the runtime's copy of cfg.data_dir, valid until sl_storage_close), or
+ * NULL when logs are kept in memory.  A source that must remember where it stood in its input
+ * (an offset, a position) keeps its state there.  Thread-safe. */
 SL_API const char *sl_storage_data_dir(const sl_storage *st);
 
-/* The TCP port the runtime listens on. */
+/* The TCP port the runtime listens on (the one picked, for port 0).  Fixed at open;
+ * thread-safe. */
 SL_API int sl_storage_port(const sl_storage *st);
 
 /* Serves the runtime's metrics in the Prometheus text exposition format at GET /metrics on
- * `hostport` ("HOST:PORT"; port 0 picks a free port, written to *port_out if not NULL), from
- * an HTTP server thread of its own (libmicrohttpd).  Each scrape is a report the network
- * thread builds on request (see docs/ARCHITECTURE.md, "Operating"); until sl_storage_start it
- * answers 503.  Call once, after sl_storage_open; sl_storage_close stops it.  Errors: SL_EARG
- * (a bad address, or called twice), -errno from socket/bind/listen, SL_EIO (the HTTP server
- * did not start); see sl_storage_last_error. */
+ * `hostport` ("HOST:PORT", read during the call; port 0 picks a free port, written to *port_out
+ * if not NULL), from an HTTP server thread of its own (libmicrohttpd).  Each scrape is a report
+ * the network thread builds on request (see docs/ARCHITECTURE.md, "Operating"); until
+ * sl_storage_start, or when the network thread does not answer within 2 s, it answers 503.
+ * Call once, after sl_storage_open (a control call); sl_storage_close stops it.  Errors: SL_EARG
+ * (st or hostport NULL, a bad address, or called twice), SL_ENOMEM, -errno from
+ * socket/bind/listen, SL_EIO (the HTTP server did not start); see sl_storage_last_error. */
 SL_API int sl_storage_metrics_listen(sl_storage *st, const char *hostport, int *port_out);
 
-/* Starts the network thread.  Call once. */
+/* Starts the network thread (and, in a cluster, the thread that greets the other processes).
+ * Call once (a control call).  Errors: SL_EARG (already started), -errno (the thread could not
+ * be created, e.g. -EAGAIN). */
 SL_API int sl_storage_start(sl_storage *st);
 
-/* Stops the network thread, closes every connection and frees every source and log.  Sources
- * handles become invalid; the caller must have stopped every thread that appends first.
- * Accepts NULL. */
+/* Stops and joins every thread of the runtime (the metrics server, the follower and fencer of
+ * a standby, the greeting thread, the network thread, the sync thread: this may take a few
+ * seconds while one finishes a connection attempt), closes every connection and the listening
+ * socket, and frees every source and log and st itself.  Source handles become invalid; the
+ * caller must have stopped every thread that calls into the runtime first (see "Which thread
+ * may call what").  Not from the warn callback.  Accepts NULL. */
 SL_API void sl_storage_close(sl_storage *st);
 
-/* Makes this runtime a standby of the storage process at `primary` ("HOST:PORT"): a
+/* Makes this runtime a standby of the storage process at `primary` ("HOST:PORT", copied): a
  * thread follows it over the sluice protocol (as a compute client, reconnecting by itself),
  * registers every source of the primary here in the same order (so ids agree; register no
  * source of your own), and writes each worker's complete times into the local logs, which
@@ -150,62 +211,92 @@ SL_API void sl_storage_close(sl_storage *st);
  * term is the primary's + 1.  Replication is asynchronous: a promoted standby has what it had
  * followed.  For a process of a cluster, first call sl_storage_set_cluster with the primary's
  * list and process (the fingerprint is then taken from the primary, and kept in
- * DATA/fingerprint): the standby follows and serves only that process's workers.  Call after
- * sl_storage_open, before or after sl_storage_start.  Errors: SL_EARG (already a standby),
- * SL_ECLUSTER (the primary is not the process this runtime was configured for: a process of a
- * cluster for a runtime without one, or another list or process; see sl_storage_last_error),
- * -errno. */
+ * DATA/fingerprint): the standby follows and serves only that process's workers.  Call once,
+ * after sl_storage_open, before or after sl_storage_start (a control call).  Blocks for one
+ * first look at the primary (a connection with a 2 s timeout); a primary that cannot be
+ * reached now is no error: the follower keeps trying.  That look uses sl_client_open, so it
+ * also replaces the calling thread's sl_client_last_error.  Errors: SL_EARG (st or primary NULL,
+ * or already a standby), SL_ETLS or SL_EAUTH (the primary is up and refuses this process's TLS
+ * or token), SL_ECLUSTER (the primary is not the process this runtime was configured for: a
+ * process of a cluster for a runtime without one, or another list or process), SL_ENOMEM,
+ * -errno (the thread could not be created); see sl_storage_last_error. */
 SL_API int sl_storage_follow(sl_storage *st, const char *primary);
 
-/* 1 while this runtime follows a primary and was not promoted, else 0. */
+/* 1 while this runtime follows a primary and was not promoted, else 0.  Thread-safe. */
 SL_API int sl_storage_is_standby(const sl_storage *st);
 
 /* The fencing term: persisted in DATA/term, 1 on a fresh data directory; a standby takes its
  * primary's when it learns it, and promotion adds 1.  Sent in the Cluster frame: clients given
- * several addresses of one process use the one with the highest term. */
+ * several addresses of one process use the one with the highest term.  Thread-safe. */
 SL_API uint64_t sl_storage_term(const sl_storage *st);
 
 /* Flags for sl_source_register. */
 #define SL_SOURCE_INGEST 0x01 /* clients may Append batches (the `ingest` kind) */
 
-/* Registers a source named `name` (unique; letters, digits, '_', '-', '.') of the given kind
- * (free text shown by ListSources) with `workers` workers.  Without a data directory each
+/* Registers a source named `name` (unique, non-empty) of the given kind (free text shown by
+ * ListSources) with `workers` workers (1 to 2^20); name and kind are copied.  With a data
+ * directory the name is a directory's, so it may hold only letters, digits, '_', '-' and '.',
+ * and not begin with '.' (without one this is not checked).  Without a data directory each
  * worker starts with upper 0 and empty collections.  With one, the source's logs are opened
- * and recovered: each worker starts at its durable upper with everything before it, and any
- * update at a time not yet complete when the process stopped is dropped (the source produces
- * those times again).  Thread-safe.  *out stays valid until sl_storage_close.
- * Errors: SL_EDUPLICATE, SL_EARG, SL_EIO (corrupt log, or a data directory made for another
- * kind or worker count: see sl_storage_last_error), -errno. */
+ * and recovered (this call reads them all): each worker starts at its durable upper with
+ * everything before it, and any update at a time not yet complete when the process stopped is
+ * dropped (the source produces those times again).  Thread-safe.  *out belongs to the runtime
+ * (there is no function to free it) and stays valid until sl_storage_close.  Errors:
+ * SL_EDUPLICATE (the name is taken), SL_EARG (st, name or kind NULL, an empty or, with a data
+ * directory, disallowed name, workers 0 or over 2^20), SL_EIO (a corrupt log, or a data
+ * directory made for another kind or worker count), SL_ENOMEM, -errno (creating its
+ * directories and files; -EWOULDBLOCK: another runtime has its logs open); see
+ * sl_storage_last_error. */
 SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind, uint32_t workers,
                               unsigned flags, sl_source **out);
 
+/* The source's id (1, 2, ... in registration order: clients name it by this) and its number of
+ * workers.  Fixed at registration; thread-safe. */
 SL_API uint64_t sl_source_id(const sl_source *src);
 SL_API uint32_t sl_source_workers(const sl_source *src);
 
-/* Appends n updates to one collection of one worker.  Every update's time must be >= the
- * worker's upper (else SL_ETIME, nothing appended); rows at most SL_ROW_MAX bytes (else
- * SL_ETOOBIG).  Subscribers receive a time's updates once sl_source_advance has moved the
- * upper past it.  A full disk fails with -ENOSPC (what was appended before stays; retry once
- * space returns).  Thread-safe; never blocks on the network.  Rows are copied. */
+/* Appends n updates (ups[0..n-1], read during the call: the rows are copied) to one collection
+ * of one worker.  Subscribers receive a time's updates once sl_source_advance has moved the
+ * upper past it.  The whole array is checked first, and nothing is appended when a check
+ * fails: SL_EARG (src NULL, worker out of range, coll not SL_OK or SL_ERR), SL_EWRONGOWNER
+ * (another process of the cluster hosts the worker), SL_ECLOSED (the worker is closed; only
+ * checked when n > 0), SL_ETIME (a time below the worker's upper, or SL_TIME_CLOSED),
+ * SL_ETOOBIG (a row over SL_ROW_MAX bytes).  Writing can then fail with SL_ENOMEM or, with a
+ * data directory, the -errno of creating a log segment (-ENOSPC: the disk is full): the
+ * updates written before the failure (whole blocks of up to 64 KiB) stay in the log, so the
+ * caller cannot tell how much of ups was appended; what earlier calls appended stays too.
+ * Thread-safe.  Never waits for the network, but waits for the worker's lock while another
+ * append or advance on that worker, or an ingest commit on its source, holds it. */
 SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
                             const sl_update *ups, size_t n);
 
-/* Advances the worker's upper to `upper` (> current; an equal value is a no-op, a lower one
- * SL_ETIME).  SL_TIME_CLOSED closes the worker.  With a data directory the upper is written to
- * the log first (and with SL_FSYNC_ALWAYS synced) and only then published, so no subscriber
- * ever sees a frontier that a crash could take back.  Thread-safe. */
+/* Advances the worker's upper to `upper` (> current; an equal value is a no-op returning 0, a
+ * lower one SL_ETIME).  SL_TIME_CLOSED closes the worker.  With a data directory the upper is
+ * written to the log first (and with SL_FSYNC_ALWAYS synced, under the worker's lock) and only
+ * then published, so no subscriber ever sees a frontier that a crash could take back.  Errors:
+ * SL_EARG (src NULL, worker out of range), SL_EWRONGOWNER, SL_ETIME, and when writing or
+ * syncing the upper fails, SL_ENOMEM or -errno (e.g. -ENOSPC, -EIO): the upper then stays
+ * where it was.  Thread-safe (as sl_source_append). */
 SL_API int sl_source_advance(sl_source *src, uint32_t worker, uint64_t upper);
 
 /* Same as sl_source_advance(src, worker, SL_TIME_CLOSED). */
 SL_API int sl_source_close_worker(sl_source *src, uint32_t worker);
 
-/* The worker's current upper (SL_TIME_CLOSED once closed). Thread-safe. */
+/* The worker's current upper (SL_TIME_CLOSED once closed); 0 for a worker out of range or
+ * hosted by another process.  Thread-safe; takes no lock. */
 SL_API uint64_t sl_source_upper(const sl_source *src, uint32_t worker);
 
-/* Appends one atomic batch to an ingest source the way a client Append does: every update
- * gets the same time T = the largest upper over the source's workers, rows are routed to
- * worker hash(row) mod W, and then every worker's upper advances to T + 1.  Updates' own time
- * fields are ignored.  *time_out receives T.  Thread-safe. */
+/* Appends one atomic batch (ups[0..n-1], read during the call) to an ingest source the way a
+ * client Append does: every update gets the same time T = the largest upper over the workers
+ * this process hosts, rows are routed to worker sl_ingest_route(row, W), and then every hosted
+ * worker's upper advances to T + 1 (also for n == 0).  Updates' own time fields are ignored.
+ * All or nothing: on failure no update becomes visible and no upper moves.  On success
+ * *time_out (not NULL) receives T.  Neither the source's flags nor a standby's state are
+ * checked here (clients' Appends are refused for those; this call is not).  Errors: SL_ETOOBIG
+ * (a row over SL_ROW_MAX bytes), SL_ECLOSED (a hosted worker is closed), SL_ETIME (T + 1 would be
+ * SL_TIME_CLOSED), SL_EWRONGOWNER (in a cluster, a row routed to a worker another process
+ * hosts), SL_ENOMEM, -errno of the durable log (e.g. -ENOSPC).  Thread-safe: it holds the lock
+ * of every worker of the source for the whole commit (with SL_FSYNC_ALWAYS, syncs included). */
 SL_API int sl_source_ingest(sl_source *src, const sl_update *ups, size_t n, uint64_t *time_out);
 
 #ifdef __cplusplus
