@@ -16,6 +16,8 @@ PACKAGES=(
 	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 	valgrind cppcheck clang-tidy                # the valgrind and static-analysis stages of test.sh
+	libcurl4-openssl-dev libjansson-dev         # coordination (src/coord): etcd's JSON gateway
+	etcd-server                                 # the 3-member etcd cluster of itest_coord
 )
 
 missing=()
