@@ -75,7 +75,9 @@ void sli_election_free(sli_election *el);
  * exist.  1: this candidate leads (term and safe deadline set; also when it already led),
  * 0: another candidate leads, or the key was just deleted and not yet re-created;
  * SL_EREJECTED: not eligible (nothing written); < 0.  *leader (may be NULL): who leads after
- * the call (address "" and term 0 if nobody). */
+ * the call (address "" and term 0 if nobody).  A leader whose safe deadline passed while its
+ * key and lease survived (renewals failed, then etcd came back) gets the same term back: nobody
+ * else can have led in between. */
 int sli_election_campaign(sli_election *el, sli_leader *leader);
 
 /* Renews the leader's lease once and checks that the leader key is still this candidate's at

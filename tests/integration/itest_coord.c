@@ -410,7 +410,7 @@ static void test_term_after_resign(void **state)
 	assert_int_equal(sli_election_campaign(b, NULL), 1);
 	t2 = sli_election_term(b);
 	assert_true(t2 > t1);
-	/* The old leader's fenced write is refused now. */
+	/* The one that resigned has nothing to renew. */
 	assert_int_equal(sli_election_renew(a), SL_EARG);
 	assert_int_equal(sli_election_resign(b), 0);
 	assert_int_equal(sli_election_campaign(a, NULL), 1);
@@ -445,13 +445,37 @@ static void test_term_after_expiry(void **state)
 	assert_false(sli_election_may_act(a));
 	assert_true(sli_election_term(b) > t1);
 	assert_true(sli_election_may_act(b));
-	/* a finds out: its lease is gone. */
-	int rc = sli_election_renew(a);
-	assert_true(rc == SL_ELEASE || rc == SL_EFENCED);
+	/* a still believes it leads: its fenced write is refused, and that ends its term. */
+	char isr[SLI_COORD_KEY_MAX];
+	assert_int_equal(sli_coord_key(isr, sizeof(isr), "itest", 0, "isr"), 0);
+	assert_int_equal(sli_election_term(a), t1);
+	assert_int_equal(sli_election_put_fenced(a, isr, "stale", 5), SL_EFENCED);
 	assert_int_equal(sli_election_term(a), 0);
+	assert_int_equal(sli_election_put_fenced(b, isr, "fresh", 5), 0);
+	int64_t t2 = sli_election_term(b);
 	assert_int_equal(sli_election_resign(b), 0);
+
+	/* A leader whose lease expired learns it from its next renewal. */
+	sli_election *c = new_election(e, "127.0.0.1:7003", 1000, NULL, NULL);
+	sli_leader ld;
+	assert_int_equal(sli_election_campaign(c, NULL), 1);
+	assert_true(sli_election_term(c) > t2);
+	uint64_t deadline = sli_now_ms() + 15000;
+	int gone = 0;
+	for (int i = 0; i < 300 && !gone && sli_now_ms() < deadline; i++) {
+		int rc = sli_election_observe(b, &ld);
+		assert_true(rc == 0 || rc == 1);
+		gone = rc == 0;
+		if (!gone)
+			sleep_ms(50);
+	}
+	assert_true(gone);
+	assert_int_equal(sli_election_renew(c), SL_ELEASE);
+	assert_false(sli_election_may_act(c));
+	assert_int_equal(sli_election_term(c), 0);
 	sli_election_free(a);
 	sli_election_free(b);
+	sli_election_free(c);
 	sli_etcd_close(e);
 }
 
