@@ -34,7 +34,7 @@ command -v "$ETCD" >/dev/null || die "etcd not found (install Debian's etcd-serv
 command -v curl >/dev/null || die "curl not found (scripts/install-deps.sh installs it)"
 
 listening_ports() {
-	local f line
+	local f
 	for f in /proc/net/tcp /proc/net/tcp6; do
 		[[ -r $f ]] || continue
 		while read -r _ local _ st _; do
@@ -69,7 +69,7 @@ member_alive() { # N: whether member N's recorded pid is an etcd of this DIR
 
 launch() { # N STATE: starts member N in the background
 	local n=$1 state=$2
-	# shellcheck disable=SC1090
+	# shellcheck source=/dev/null
 	source "$DIR/cluster.env"
 	local cport_var="CPORT$n" pport_var="PPORT$n"
 	"$ETCD" --name "m$n" --data-dir "$DIR/m$n.data" \
@@ -85,7 +85,7 @@ launch() { # N STATE: starts member N in the background
 }
 
 healthy() { # N: whether member N answers /health with true
-	# shellcheck disable=SC1090
+	# shellcheck source=/dev/null
 	source "$DIR/cluster.env"
 	local cport_var="CPORT$1"
 	curl -fsS -m 1 "http://127.0.0.1:${!cport_var}/health" 2>/dev/null | grep -q '"health":"true"'
