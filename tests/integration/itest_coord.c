@@ -246,6 +246,9 @@ static void test_kv_and_cas(void **state)
 	sli_etcd_kvs_free(kvs, 2);
 	assert_int_equal(sli_etcd_get_prefix(e, "/itest/none/", &kvs), 0);
 	assert_null(kvs);
+	int all = sli_etcd_get_prefix(e, "", &kvs); /* "": every key */
+	assert_true(all >= 4);
+	sli_etcd_kvs_free(kvs, (size_t)all);
 	assert_int_equal(sli_etcd_delete(e, "/itest/kv/c"), 1);
 	assert_int_equal(sli_etcd_delete(e, "/itest/kv/c"), 0);
 
