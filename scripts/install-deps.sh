@@ -13,13 +13,14 @@ PACKAGES=(
 	coreutils procps openssl                    # timeout, ps, openssl (test certificates): used by the test scripts
 	libmicrohttpd-dev                           # the metrics endpoint (sluiced --metrics-listen)
 	libsystemd-dev python3 systemd              # sd_notify; test_notify.sh's socket; systemd-analyze
-	libjansson-dev                              # JSON (sluice sources/stat --json)
 	curl jq                                     # test_metrics.sh, test_logs.sh: scrape, parse JSON
 	prometheus                                  # promtool: test_metrics.sh lints the metrics
 	postgresql                                  # the server test_postgres.sh starts (initdb, pg_ctl, psql)
 	redis-server libhiredis-dev                 # the Redis pub/sub comparison of sluice_bench
 	valgrind cppcheck clang-tidy                # the valgrind and static-analysis stages of test.sh
 	groff-base man-db                           # test_manpages.sh: groff -man -ww and man -l render the man pages
+	libcurl4-openssl-dev libjansson-dev         # coordination (src/coord): etcd's JSON gateway
+	etcd-server                                 # the 3-member etcd cluster of itest_coord
 )
 
 missing=()

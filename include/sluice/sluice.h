@@ -85,6 +85,8 @@ enum {
 	SL_EAUTH = -1022,     /* authentication failed (missing or wrong token) */
 	SL_ETLS = -1023,      /* TLS failed: handshake, certificate, or a peer that does not speak TLS */
 	SL_ELIMIT = -1024,    /* a server limit was reached (connections, request rate, output) */
+	SL_EETCD = -1025,     /* the coordination service (etcd) is unreachable or failing */
+	SL_ELEASE = -1026,    /* the etcd lease expired or is unknown: leadership is lost */
 };
 
 /* A static, human-readable string naming `code`: "success" for 0, the SL_E* text, the
