@@ -20,7 +20,8 @@
  * of 24 zero bytes is not a block (its CRC would not be zero).  Unknown files in the directory
  * are ignored; the directory is flock'ed while open, so two processes cannot write one log.
  *
- * Writing.  memlog.c's writer does the work: each segment is one of its chunks, mapped
+ * Writing.  memlog.c's writer does the work: each segment is one of its chunks (created, dropped
+ * and released through the chunk ops of chunks.h, registered when the log is made), mapped
  * MAP_SHARED read/write and never unmapped or moved while the log is open, so a reader's
  * position stays valid and readers need no lock.  sli_log_commit writes the checksum.
  *
@@ -64,10 +65,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log/crc32c.h"
+#include "log/chunks.h"
 #include "proto/proto.h"
 
-#define SKIP_MARK 0xffffffffu /* as in memlog.c */
 #define SEG_HEX 16
 #define SEG_SUFFIX ".seg"
 #define SEG_NAME_MAX 24
@@ -162,15 +162,10 @@ static int segs_push(struct sli_disklog *d, uint64_t base, uint8_t *map)
 	return 0;
 }
 
-uint32_t sli_block_checksum(const uint8_t *h)
+/* Chunk op: creates, allocates and maps the segment at base; *out is its mapping.  Writer. */
+static int disk_create_segment(void *owner, uint64_t base, uint8_t **out)
 {
-	uint32_t crc = sli_crc32c(0, h, 4);
-	crc = sli_crc32c(crc, h + 8, 16);
-	return sli_crc32c(crc, h + SLI_BLOCK_HDR, sli_get_u32(h));
-}
-
-int sli_disklog_segment(struct sli_disklog *d, uint64_t base, uint8_t **out)
-{
+	struct sli_disklog *d = owner;
 	char name[SEG_NAME_MAX];
 	int rc, e;
 	seg_name(name, base);
@@ -201,8 +196,11 @@ err_unlink:
 	return rc;
 }
 
-void sli_disklog_release(struct sli_disklog *d)
+/* Chunk op: unmaps every segment and frees d (called by sli_log_free). */
+static void disk_release(void *owner)
 {
+	struct sli_disklog *d = owner;
+
 	if (d == NULL)
 		return;
 	for (size_t i = 0; i < d->nsegs; i++)
@@ -215,8 +213,11 @@ void sli_disklog_release(struct sli_disklog *d)
 	free(d);
 }
 
-int sli_disklog_drop_first(struct sli_disklog *d)
+/* Chunk op: unmaps and deletes the first segment (never the last).  Only the log's reader
+ * thread, once no reader position lies in it.  0, SL_EARG (only one segment), -errno. */
+static int disk_drop_first(void *owner)
 {
+	struct sli_disklog *d = owner;
 	char name[SEG_NAME_MAX];
 	/* Serialised with sli_log_sync, which may be mapping this segment's range right now. */
 	pthread_mutex_lock(&d->sync_mu);
@@ -242,15 +243,27 @@ int sli_disklog_drop_first(struct sli_disklog *d)
 	return 0;
 }
 
+static const sli_chunk_ops disk_chunk_ops = {
+	.create = disk_create_segment,
+	.drop_first = disk_drop_first,
+	.release = disk_release,
+};
+
+/* The disk log behind log, or NULL for a memory log. */
+static struct sli_disklog *disk_of(const sli_log *log)
+{
+	return sli_log_chunk_owner(log, &disk_chunk_ops);
+}
+
 int sli_disklog_dirfd(const sli_log *log)
 {
-	struct sli_disklog *d = sli_log_disk(log);
+	struct sli_disklog *d = disk_of(log);
 	return d ? d->dirfd : -1;
 }
 
 uint64_t sli_disklog_recovered_upper(const sli_log *log)
 {
-	struct sli_disklog *d = sli_log_disk(log);
+	struct sli_disklog *d = disk_of(log);
 	return d ? d->recovered_upper : 0;
 }
 
@@ -275,7 +288,7 @@ static uint8_t *seg_map(struct sli_disklog *d, uint64_t base)
 
 int sli_log_sync(sli_log *log)
 {
-	struct sli_disklog *d = sli_log_disk(log);
+	struct sli_disklog *d = disk_of(log);
 	if (d == NULL)
 		return 0;
 	pthread_mutex_lock(&d->sync_mu);
@@ -514,7 +527,7 @@ static int recover_walk(struct rctx *r, uint64_t *end)
 		uint32_t n = 0;
 		for (off = 0;; off += SLI_BLOCK_HDR + n) {
 			if (seg_size - off < SLI_BLOCK_HDR ||
-			    (off + 4 <= s->fsize && sli_get_u32(s->map + off) == SKIP_MARK)) {
+			    (off + 4 <= s->fsize && sli_get_u32(s->map + off) == SLI_SKIP_MARK)) {
 				stop = BLK_VALID; /* the segment ends cleanly */
 				break;
 			}
@@ -736,7 +749,7 @@ int sli_disklog_open(const char *dir, const sli_disklog_opts *opts, sli_log **ou
 		    errno == EWOULDBLOCK ? "in use by another open log" : strerror(errno));
 		goto err_release;
 	}
-	if ((rc = sli_log_new_chunked(&log, d->shift, d)) != 0)
+	if ((rc = sli_log_new_chunked(&log, d->shift, &disk_chunk_ops, d)) != 0)
 		goto err_release;
 	if ((rc = recover(&r, log)) != 0)
 		goto err_free_log;
@@ -753,6 +766,6 @@ err_free_log:
 	sli_log_free(log); /* releases d */
 	return rc;
 err_release:
-	sli_disklog_release(d);
+	disk_release(d);
 	return rc;
 }
