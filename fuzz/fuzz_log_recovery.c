@@ -1,5 +1,5 @@
 /*
- * fuzz_log_recovery.c - libFuzzer target for the durable log's recovery (src/log/disklog.c,
+ * fuzz_log_recovery.c - libFuzzer target for the durable log's recovery (src/log/disklog_recover.c,
  * sli_disklog_open).
  *
  * The input is written as the segment files of one log directory, then the log is opened.

@@ -7,7 +7,7 @@
  * operations memlog.c calls back through (only when a chunk is created, dropped or the log is
  * freed: never per block).  memlog.c knows nothing of what the provider is.
  *
- * Part-level: only for the files of src/log (memlog.c, disklog.c).
+ * Part-level: only for the files of src/log (memlog.c, disklog.c, disklog_recover.c).
  */
 #ifndef SLUICE_LOG_CHUNKS_H
 #define SLUICE_LOG_CHUNKS_H

@@ -17,7 +17,7 @@
  *       fsync=never    the kernel writes back when it likes (about 30 s on Linux by default).
  *     The kernel writes dirty pages back in any order, so the part of the log after the last
  *     sync can come back with holes; open then refuses with SL_EIO naming the file and offset
- *     rather than guessing what was lost (see disklog.c, "Recovery").
+ *     rather than guessing what was lost (see disklog_recover.c, "Recovery").
  */
 #ifndef SLUICE_DISKLOG_H
 #define SLUICE_DISKLOG_H
