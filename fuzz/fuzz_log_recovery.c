@@ -1,6 +1,6 @@
 /*
- * fuzz_log_recovery.c - libFuzzer target for the durable log's recovery (src/log/disklog.c,
- * sli_disklog_open).
+ * fuzz_log_recovery.c - libFuzzer target for the durable log's recovery
+ * (src/log/disklog_recover.c, sli_disklog_open).
  *
  * The input is written as the segment files of one log directory, then the log is opened.
  * Input layout (seed_input() in gen_log_seeds.c writes the same):

@@ -144,6 +144,36 @@ int cli_limit_option(const char *name, const char *val, struct sl_storage_config
  * 0; 1 with a note in note[] when the hard limit is too low; -1 if getrlimit fails. */
 int cli_raise_nofile(uint32_t max_connections, char *note, size_t notelen);
 
+/* ---- sluice's client commands: what they share (cli_client.c) ---- */
+
+struct sl_client;
+struct sl_source_info;
+
+#define CLI_DEFAULT_SERVER "127.0.0.1:6876"
+#define CLI_REQUEST_TIMEOUT_MS 30000
+
+/* Prints "sluice: MSG (see sluice CMD --help)" on stderr; returns 2, the exit status for bad
+ * arguments. */
+int cli_bad_args(const char *cmd, const char *msg);
+/* Connects, retrying a refused connection for about 5 s (the server may be starting).  Once
+ * connected, a lost connection is retried for retry_for_ms (the client runtime's reconnects).
+ * Prints the one-line error itself.  0 or the error. */
+int cli_connect_retry(const char *server, uint32_t retry_for_ms, struct sl_client **out);
+/* cli_connect_retry with the client's default reconnect time. */
+int cli_connect(const char *server, struct sl_client **out);
+/* Finds SOURCE by name.  Prints the error itself.  0 with *infos (free with sl_source_info_free)
+ * and *found, or non-zero. */
+int cli_find_source(struct sl_client *c, const char *server, const char *name,
+                    struct sl_source_info **infos, size_t *n, struct sl_source_info **found);
+/* Exit status for a failed write to stdout: a closed pipe (`| head`) is not an error. */
+int cli_out_status(int rc);
+
+/* sluice tail (cli_tail.c): exit status. */
+int cli_tail(int argc, char **argv);
+/* sluice sources (cli_sources.c): exit status. */
+int cli_sources(int argc, char **argv);
+/* sluice ingest (cli_ingest.c): exit status. */
+int cli_ingest(int argc, char **argv);
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
 /* ---- --config FILE (cli_config.c) ---- */

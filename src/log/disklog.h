@@ -17,7 +17,7 @@
  *       fsync=never    the kernel writes back when it likes (about 30 s on Linux by default).
  *     The kernel writes dirty pages back in any order, so the part of the log after the last
  *     sync can come back with holes; open then refuses with SL_EIO naming the file and offset
- *     rather than guessing what was lost (see disklog.c, "Recovery").
+ *     rather than guessing what was lost (see disklog_recover.c, "Recovery").
  */
 #ifndef SLUICE_DISKLOG_H
 #define SLUICE_DISKLOG_H
@@ -91,32 +91,7 @@ int sli_log_mark_upper(sli_log *log, uint64_t upper);
  * error instead of claiming durability that is not there.  A memory log returns 0. */
 int sli_log_sync(sli_log *log);
 
-/*
- * Internal: the seam between memlog.c (which owns struct sli_log, its chunk table and the
- * read/write path of log.h for both kinds) and disklog.c (which supplies the chunks of a disk
- * log as segment mappings).  Not for other callers.
- */
-struct sli_disklog;
-
-/* memlog.c: a log whose chunks are 1 << shift bytes, taken from d (NULL: malloc). */
-int sli_log_new_chunked(sli_log **out, unsigned shift, struct sli_disklog *d);
-/* memlog.c: installs the recovered chunk at base (a multiple of the chunk size). */
-int sli_log_adopt(sli_log *log, uint64_t base, uint8_t *chunk);
-/* memlog.c: sets the first position and the end (and where the writer continues). */
-void sli_log_set_bounds(sli_log *log, uint64_t start, uint64_t end);
-/* memlog.c: the disk log behind log, or NULL for a memory log. */
-struct sli_disklog *sli_log_disk(const sli_log *log);
-
-/* disklog.c: creates, allocates and maps the segment at base; *out is its mapping.  Writer. */
-int sli_disklog_segment(struct sli_disklog *d, uint64_t base, uint8_t **out);
-/* disklog.c: unmaps and deletes the first segment (never the last).  Only the log's reader
- * thread, once no reader position lies in it.  0, SL_EARG (only one segment), -errno. */
-int sli_disklog_drop_first(struct sli_disklog *d);
-/* disklog.c: the log directory's fd (for files kept beside the segments), or -1. */
+/* The log directory's fd (for files kept beside the segments), or -1 for a memory log. */
 int sli_disklog_dirfd(const sli_log *log);
-/* disklog.c: unmaps every segment and frees d (called by sli_log_free). */
-void sli_disklog_release(struct sli_disklog *d);
-/* disklog.c: the checksum of the block whose header is at h (its nbytes of events follow). */
-uint32_t sli_block_checksum(const uint8_t *h);
 
 #endif

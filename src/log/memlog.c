@@ -8,8 +8,9 @@
  * arithmetic) and starts the next chunk.
  *
  * The same code serves the durable log (disklog.c): there a chunk is a segment file mapped
- * MAP_SHARED, its size is the segment size, disklog.c creates it, and each commit also writes
- * the block's CRC-32C into the header's checksum slot.  A memory log leaves that slot 0.
+ * MAP_SHARED, its size is the segment size, disklog.c creates it (through the chunk ops of
+ * chunks.h, so this file never calls disklog.c), and each commit also writes the block's
+ * CRC-32C into the header's checksum slot.  A memory log leaves that slot 0.
  */
 #include "log/log.h"
 
@@ -17,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log/disklog.h"
+#include "log/chunks.h"
 #include "proto/proto.h"
 
 #define SLI_CHUNK_SHIFT 20 /* chunk size of a memory log */
@@ -25,7 +26,6 @@
 #define L2_SHIFT 10
 #define L2_SIZE ((size_t)1 << L2_SHIFT)
 #define L1_SIZE ((size_t)1 << 12) /* 2^12 * 2^10 chunks of 1 MiB: 4 TiB of history */
-#define SKIP_MARK 0xffffffffu
 
 struct sli_log {
 	_Atomic(uint8_t *) *_Atomic *l1; /* l1[i] -> array of L2_SIZE chunk pointers */
@@ -35,7 +35,8 @@ struct sli_log {
 	unsigned shift;           /* chunk size is 1 << shift */
 	uint64_t start;           /* position of the first block */
 	int err;                  /* why the last sli_log_reserve returned NULL, 0 after a success */
-	struct sli_disklog *disk; /* NULL: a memory log, whose chunks are malloc'd */
+	const sli_chunk_ops *ops; /* NULL: a memory log, whose chunks are malloc'd */
+	void *owner;              /* what ops work on */
 	int held;                 /* commits do not move `end` until sli_log_publish */
 };
 
@@ -62,7 +63,7 @@ static uint8_t *chunk_at(const sli_log *log, uint64_t pos)
 	return s ? atomic_load_explicit(s, memory_order_acquire) : NULL;
 }
 
-int sli_log_new_chunked(sli_log **out, unsigned shift, struct sli_disklog *d)
+int sli_log_new_chunked(sli_log **out, unsigned shift, const sli_chunk_ops *ops, void *owner)
 {
 	sli_log *log = calloc(1, sizeof(*log));
 	if (log == NULL)
@@ -72,14 +73,15 @@ int sli_log_new_chunked(sli_log **out, unsigned shift, struct sli_disklog *d)
 		return SL_ENOMEM;
 	}
 	log->shift = shift;
-	log->disk = d;
+	log->ops = ops;
+	log->owner = owner;
 	*out = log;
 	return 0;
 }
 
 int sli_log_new(sli_log **out)
 {
-	return sli_log_new_chunked(out, SLI_CHUNK_SHIFT, NULL);
+	return sli_log_new_chunked(out, SLI_CHUNK_SHIFT, NULL, NULL);
 }
 
 int sli_log_adopt(sli_log *log, uint64_t base, uint8_t *chunk)
@@ -99,9 +101,9 @@ void sli_log_set_bounds(sli_log *log, uint64_t start, uint64_t end)
 	atomic_store_explicit(&log->end, end, memory_order_release);
 }
 
-struct sli_disklog *sli_log_disk(const sli_log *log)
+void *sli_log_chunk_owner(const sli_log *log, const sli_chunk_ops *ops)
 {
-	return log->disk;
+	return log->ops == ops ? log->owner : NULL;
 }
 
 int sli_log_error(const sli_log *log)
@@ -117,12 +119,13 @@ void sli_log_free(sli_log *log)
 		_Atomic(uint8_t *) *l2 = log->l1[i];
 		if (l2 == NULL)
 			continue;
-		for (size_t j = 0; j < L2_SIZE && log->disk == NULL; j++)
+		for (size_t j = 0; j < L2_SIZE && log->ops == NULL; j++)
 			free(l2[j]);
 		free(l2);
 	}
 	free(log->l1);
-	sli_disklog_release(log->disk); /* the chunks were its mappings */
+	if (log->ops != NULL)
+		log->ops->release(log->owner); /* the chunks were its mappings */
 	free(log);
 }
 
@@ -135,7 +138,7 @@ uint8_t *sli_log_reserve(sli_log *log, size_t cap)
 		if (c != NULL) {
 			/* Close this chunk: readers jump to the next one. */
 			if (CHUNK(log) - off >= 4)
-				sli_set_u32(c + off, SKIP_MARK);
+				sli_set_u32(c + off, SLI_SKIP_MARK);
 			pos = (pos | (CHUNK(log) - 1)) + 1;
 		}
 		_Atomic(uint8_t *) *s = slot(log, pos >> log->shift, 1);
@@ -145,8 +148,8 @@ uint8_t *sli_log_reserve(sli_log *log, size_t cap)
 		}
 		if ((c = atomic_load_explicit(s, memory_order_relaxed)) != NULL) {
 			/* A chunk that a truncation emptied: write over it again. */
-		} else if (log->disk != NULL) {
-			int rc = sli_disklog_segment(log->disk, pos, &c);
+		} else if (log->ops != NULL) {
+			int rc = log->ops->create(log->owner, pos, &c);
 			if (rc != 0) {
 				log->err = rc;
 				return NULL;
@@ -173,7 +176,7 @@ void sli_log_commit(sli_log *log, uint32_t nbytes, uint64_t min_time, uint64_t m
 	sli_set_u64(h + 8, min_time);
 	sli_set_u64(h + 16, max_time);
 	/* checksum: computed by the durable log only */
-	sli_set_u32(h + 4, log->disk != NULL ? sli_block_checksum(h) : 0);
+	sli_set_u32(h + 4, log->ops != NULL ? sli_block_checksum(h) : 0);
 	log->wpos += SLI_BLOCK_HDR + nbytes;
 	if (!log->held)
 		atomic_store_explicit(&log->end, log->wpos, memory_order_release);
@@ -191,8 +194,8 @@ int sli_log_drop_before(sli_log *log, uint64_t pos)
 		uint64_t base = log->start & ~(CHUNK(log) - 1);
 		_Atomic(uint8_t *) *s = slot(log, base >> log->shift, 0);
 		uint8_t *c = s ? atomic_load_explicit(s, memory_order_relaxed) : NULL;
-		if (log->disk != NULL) {
-			int rc = sli_disklog_drop_first(log->disk);
+		if (log->ops != NULL) {
+			int rc = log->ops->drop_first(log->owner);
 			if (rc == SL_EARG)
 				break; /* the writer's segment */
 			if (rc != 0)
@@ -255,7 +258,8 @@ void sli_log_block(const sli_log *log, uint64_t pos, sli_block *b)
 	for (;;) {
 		uint64_t off = pos & (CHUNK(log) - 1);
 		const uint8_t *c = chunk_at(log, pos);
-		if (c == NULL || CHUNK(log) - off < SLI_BLOCK_HDR || sli_get_u32(c + off) == SKIP_MARK) {
+		if (c == NULL || CHUNK(log) - off < SLI_BLOCK_HDR ||
+		    sli_get_u32(c + off) == SLI_SKIP_MARK) {
 			pos = (pos | (CHUNK(log) - 1)) + 1;
 			continue;
 		}

@@ -1,5 +1,7 @@
 /*
  * postgres.c - the `postgres` source: a PostgreSQL publication's tables, by logical replication.
+ * This file holds its start, its connection loop and its stop; the snapshot, the streamed
+ * changes and the batch are in postgres_snapshot.c, postgres_stream.c and postgres_batch.c.
  *
  * Keys: conninfo=C (required; a libpq connection string, may be empty for libpq's environment
  * defaults; it cannot contain a comma), publication=P (required), slot=S (default sluice_NAME,
@@ -32,60 +34,18 @@
  */
 #include <ctype.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
-#include "sources/pgoutput.h"
 #include "sources/postgres.h"
-#include "sources/sources.h"
+#include "sources/postgres_src.h"
 
 #define BACKOFF_MIN_NS 100000000u   /* 0.1 s */
 #define BACKOFF_MAX_NS 5000000000u  /* 5 s */
 #define STATUS_EVERY_NS 1000000000u /* a Standby Status Update at least this often */
 #define RECV_TIMEOUT_MS 100
-
-typedef struct relinfo {
-	uint32_t relid;
-	char *nsp, *rel;
-	char replident;
-	uint16_t ncols, nkeys;
-} relinfo;
-
-typedef struct pgsrc {
-	char *name, *conninfo, *pub, *slot;
-	uint32_t workers;
-	sli_source_runner *runner;
-	sl_source *src;
-	sli_statefile state; /* pg-state: (upper, lsn) entries */
-
-	uint64_t resume_lsn;  /* stream from here; 0 = no snapshot yet */
-	uint64_t durable_lsn; /* told to PostgreSQL as flushed */
-	uint64_t received_lsn;
-
-	pg_conn *conn;
-	sli_pgo_msg *msg;
-	uint8_t *rowbuf;
-	relinfo *rels;
-	size_t nrels, rels_cap;
-	int in_txn, skip_txn;
-
-	sli_rowbatch batch; /* the batch of one time */
-
-	char err[1024];
-	char last_reported[1024];
-} pgsrc;
-
-static void rels_clear(pgsrc *p)
-{
-	for (size_t i = 0; i < p->nrels; i++) {
-		free(p->rels[i].nsp);
-		free(p->rels[i].rel);
-	}
-	p->nrels = 0;
-}
 
 static void pg_free(void *arg)
 {
@@ -94,7 +54,7 @@ static void pg_free(void *arg)
 	if (p == NULL)
 		return;
 	sli_pgr_close(p->conn);
-	rels_clear(p);
+	sli_pgsrc_rels_clear(p);
 	free(p->rels);
 	free(p->name);
 	free(p->conninfo);
@@ -107,370 +67,20 @@ static void pg_free(void *arg)
 	free(p);
 }
 
-/* ---- the batch ---- */
-
-static int batch_add(pgsrc *p, sl_collection coll, const void *row, size_t len, int64_t diff)
-{
-	if (len > SL_ROW_MAX)
-		len = SL_ROW_MAX; /* only err messages get here unchecked; cut them */
-	return sli_rowbatch_add(&p->batch, coll, row, len, diff);
-}
-
-static int batch_errf(pgsrc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int batch_errf(pgsrc *p, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return SL_EARG;
-	if ((size_t)n >= sizeof(msg))
-		n = sizeof(msg) - 1;
-	return batch_add(p, SL_ERR, msg, (size_t)n, 1);
-}
-
-/* The least upper of the workers (all hosted here: see sli_postgres_start). */
-static uint64_t least_upper(pgsrc *p)
-{
-	uint64_t t = SL_TIME_CLOSED, u;
-
-	for (uint32_t w = 0; w < p->workers; w++)
-		if ((u = sl_source_upper(p->src, w)) < t)
-			t = u;
-	return t;
-}
-
-/* Appends the batch at one time t, records that streaming continues at lsn after it, and
- * advances every worker to t + 1.  With force, advances even an empty batch. */
-static int batch_flush(pgsrc *p, uint64_t lsn, int force)
-{
-	uint64_t t;
-	int rc;
-
-	if (p->batch.nitems == 0 && !force)
-		return 0;
-	if ((t = least_upper(p)) == SL_TIME_CLOSED)
-		return SL_ECLOSED;
-	uint64_t entry[2] = {t + 1, lsn};
-	if ((rc = sli_rowbatch_append(&p->batch, p->src, t)) != 0 ||
-	    (rc = sli_statefile_write(&p->state, entry)) != 0 ||
-	    (rc = sli_rowbatch_advance(&p->batch, p->src, t + 1)) != 0)
-		return rc;
-	sli_rowbatch_clear(&p->batch);
-	p->resume_lsn = lsn;
-	if (lsn > p->durable_lsn)
-		p->durable_lsn = lsn;
-	return 0;
-}
-
-static void batch_drop(pgsrc *p)
-{
-	sli_rowbatch_clear(&p->batch);
-}
-
-/* ---- errors ---- */
-
-/* One event of this source in sluiced's event log ("postgres source NAME: ..."). */
-static void pg_log(const pgsrc *p, int level, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static void pg_log(const pgsrc *p, int level, const char *event, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	sli_kv kv[] = {{"source", p->name, 0}, {"kind", "postgres", 0}, {NULL, NULL, 0}};
-	sli_elog(level, event, kv, "postgres source %s: %s", p->name, msg);
-}
-
 /* Reports the failure in p->err: stderr every time, `err` once per distinct message. */
 static int report(pgsrc *p, uint64_t retry_ns)
 {
 	int rc = 0;
 
-	pg_log(p, SLI_LOG_WARN, "source_error", "%s (retrying in %.1f s)", p->err,
+	sli_pgsrc_log(p, SLI_LOG_WARN, "source_error", "%s (retrying in %.1f s)", p->err,
 	        (double)retry_ns / 1e9);
 	if (strcmp(p->err, p->last_reported) == 0)
 		return 0;
 	snprintf(p->last_reported, sizeof(p->last_reported), "%s", p->err);
-	batch_drop(p); /* an unfinished transaction: streamed again after the reconnect */
-	if ((rc = batch_errf(p, "%s", p->err)) == 0)
-		rc = batch_flush(p, p->resume_lsn, 0);
+	sli_pgsrc_drop(p); /* an unfinished transaction: streamed again after the reconnect */
+	if ((rc = sli_pgsrc_errf(p, "%s", p->err)) == 0)
+		rc = sli_pgsrc_flush(p, p->resume_lsn, 0);
 	return rc;
-}
-
-static const char *ident_name(char c)
-{
-	switch (c) {
-	case 'd': return "DEFAULT";
-	case 'n': return "NOTHING";
-	case 'f': return "FULL";
-	case 'i': return "USING INDEX";
-	default: return "unknown";
-	}
-}
-
-/* ---- the snapshot ---- */
-
-typedef struct snap_ctx {
-	pgsrc *p;
-	const sli_pgr_table *t;
-} snap_ctx;
-
-static int snap_row(void *arg, int ncols, const char *const *vals, const int *lens,
-                    const int *nulls)
-{
-	snap_ctx *s = arg;
-	pgsrc *p = s->p;
-	sli_pgo_row r;
-
-	sli_pgo_row_init(&r, p->rowbuf, SL_ROW_MAX, s->t->nsp, s->t->rel);
-	for (int i = 0; i < ncols; i++) {
-		if (nulls[i])
-			sli_pgo_row_null(&r);
-		else
-			sli_pgo_row_value(&r, (const uint8_t *)vals[i], (size_t)lens[i]);
-	}
-	if (r.overflow)
-		return batch_errf(p, "table %s.%s: snapshot row longer than %u bytes", s->t->nsp,
-		                  s->t->rel, (unsigned)SL_ROW_MAX);
-	return batch_add(p, SL_OK, r.buf, r.len, 1);
-}
-
-static int take_snapshot(pgsrc *p)
-{
-	sli_pgr_table *tables = NULL;
-	size_t ntables = 0;
-	uint64_t cp;
-	int rc;
-
-	rc = sli_pgr_slot_exists(p->conn, p->slot, p->err, sizeof(p->err));
-	if (rc < 0)
-		return -1;
-	/* A slot left by a snapshot that never became durable: nothing was confirmed from it. */
-	if (rc == 1 && sli_pgr_drop_slot(p->conn, p->slot, p->err, sizeof(p->err)) != 0)
-		return -1;
-	if (sli_pgr_create_slot_snapshot(p->conn, p->slot, &cp, p->err, sizeof(p->err)) != 0)
-		return -1;
-	if (sli_pgr_tables(p->conn, p->pub, &tables, &ntables, p->err, sizeof(p->err)) != 0)
-		return -1;
-	batch_drop(p);
-	for (size_t i = 0; i < ntables; i++) {
-		sli_pgr_table *t = &tables[i];
-		snap_ctx s = {p, t};
-
-		if (t->replident == 'n' || (t->replident == 'd' && !t->has_pkey)) {
-			pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has no replica identity: "
-			        "PostgreSQL refuses its updates and deletes while it is published; set "
-			        "REPLICA IDENTITY FULL", t->nsp, t->rel);
-			if ((rc = batch_errf(p, "table %s.%s has no replica identity (REPLICA IDENTITY %s "
-			                     "without a primary key): its updates and deletes fail; set "
-			                     "REPLICA IDENTITY FULL", t->nsp, t->rel,
-			                     ident_name(t->replident))) != 0)
-				goto err_rc;
-		} else if (t->replident != 'f') {
-			pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has REPLICA IDENTITY %s, "
-			        "not FULL: its updates and deletes cannot be reproduced exactly",
-			        t->nsp, t->rel, ident_name(t->replident));
-			if ((rc = batch_errf(p, "table %s.%s has REPLICA IDENTITY %s, not FULL: its updates "
-			                     "and deletes cannot be reproduced exactly", t->nsp, t->rel,
-			                     ident_name(t->replident))) != 0)
-				goto err_rc;
-		}
-		rc = sli_pgr_read_table(p->conn, t, snap_row, &s, p->err, sizeof(p->err));
-		if (rc == -1)
-			goto err;
-		if (rc != 0)
-			goto err_rc;
-	}
-	sli_pgr_tables_free(tables, ntables);
-	tables = NULL;
-	if (sli_pgr_commit(p->conn, p->err, sizeof(p->err)) != 0)
-		goto err;
-	if ((rc = batch_flush(p, cp, 1)) != 0)
-		goto err_rc;
-	{
-		char l[32];
-
-		sli_pgr_lsn_text(cp, l, sizeof(l));
-		pg_log(p, SLI_LOG_INFO, "source_progress", "snapshot of %zu tables taken; streaming "
-		        "from %s", ntables, l);
-	}
-	return 0;
-err_rc:
-	snprintf(p->err, sizeof(p->err), "snapshot failed: %s", sl_strerror(rc));
-err:
-	sli_pgr_tables_free(tables, ntables);
-	batch_drop(p);
-	return rc == SL_ECLOSED ? rc : -1; /* p->err says what failed */
-}
-
-/* ---- streaming ---- */
-
-static relinfo *rel_find(pgsrc *p, uint32_t relid)
-{
-	for (size_t i = 0; i < p->nrels; i++)
-		if (p->rels[i].relid == relid)
-			return &p->rels[i];
-	return NULL;
-}
-
-static int rel_update(pgsrc *p, const sli_pgo_msg *m)
-{
-	relinfo *r = rel_find(p, m->relid);
-	char *nsp = strdup(m->nspname[0] ? m->nspname : "pg_catalog"), *rel = strdup(m->relname);
-
-	if (nsp == NULL || rel == NULL) {
-		free(nsp);
-		free(rel);
-		return SL_ENOMEM;
-	}
-	if (r == NULL) {
-		if (p->nrels == p->rels_cap) {
-			size_t cap = p->rels_cap ? p->rels_cap * 2 : 16;
-			relinfo *n = realloc(p->rels, cap * sizeof(*n));
-
-			if (n == NULL) {
-				free(nsp);
-				free(rel);
-				return SL_ENOMEM;
-			}
-			p->rels = n;
-			p->rels_cap = cap;
-		}
-		r = &p->rels[p->nrels++];
-	} else {
-		free(r->nsp);
-		free(r->rel);
-	}
-	r->relid = m->relid;
-	r->nsp = nsp;
-	r->rel = rel;
-	r->replident = m->replident;
-	r->ncols = m->ncols;
-	r->nkeys = m->nkeys;
-	if (m->replident == 'n' || (m->replident == 'd' && m->nkeys == 0))
-		pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has no replica identity: "
-		        "PostgreSQL refuses its updates and deletes while it is published; set "
-		        "REPLICA IDENTITY FULL", nsp, rel);
-	else if (m->replident != 'f')
-		pg_log(p, SLI_LOG_WARN, "source_error", "table %s.%s has REPLICA IDENTITY %s, not "
-		        "FULL: its updates and deletes cannot be reproduced exactly", nsp, rel,
-		        ident_name(m->replident));
-	return 0;
-}
-
-/* Adds the row of tuple t (the 'u' columns taken from old) with diff, or an err row. */
-static int add_tuple(pgsrc *p, const relinfo *r, const char *what, const sli_pgo_tuple *t,
-                     const sli_pgo_tuple *old, int64_t diff)
-{
-	const char *why = NULL;
-	sli_pgo_row row;
-
-	sli_pgo_row_init(&row, p->rowbuf, SL_ROW_MAX, r->nsp, r->rel);
-	if (t->ncols != r->ncols)
-		return batch_errf(p, "table %s.%s: %s with %u columns, the table has %u", r->nsp, r->rel,
-		                  what, t->ncols, r->ncols);
-	if (sli_pgo_row_tuple(&row, t, old, &why) != 0)
-		return batch_errf(p, "table %s.%s: %s cannot be decoded: %s", r->nsp, r->rel, what, why);
-	if (row.overflow)
-		return batch_errf(p, "table %s.%s: %s row longer than %u bytes", r->nsp, r->rel, what,
-		                  (unsigned)SL_ROW_MAX);
-	return batch_add(p, SL_OK, row.buf, row.len, diff);
-}
-
-/* Handles one pgoutput message.  0, or a negative code that ends the session (p->err set
- * for -1; a sluice code otherwise). */
-static int handle(pgsrc *p, const uint8_t *buf, size_t len, uint64_t lsn)
-{
-	sli_pgo_msg *m = p->msg;
-	const char *why = NULL;
-	const relinfo *r;
-	char l[32];
-	int rc = 0;
-
-	if (sli_pgo_decode(buf, len, m, &why) != 0) {
-		sli_pgr_lsn_text(lsn, l, sizeof(l));
-		if (p->skip_txn)
-			return 0;
-		if ((rc = batch_errf(p, "undecodable pgoutput message at LSN %s: %s", l, why)) != 0)
-			return rc;
-		return p->in_txn ? 0 : batch_flush(p, p->resume_lsn, 0);
-	}
-	switch (m->type) {
-	case 'B':
-		batch_drop(p);
-		p->in_txn = 1;
-		/* committed before the resume point: already durable here */
-		p->skip_txn = m->lsn < p->resume_lsn;
-		return 0;
-	case 'C':
-		p->in_txn = 0;
-		if (p->skip_txn) {
-			p->skip_txn = 0;
-			batch_drop(p);
-			return 0;
-		}
-		if (p->batch.nitems == 0) { /* nothing published changed: nothing to make durable */
-			if (m->end_lsn > p->durable_lsn)
-				p->durable_lsn = m->end_lsn;
-			return 0;
-		}
-		return batch_flush(p, m->end_lsn, 0);
-	case 'R':
-		return rel_update(p, m);
-	case 'O':
-	case 'Y':
-	case 'M':
-		return 0;
-	default:
-		break;
-	}
-	if (p->skip_txn)
-		return 0;
-	if (m->type == 'T') {
-		for (uint32_t i = 0; i < m->ntrunc && rc == 0; i++) {
-			r = rel_find(p, sli_pgo_trunc_relid(m, i));
-			if (r != NULL)
-				rc = batch_errf(p, "table %s.%s truncated: its rows are not retracted", r->nsp,
-				                r->rel);
-			else
-				rc = batch_errf(p, "relation %" PRIu32 " truncated: its rows are not retracted",
-				                sli_pgo_trunc_relid(m, i));
-		}
-		return rc;
-	}
-	if ((r = rel_find(p, m->relid)) == NULL)
-		return batch_errf(p, "change to relation %" PRIu32 " before its Relation message",
-		                  m->relid);
-	switch (m->type) {
-	case 'I':
-		return add_tuple(p, r, "insert", &m->newtup, NULL, 1);
-	case 'U':
-		if (m->old_kind == 'O') {
-			if ((rc = add_tuple(p, r, "update (old row)", &m->oldtup, NULL, -1)) != 0)
-				return rc;
-			return add_tuple(p, r, "update", &m->newtup, &m->oldtup, 1);
-		}
-		if ((rc = batch_errf(p, "table %s.%s: update without the old row (REPLICA IDENTITY %s): "
-		                     "the new row was added, the old one not retracted", r->nsp, r->rel,
-		                     ident_name(r->replident))) != 0)
-			return rc;
-		return add_tuple(p, r, "update", &m->newtup, NULL, 1);
-	case 'D':
-		if (m->old_kind == 'O')
-			return add_tuple(p, r, "delete", &m->oldtup, NULL, -1);
-		return batch_errf(p, "table %s.%s: delete without the old row (REPLICA IDENTITY %s): "
-		                  "the row was not retracted", r->nsp, r->rel, ident_name(r->replident));
-	default:
-		return batch_errf(p, "unexpected pgoutput message '%c'", m->type);
-	}
 }
 
 static uint64_t be64(const uint8_t *b)
@@ -495,11 +105,11 @@ static int session(pgsrc *p, int *progressed)
 
 	if (sli_pgr_connect(p->conninfo, &run->stopping, &p->conn, p->err, sizeof(p->err)) != 0)
 		return sli_runner_stopping(run) ? 0 : -1;
-	rels_clear(p);
+	sli_pgsrc_rels_clear(p);
 	p->in_txn = 0;
 	p->skip_txn = 0;
 	if (p->resume_lsn == 0) {
-		if ((rc = take_snapshot(p)) != 0)
+		if ((rc = sli_pgsrc_snapshot(p)) != 0)
 			return rc;
 	} else {
 		if ((rc = sli_pgr_slot_exists(p->conn, p->slot, p->err, sizeof(p->err))) < 0)
@@ -518,7 +128,7 @@ static int session(pgsrc *p, int *progressed)
 	*progressed = 1;
 	p->last_reported[0] = '\0';
 	sli_pgr_lsn_text(p->resume_lsn, l, sizeof(l));
-	pg_log(p, SLI_LOG_INFO, "source_progress", "streaming slot %s from %s", p->slot, l);
+	sli_pgsrc_log(p, SLI_LOG_INFO, "source_progress", "streaming slot %s from %s", p->slot, l);
 	while (!sli_runner_stopping(run)) {
 		int reply = 0;
 
@@ -530,7 +140,7 @@ static int session(pgsrc *p, int *progressed)
 
 			if (end > p->received_lsn)
 				p->received_lsn = end;
-			if ((rc = handle(p, buf + 25, len - 25, start)) != 0)
+			if ((rc = sli_pgsrc_handle(p, buf + 25, len - 25, start)) != 0)
 				return rc;
 		} else if (rc == 1 && len >= 18 && buf[0] == 'k') {
 			uint64_t walend = be64(buf + 1);
@@ -585,7 +195,8 @@ static void *pg_main(void *arg)
 			snprintf(p->err, sizeof(p->err), "%s", sl_strerror(rc));
 		}
 		if ((rc = report(p, backoff)) != 0 && rc != SL_ECLOSED)
-			pg_log(p, SLI_LOG_WARN, "source_error", "cannot record the error: %s", sl_strerror(rc));
+			sli_pgsrc_log(p, SLI_LOG_WARN, "source_error", "cannot record the error: %s",
+			              sl_strerror(rc));
 		if (sli_runner_sleep(run, backoff))
 			break;
 		backoff = backoff * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : backoff * 2;
@@ -685,7 +296,7 @@ int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, ch
 			return SL_EARG;
 		}
 	}
-	upper = least_upper(p);
+	upper = sli_pgsrc_least_upper(p);
 	if (upper == SL_TIME_CLOSED) {
 		snprintf(err, errlen, "source '%s' is closed", sp->name);
 		pg_free(p);

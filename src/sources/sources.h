@@ -36,7 +36,11 @@ void sli_source_stop(sli_source_runner *r);
 /* The registered source (valid until sl_storage_close). */
 sl_source *sli_source_handle(const sli_source_runner *r);
 
-/* ---- shared by the files of this module ---- */
+/* ---- shared by the files of this module ----
+ *
+ * Calls go one way: kinds.c (the table of kinds, sli_source_start) -> each kind (counter.c,
+ * file.c, ingest.c, postgres.c) -> spec.c, runner.c, rowbatch.c, statefile.c.  No kind calls
+ * kinds.c. */
 
 #define SLI_SPEC_MAX_KEYS 16
 
@@ -55,6 +59,12 @@ typedef struct sli_spec {
 	sli_spec_kv kv[SLI_SPEC_MAX_KEYS];
 } sli_spec;
 
+/* ---- spec.c ---- */
+
+/* Writes the message to err[0, errlen) (when err is not NULL and errlen > 0); returns SL_EARG. */
+int sli_spec_error(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Parses `NAME=KIND[,key=value...]`.  0, or SL_EARG / SL_ENOMEM with a message in err.
  * On success free with sli_spec_fini. */
 int sli_spec_parse(const char *s, sli_spec *sp, char *err, size_t errlen);
@@ -70,6 +80,12 @@ int sli_spec_get_u64(sli_spec *sp, const char *key, uint64_t def, uint64_t min, 
 
 /* SL_EARG with "unknown key" in err if some key was never read, else 0. */
 int sli_spec_check_used(const sli_spec *sp, char *err, size_t errlen);
+
+/* Registers the source named by sp, and reports a failure in err.  Used by the starters. */
+int sli_source_register_spec(sl_storage *st, const sli_spec *sp, uint32_t workers,
+                             unsigned flags, sl_source **out, char *err, size_t errlen);
+
+/* ---- runner.c ---- */
 
 /* The runner every kind shares: one optional thread plus a stop flag it sleeps on. */
 struct sli_source_runner {
@@ -101,7 +117,9 @@ static inline int sli_runner_stopping(sli_source_runner *r)
 /* Monotonic clock in nanoseconds. */
 uint64_t sli_now_ns(void);
 
-/* Per-kind starters, called by sli_source_start with the parsed spec (name and kind already
+/* ---- the kinds, listed in kinds.c ----
+ *
+ * Per-kind starters, called by sli_source_start with the parsed spec (name and kind already
  * checked).  Each reads its keys, registers the source and fills *out. */
 int sli_counter_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *err,
                       size_t errlen);
@@ -111,10 +129,6 @@ int sli_ingest_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char
                      size_t errlen);
 int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, char *err,
                        size_t errlen);
-
-/* Registers the source named by sp, and reports a failure in err.  Used by the starters. */
-int sli_source_register_spec(sl_storage *st, const sli_spec *sp, uint32_t workers,
-                             unsigned flags, sl_source **out, char *err, size_t errlen);
 
 /* The most workers a built-in source may have. */
 #define SLI_SOURCE_MAX_WORKERS 4096u

@@ -1,0 +1,212 @@
+/*
+ * cli_ingest.c - `sluice ingest`: reads a batch of rows (or DIFF<TAB>ROW updates) from stdin,
+ * checks every line before anything is sent, and appends it to an ingest source as one atomic
+ * batch.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "sluice/compute.h"
+
+static const char usage_ingest[] =
+	"usage: sluice ingest [--server HOST:PORT] [--updates] [--tls-ca FILE [--tls-cert FILE\n"
+	"                     --tls-key FILE]] [--auth-token-file FILE] SOURCE\n"
+	"\n"
+	"Reads stdin and appends it to the ingest source SOURCE as one atomic batch: one row per line\n"
+	"(diff +1), or with --updates lines 'DIFF<TAB>ROW' (DIFF a non-zero integer).  Rows use the\n"
+	"escapes \\t, \\n, \\\\.  Prints the time storage gave the batch.  Any bad line rejects the\n"
+	"whole batch: 'line L: reason' on stderr, exit status 1.\n"
+	"\n"
+	"  --server HOST:PORT   storage server (default " CLI_DEFAULT_SERVER "); a comma-separated list\n"
+	"                       names a primary and its standbys: the one with the highest term is used\n"
+	"  --updates            read DIFF<TAB>ROW lines\n"
+	CLI_SECURITY_HELP;
+
+/* Reads all of fd.  0 with *buf (malloc'd, one spare byte) and *len, or -errno. */
+static int read_all(int fd, char **buf, size_t *len)
+{
+	size_t cap = 1u << 16, n = 0;
+	char *b = malloc(cap), *nb;
+	ssize_t got;
+
+	if (b == NULL)
+		return -ENOMEM;
+	for (;;) {
+		if (cap - n < 4096) {
+			if ((nb = realloc(b, cap * 2)) == NULL) {
+				free(b);
+				return -ENOMEM;
+			}
+			b = nb;
+			cap *= 2;
+		}
+		got = read(fd, b + n, cap - n - 1);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			free(b);
+			return -errno;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+/* Parses the batch in place.  0 with *ups / *n, or -1 after printing "line L: reason". */
+static int parse_batch(char *buf, size_t len, int updates, sl_update **ups_out, size_t *n_out)
+{
+	size_t cap = 1024, n = 0, lineno = 0, rowlen;
+	sl_update *ups = malloc(cap * sizeof(*ups)), *nu;
+	char *p = buf, *end = buf + len, *nl, *row, *tab, why[128];
+	ssize_t ulen;
+	int64_t diff;
+
+	if (ups == NULL) {
+		fprintf(stderr, "sluice: out of memory\n");
+		return -1;
+	}
+	while (p < end) {
+		lineno++;
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		row = p;
+		rowlen = (size_t)(nl - p);
+		diff = 1;
+		if (updates) {
+			tab = memchr(p, '\t', rowlen);
+			if (tab == NULL) {
+				fprintf(stderr, "line %zu: expected DIFF<TAB>ROW\n", lineno);
+				goto err;
+			}
+			if (cli_parse_i64(p, (size_t)(tab - p), &diff) != 0) {
+				fprintf(stderr, "line %zu: bad diff '%.*s' (expected a 64-bit integer)\n",
+				        lineno, (int)((tab - p) > 32 ? 32 : (tab - p)), p);
+				goto err;
+			}
+			if (diff == 0) {
+				fprintf(stderr, "line %zu: diff must not be 0\n", lineno);
+				goto err;
+			}
+			row = tab + 1;
+			rowlen = (size_t)(nl - row);
+		}
+		if ((ulen = cli_unescape(row, rowlen, why, sizeof(why))) < 0) {
+			fprintf(stderr, "line %zu: %s\n", lineno, why);
+			goto err;
+		}
+		if ((size_t)ulen > SL_ROW_MAX) {
+			fprintf(stderr, "line %zu: row longer than %u bytes\n", lineno, SL_ROW_MAX);
+			goto err;
+		}
+		if (n == cap) {
+			if ((nu = realloc(ups, cap * 2 * sizeof(*ups))) == NULL) {
+				fprintf(stderr, "sluice: out of memory\n");
+				goto err;
+			}
+			ups = nu;
+			cap *= 2;
+		}
+		ups[n].row.ptr = (const uint8_t *)row;
+		ups[n].row.len = (size_t)ulen;
+		ups[n].time = 0;
+		ups[n].diff = diff;
+		n++;
+		p = nl + 1;
+	}
+	*ups_out = ups;
+	*n_out = n;
+	return 0;
+err:
+	free(ups);
+	return -1;
+}
+
+int cli_ingest(int argc, char **argv)
+{
+	static const cli_opt opts[] = {{"server", 1}, {"updates", 0}, {"help", 0}, CLI_SECURITY_OPTS,
+	                               {NULL, 0}};
+	const char *server = CLI_DEFAULT_SERVER, *name = NULL, *val;
+	const cli_opt *opt;
+	char err[256], *buf = NULL;
+	cli_args a;
+	sl_client *c = NULL;
+	sl_source_info *infos = NULL, *src;
+	size_t ninfos = 0, len = 0, n = 0;
+	sl_update *ups = NULL;
+	uint64_t t;
+	int k, rc, status = 1, updates = 0;
+
+	cli_args_init(&a, argc, argv, 2);
+	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
+		if (k == CLI_BAD)
+			return cli_bad_args("ingest", err);
+		if (k == CLI_POSITIONAL) {
+			if (name != NULL) {
+				snprintf(err, sizeof(err), "unexpected argument '%s'", val);
+				return cli_bad_args("ingest", err);
+			}
+			name = val;
+		} else if (strcmp(opt->name, "help") == 0) {
+			fputs(usage_ingest, stdout);
+			return 0;
+		} else if (cli_security_opt(&cli_sec, opt->name, val)) {
+			/* stored */
+		} else if (strcmp(opt->name, "server") == 0) {
+			server = val;
+		} else if (strcmp(opt->name, "updates") == 0) {
+			updates = 1;
+		}
+	}
+	if (name == NULL)
+		return cli_bad_args("ingest", "missing SOURCE");
+	if (cli_check_server_list(server) != 0) {
+		snprintf(err, sizeof(err), "bad --server address '%s': expected HOST:PORT", server);
+		return cli_bad_args("ingest", err);
+	}
+
+	/* The whole batch is checked before anything is sent: a bad line means nothing is sent. */
+	if ((rc = read_all(STDIN_FILENO, &buf, &len)) != 0) {
+		fprintf(stderr, "sluice: cannot read stdin: %s\n", sl_strerror(rc));
+		return 1;
+	}
+	if (parse_batch(buf, len, updates, &ups, &n) != 0)
+		goto out;
+	if (cli_connect(server, &c) != 0)
+		goto out;
+	if (cli_find_source(c, server, name, &infos, &ninfos, &src) != 0)
+		goto out;
+	rc = sl_client_append(c, src->id, ups, n, CLI_REQUEST_TIMEOUT_MS, &t);
+	if (rc == SL_EKIND) {
+		fprintf(stderr, "sluice: source %s is not an ingest source\n", name);
+	} else if (rc == SL_EREJECTED) {
+		const char *msg = sl_client_last_error();
+
+		fprintf(stderr, "sluice: batch rejected: %s\n",
+		        msg && *msg ? msg : sl_strerror(rc));
+	} else if (rc != 0) {
+		/* storage's reason when it gave one (a server limit: row size, batch size) */
+		const char *msg = sl_client_last_error();
+
+		fprintf(stderr, "sluice: cannot ingest into %s: %s\n", name,
+		        msg && *msg ? msg : sl_strerror(rc));
+	} else {
+		printf("%" PRIu64 "\n", t);
+		status = fflush(stdout) == 0 ? 0 : 1;
+	}
+out:
+	sl_source_info_free(infos, ninfos);
+	sl_client_close(c);
+	free(ups);
+	free(buf);
+	return status;
+}
