@@ -81,7 +81,8 @@ void sli_send_frame(sli_conn *k, const sli_frame *f);
 void sli_flush(sli_conn *k);
 /* k is lost (once: nothing when it is not connected or the client is already ending): hands
  * the formatted reason to c->on_lost. */
-void sli_conn_lost(sli_conn *k, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void sli_conn_lost(sli_conn *k, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* ---- sources.c: ListSources, the runtime's side ---- */
 
@@ -89,8 +90,6 @@ void sli_conn_lost(sli_conn *k, int code, const char *fmt, ...) __attribute__((f
 void sli_send_list(sl_client *c, const sli_cmd *cmd);
 /* A Sources frame on k: the answer to the oldest ListSources sent on it. */
 void sli_on_sources(sli_conn *k, const sli_sources *src);
-/* Fails the ListSources a caller waits for, if it is seq: process k could not answer it. */
-void sli_fail_list(sli_conn *k, uint64_t seq, int rc);
 /* k is lost: the ListSources sent on it will never be answered. */
 void sli_fail_lists(sli_conn *k);
 /* The worker count of source, from the last ListSources (asked now if unknown), on a caller's

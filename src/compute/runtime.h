@@ -7,6 +7,11 @@
  * piece of state below names the file that owns it (the one that changes it); the others read
  * it or go through that file's functions.
  *
+ * The caller threads' files call down a line that never calls back: queue.c (a worker's queue)
+ * -> registry.c (Subscribe, SL_EDUPLICATE) -> mailbox.c (commands, waiting for answers) ->
+ * last_error.c.  The runtime thread's files call queue.c (pushing items) and mailbox.c, never
+ * the other way round.
+ *
  * Three threads touch a subscription (struct sli_csub): the worker that made it (through its
  * queue), the runtime thread (which owns the connection), and whoever takes the client mutex to
  * check for duplicates.  Each field below says which one owns it.  Lifetime is a reference count:

@@ -170,6 +170,22 @@ int sli_source_workers(sl_client *c, uint64_t source, int timeout_ms, uint32_t *
 
 /* ---- the runtime thread's side ---- */
 
+/* Fails the ListSources a caller waits for, if it is seq: process k could not answer it. */
+static void fail_list(sli_conn *k, uint64_t seq, int rc)
+{
+	sl_client *c = k->c;
+	pthread_mutex_lock(&c->mu);
+	if (c->list_wait == seq && !c->list_done) {
+		c->list_rc = rc;
+		snprintf(c->list_msg, sizeof(c->list_msg),
+		         "storage process %u (%s) is not connected: %s", k->index, k->addr,
+		         sl_strerror(rc));
+		c->list_done = 1;
+		pthread_cond_broadcast(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
 void sli_send_list(sl_client *c, const sli_cmd *cmd)
 {
 	sli_frame f;
@@ -179,11 +195,11 @@ void sli_send_list(sl_client *c, const sli_cmd *cmd)
 		sli_conn *kk = &c->conns[i];
 		sli_cmd *one;
 		if (!kk->connected) {
-			sli_fail_list(kk, cmd->seq, SL_EDISCONNECTED);
+			fail_list(kk, cmd->seq, SL_EDISCONNECTED);
 			continue;
 		}
 		if ((one = calloc(1, sizeof(*one))) == NULL) {
-			sli_fail_list(kk, cmd->seq, SL_ENOMEM);
+			fail_list(kk, cmd->seq, SL_ENOMEM);
 			continue;
 		}
 		one->kind = SLI_CMD_LIST;
@@ -198,21 +214,6 @@ void sli_send_list(sl_client *c, const sli_cmd *cmd)
 			kk->list_head = one;
 		kk->list_tail = one;
 	}
-}
-
-void sli_fail_list(sli_conn *k, uint64_t seq, int rc)
-{
-	sl_client *c = k->c;
-	pthread_mutex_lock(&c->mu);
-	if (c->list_wait == seq && !c->list_done) {
-		c->list_rc = rc;
-		snprintf(c->list_msg, sizeof(c->list_msg),
-		         "storage process %u (%s) is not connected: %s", k->index, k->addr,
-		         sl_strerror(rc));
-		c->list_done = 1;
-		pthread_cond_broadcast(&c->cv);
-	}
-	pthread_mutex_unlock(&c->mu);
 }
 
 static int build_sources(const sli_sources *src, sl_source_info **out, size_t *n)
@@ -283,7 +284,7 @@ void sli_fail_lists(sli_conn *k)
 {
 	for (sli_cmd *cmd = k->list_head, *nx; cmd; cmd = nx) {
 		nx = cmd->next;
-		sli_fail_list(k, cmd->seq, SL_EDISCONNECTED);
+		fail_list(k, cmd->seq, SL_EDISCONNECTED);
 		sli_cmd_free(cmd);
 	}
 	k->list_head = k->list_tail = NULL;
