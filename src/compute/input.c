@@ -8,7 +8,8 @@
  * Data handling are in this one file (static, so the compiler may inline them into the parse
  * loop); the handle lookup is inline (conn.h).
  *
- * Runtime thread only.  Reading owns the connection's rbuf/rlen/rcap (and last_rx).
+ * Runtime thread only.  Reading fills the connection's rbuf (growing it for a large frame) and
+ * stamps last_rx; failover.c empties it with the socket.
  */
 #include "compute/conn.h"
 
