@@ -272,7 +272,7 @@ int sl_subscribe(sl_queue *q, uint64_t dataflow, uint64_t source, uint32_t worke
 	s->dataflow = dataflow;
 	s->source = source;
 	s->worker = worker;
-	s->proc = worker % q->c->nconns;
+	s->proc = sli_worker_proc(q->c, worker);
 	s->from = from;
 	s->q = q;
 	s->wstate = SLI_SUB_PENDING;

@@ -1,5 +1,16 @@
 /*
- * runtime.h - internals shared by the compute runtime's files (client.c, queue.c, request.c).
+ * runtime.h - the compute runtime's shared state: a subscription, a queue item, a command, a
+ * connection and the client, and the interface between caller threads and the runtime thread.
+ *
+ * Every src/compute file includes it (and src/storage/follow.c, for sli_client_map).  The
+ * functions the runtime thread's own files call in each other are in compute/conn.h.  Each
+ * piece of state below names the file that owns it (the one that changes it); the others read
+ * it or go through that file's functions.
+ *
+ * The caller threads' files call down a line that never calls back: queue.c (a worker's queue)
+ * -> registry.c (Subscribe, SL_EDUPLICATE) -> mailbox.c (commands, waiting for answers) ->
+ * last_error.c.  The runtime thread's files call queue.c (pushing items) and mailbox.c, never
+ * the other way round.
  *
  * Three threads touch a subscription (struct sli_csub): the worker that made it (through its
  * queue), the runtime thread (which owns the connection), and whoever takes the client mutex to
@@ -113,14 +124,19 @@ typedef struct sli_cmd {
 /* One connection: to one storage process of the cluster.  Everything per connection (socket,
  * buffers, the handle table, requests in flight, heartbeats, reconnecting) lives here; the
  * runtime thread owns all of it.  A subscription is on the connection of its worker's owner
- * (worker mod processes), for its whole life. */
+ * (worker mod processes), for its whole life.  Within the runtime thread, the comment on each
+ * group names the file that changes it. */
 typedef struct sli_conn {
 	sl_client *c;
+	/* connect.c (set up), failover.c (the address chosen for the next attempt) */
 	uint32_t index;       /* the process it talks to */
 	char addr[SLI_ADDR_MAX]; /* where it connects (again): one of alts */
 	char (*alts)[SLI_ADDR_MAX]; /* the process's addresses: its primary and standbys */
 	uint32_t nalts;
+	/* failover.c (and cluster.c at open) */
 	_Atomic uint64_t term; /* the highest fencing term seen from this process: a lower one is stale */
+	/* the socket and its buffers: connect.c at open, failover.c and runtime.c after; reading is
+	 * input.c's, writing wire.c's */
 	int fd;
 	struct ssl_st *ssl;   /* TLS on fd, or NULL */
 	uint8_t *rbuf;
@@ -128,12 +144,16 @@ typedef struct sli_conn {
 	sli_buf out;
 	int want_write;
 	int connected;
+	/* subscription.c: the handle table */
 	sli_csub **slots; /* handle -> subscription holding it on the wire */
 	uint32_t nslots;
 	uint32_t *freeh; /* free handles (a stack) */
 	uint32_t nfree;
+	/* sources.c */
 	sli_cmd *list_head, *list_tail; /* ListSources sent, answers pending (FIFO) */
+	/* runtime.c: heartbeats */
 	uint64_t last_rx, last_ping, ping_nonce;
+	/* failover.c: the connection's phase and its reconnect attempts (runtime.c starts each) */
 	int phase;            /* SLI_PH_* */
 	int timerfd;          /* the next connection attempt */
 	uint64_t outage_start, attempt_deadline;
@@ -141,7 +161,9 @@ typedef struct sli_conn {
 	int lost_code;        /* why the connection was lost */
 	char lost_msg[200];
 	int last_attempt_rc;  /* why the last attempt to connect again failed */
+	/* ingest.c */
 	uint64_t append_inflight; /* the batch sent on this connection and not answered, 0 = none */
+	/* subscription.c */
 	sli_csub *parked;     /* subscriptions without a handle (PARKED, DONE) */
 } sli_conn;
 
@@ -149,6 +171,7 @@ typedef struct sli_conn {
 enum { SLI_PART_NONE, SLI_PART_PENDING, SLI_PART_OK, SLI_PART_FAILED };
 
 struct sl_client {
+	/* client.c, fixed at open */
 	sl_client_config cfg;
 	struct ssl_ctx_st *tls; /* cfg.tls_ca given: every connection speaks TLS */
 	char *token;            /* cfg.auth_token, copied */
@@ -161,7 +184,9 @@ struct sl_client {
 	uint64_t window_max;   /* how far a subscription's window may grow */
 	sli_loop *loop;
 	pthread_t thread;
-	/* the cluster, fixed at open */
+	/* wire.c reports a lost connection through this: failover.c's sli_failover_lost */
+	void (*on_lost)(sli_conn *k, int code, const char *msg);
+	/* the cluster, fixed at open (cluster.c) */
 	uint32_t nconns;       /* connections: P, or 1 with cfg.one_process */
 	uint32_t home;         /* the connection to the process cfg->server is */
 	uint64_t fingerprint;
@@ -173,14 +198,17 @@ struct sl_client {
 	/* mu protects everything up to the runtime-only section */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* request answers and death */
+	/* mailbox.c */
 	sli_cmd *cmd_head, *cmd_tail;
+	/* failover.c (the end), client.c (closed) */
 	int dead;
 	int dead_code;
 	char dead_msg[256];
+	/* registry.c */
 	uint64_t next_sub_id;
 	sli_csub **tbuckets; /* triple registry: user-live subscriptions, for SL_EDUPLICATE */
 	size_t tcap, tcount;
-	/* ListSources: one request at a time (list_mu), asked of every process */
+	/* sources.c.  ListSources: one request at a time (list_mu), asked of every process */
 	pthread_mutex_t list_mu;
 	uint64_t list_seq;      /* last request number handed out */
 	uint64_t list_wait;     /* the request a caller waits for, 0 = none */
@@ -193,7 +221,7 @@ struct sl_client {
 	uint64_t *wsrc;
 	uint32_t *wcount;
 	size_t wn;
-	/* Append: one batch at a time (append_mu), split by owner process */
+	/* ingest.c.  Append: one batch at a time (append_mu), split by owner process */
 	pthread_mutex_t append_mu;
 	uint64_t append_seq;
 	uint64_t append_wait;
@@ -203,11 +231,12 @@ struct sl_client {
 	int *append_rcs;        /* [nconns] */
 	uint64_t *append_times; /* [nconns] */
 	char **append_msgs;     /* [nconns] */
-	/* the storage server of the current (or last) connection to the home process */
+	/* failover.c (cluster.c at open): the storage server of the current (or last) connection
+	 * to the home process */
 	uint64_t srv_session, srv_epoch;
 	uint64_t reconnects;
 
-	/* runtime thread only */
+	/* runtime thread only: failover.c */
 	int losing; /* inside die: pending Subscribes are parked, then ended with everything */
 	uint64_t session;     /* ours, sent in every Hello */
 	uint64_t rng;         /* jitter */
@@ -239,19 +268,39 @@ sli_qitem *sli_qitem_new(int kind, sli_csub *sub, size_t len);
 void sli_qitem_discard(sli_qitem *it);
 void sli_csub_unref(sli_csub *s);
 
-/* client.c */
+/* last_error.c */
 /* Sets the calling thread's sl_client_last_error message. */
-void sli_set_last_error(const char *fmt, ...);
+void sli_set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* mailbox.c: the command list (c->cmd_head) and waiting for answers on c->cv */
 /* Frees a command and what it owns. */
 void sli_cmd_free(sli_cmd *cmd);
 /* Appends a command and wakes the runtime.  Takes cmd (also when the client is closing). */
 void sli_client_post(sl_client *c, sli_cmd *cmd);
+/* Appends a command, with c->mu held; the caller wakes the runtime (sli_loop_wake). */
+void sli_cmds_append_locked(sl_client *c, sli_cmd *cmd);
+/* Takes every command posted so far, oldest first (the caller runs or frees them). */
+sli_cmd *sli_take_cmds(sl_client *c);
+/* The same with c->mu held. */
+sli_cmd *sli_take_cmds_locked(sl_client *c);
+/* With c->mu held: waits until *done, the client dies, or timeout_ms (< 0: forever).  0 when
+ * done, SL_EDISCONNECTED (message set) or SL_ETIMEDOUT. */
+int sli_wait_answer(sl_client *c, const int *done, int timeout_ms);
+
+/* registry.c: the triple registry (c->tbuckets) */
 /* Removes s from the triple registry if it is there (takes c->mu). */
 void sli_client_unregister(sl_client *c, sli_csub *s);
 /* Registers s's triple, gives s its id and posts its Subscribe command (which takes one
  * reference to s).  SL_EDUPLICATE if the triple is taken, SL_EDISCONNECTED if the connection is
  * gone, SL_ENOMEM. */
 int sli_client_subscribe(sl_client *c, sli_csub *s);
+
+/* cluster.c */
+/* The process that hosts worker's subscriptions: the connection they live on. */
+static inline uint32_t sli_worker_proc(const sl_client *c, uint32_t worker)
+{
+	return worker % c->nconns;
+}
 
 /* The cluster map learnt at open (for a standby following one process of a cluster): its
  * fingerprint, the number of processes, which one cfg->server is, and each process's entry

@@ -1,0 +1,67 @@
+/*
+ * wire.c - a connection's output, and the one way to report that a connection is lost.
+ *
+ * Runtime thread only.  Output frames (credits, pongs, subscribes) accumulate in one reused
+ * buffer per connection, written once per loop iteration (the idle turn) or when the socket
+ * turns writable again.
+ *
+ * What a loss means (an outage with reconnects, or the end) is failover.c's to decide, and
+ * failover.c itself sends frames through this file; so sli_conn_lost hands the reason to
+ * c->on_lost (failover.c's handler, set at open) rather than calling failover.c.  Only a
+ * failure goes through that pointer.
+ */
+#include "compute/conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/tls.h"
+
+void sli_send_frame(sli_conn *k, const sli_frame *f)
+{
+	if (!k->connected)
+		return;
+	if (sli_frame_encode(&k->out, f) != 0)
+		sli_conn_lost(k, SL_ENOMEM, "out of memory encoding a %s frame",
+		              sli_frame_type_name(f->type));
+}
+
+void sli_flush(sli_conn *k)
+{
+	sl_client *c = k->c;
+	while (k->connected && k->out.len > 0) {
+		ssize_t n = sli_io_send(k->fd, k->ssl, k->out.ptr, k->out.len);
+		if (n > 0) {
+			sli_buf_consume(&k->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!k->want_write && sli_loop_mod(c->loop, k->fd, SLI_READ | SLI_WRITE) == 0)
+				k->want_write = 1;
+			return;
+		}
+		sli_conn_lost(k, n < 0 ? -errno : SL_EDISCONNECTED, "write to storage failed: %s",
+		              strerror(n < 0 ? errno : EPIPE));
+		return;
+	}
+	if (k->connected && k->want_write) {
+		sli_loop_mod(c->loop, k->fd, SLI_READ);
+		k->want_write = 0;
+	}
+}
+
+void sli_conn_lost(sli_conn *k, int code, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+	if (!k->connected || k->c->losing)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	k->c->on_lost(k, code, msg);
+}
