@@ -21,7 +21,7 @@ declare -A ALLOWED=(
 	[proto]="sluice"
 	[net]="sluice"
 	[log]="sluice proto common"
-	[coord]="sluice common"
+	[coord]="sluice common net"
 	[storage]="sluice storage.h proto net log common"
 	[compute]="sluice compute.h proto net common"
 	[replica]="sluice storage.h compute.h storage compute proto net log common"
@@ -64,6 +64,8 @@ if [[ -n $obj ]]; then
 	# Edges "caller callee" between object files, from who defines and who uses each symbol.
 	edges=$(find "$obj" -name '*.o' | sort | while read -r o; do
 		name=${o#"$obj"/}
+		# An object whose source is gone (a file moved since the build dir was made) is stale.
+		[[ -f $src/${name%.o} ]] || continue
 		nm "$o" | awk -v n="${name%.o}" '$1 == "U" { print "U", n, $2 } NF == 3 && $2 ~ /[TDBR]/ { print "D", n, $3 }'
 	done | awk '$1 == "D" { def[$3] = $2 } $1 == "U" { use[NR] = $2 " " $3 }
 		END { for (i in use) { split(use[i], p, " "); if ((p[2] in def) && def[p[2]] != p[1]) print p[1], def[p[2]] } }' | sort -u)

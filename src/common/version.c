@@ -3,7 +3,7 @@
  * the binary was built from (cmake/revision.cmake writes it at every build).
  */
 #include "sluice/sluice.h"
-#include "sluice_revision.h"
+#include <sluice_revision.h> /* generated at build time: cmake/revision.cmake */
 
 SL_API const char *sl_version(void)
 {
