@@ -1,7 +1,8 @@
 /*
  * cli_sources.c - `sluice sources`: one tab-separated line per source of a storage server,
- * NAME ID KIND WORKERS UPPER.
+ * NAME ID KIND WORKERS UPPER; or with --json one JSON document (jansson) of the same fields.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,19 +11,45 @@
 #include "sluice/compute.h"
 
 static const char usage_sources[] =
-	"usage: sluice sources [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
-	"                      [--auth-token-file FILE]\n"
+	"usage: sluice sources [--server HOST:PORT] [--json]\n"
+	"                      [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--auth-token-file FILE]\n"
 	"\n"
 	"Prints one tab-separated line per source: NAME ID KIND WORKERS UPPER\n"
 	"(UPPER is the minimum over all workers, or 'closed').\n"
 	"\n"
 	"  --server HOST:PORT   storage server (default " CLI_DEFAULT_SERVER "); a comma-separated list\n"
 	"                       names a primary and its standbys: the one with the highest term is used\n"
+	"  --json               one JSON document instead: {\"sources\": [{\"name\", \"id\", \"kind\",\n"
+	"                       \"workers\", \"upper\" (null once closed), \"closed\"}, ...]}\n"
 	CLI_SECURITY_HELP;
+
+/* {"sources": [...]} on stdout.  0, or -1 out of memory or when stdout fails. */
+static int print_json(const sl_source_info *infos, size_t n)
+{
+	json_t *list = json_array(), *doc = json_pack("{s:o}", "sources", list);
+	int rc = doc == NULL ? -1 : 0;
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		int closed = infos[i].upper == SL_TIME_CLOSED;
+		json_t *o = json_pack("{s:s, s:I, s:s, s:I, s:o, s:b}", "name", infos[i].name, "id",
+		                      (json_int_t)infos[i].id, "kind", infos[i].kind, "workers",
+		                      (json_int_t)infos[i].workers, "upper",
+		                      closed ? json_null() : json_integer((json_int_t)infos[i].upper),
+		                      "closed", closed);
+		if (json_array_append_new(list, o) != 0)
+			rc = -1;
+	}
+	if (rc == 0 && (json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0 ||
+	                fputc('\n', stdout) == EOF || fflush(stdout) != 0))
+		rc = -1;
+	json_decref(doc);
+	return rc;
+}
 
 int cli_sources(int argc, char **argv)
 {
-	static const cli_opt opts[] = {{"server", 1}, {"help", 0}, CLI_SECURITY_OPTS, {NULL, 0}};
+	static const cli_opt opts[] = {{"server", 1}, {"help", 0}, {"json", 0}, CLI_SECURITY_OPTS,
+	                               {NULL, 0}};
 	const char *server = CLI_DEFAULT_SERVER, *val;
 	const cli_opt *opt;
 	char err[256];
@@ -31,7 +58,7 @@ int cli_sources(int argc, char **argv)
 	sl_source_info *infos = NULL;
 	size_t n = 0, i;
 	cli_out o;
-	int k, rc, status = 0;
+	int k, rc, status = 0, json = 0;
 
 	cli_args_init(&a, argc, argv, 2);
 	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
@@ -45,7 +72,9 @@ int cli_sources(int argc, char **argv)
 			fputs(usage_sources, stdout);
 			return 0;
 		}
-		if (!cli_security_opt(&cli_sec, opt->name, val))
+		if (strcmp(opt->name, "json") == 0)
+			json = 1;
+		else if (!cli_security_opt(&cli_sec, opt->name, val))
 			server = val;
 	}
 	if (cli_check_server_list(server) != 0) {
@@ -61,6 +90,13 @@ int cli_sources(int argc, char **argv)
 	if ((rc = sl_client_list_sources(c, CLI_REQUEST_TIMEOUT_MS, &infos, &n)) != 0) {
 		fprintf(stderr, "sluice: cannot list the sources of %s: %s\n", server, sl_strerror(rc));
 		status = 1;
+		goto out;
+	}
+	if (json) {
+		if (print_json(infos, n) != 0) {
+			fprintf(stderr, "sluice: cannot write the JSON document\n");
+			status = 1;
+		}
 		goto out;
 	}
 	for (i = 0; i < n; i++) {

@@ -32,6 +32,17 @@ sleep 1.2
 u2=$(source_upper slow)
 [[ $u2 -gt $u1 ]] || fail "rate=5 counter did not advance in 1.2 s ($u1 -> $u2)"
 
+# --json: the same facts as one document.
+sl sources --json >"$TMP/json" || fail "sluice sources --json exited with $?"
+sl sources >"$TMP/out"
+jq -r '.sources[] | [.name, .id, .kind, .workers, (if .closed then "closed" else .upper end)] | @tsv' "$TMP/json" |
+	cut -f1-4 >"$TMP/from_json" || fail "sluice sources --json is not the documented document: $(cat "$TMP/json")"
+cut -f1-4 "$TMP/out" | expect_diff /dev/stdin "$TMP/from_json" "sources --json against the table"
+jq -e '.sources[] | select(.name == "finished") | .closed == true and .upper == null' "$TMP/json" >/dev/null ||
+	fail "a closed source in --json: $(jq -c '.sources[] | select(.name == "finished")' "$TMP/json")"
+jq -e '.sources[] | select(.name == "in") | .closed == false and .upper == 0 and .workers == 3' "$TMP/json" >/dev/null ||
+	fail "an open source in --json: $(jq -c '.sources[] | select(.name == "in")' "$TMP/json")"
+
 sl sources --help >"$TMP/help" || fail "sluice sources --help exited with $?"
 grep -q 'NAME' "$TMP/help" || fail "sluice sources --help"
 stop_sluiced
