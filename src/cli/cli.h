@@ -176,6 +176,22 @@ int cli_sources(int argc, char **argv);
 int cli_ingest(int argc, char **argv);
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
+/* ---- progress on a terminal (cli_progress.c) ---- */
+
+typedef struct cli_progress {
+	int on;    /* stderr is a terminal */
+	int drawn; /* a line is on the screen */
+	uint64_t last_ms;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p);
+/* Redraws the progress line with printf's fmt; at most every 200 ms unless force.  Nothing
+ * when stderr is not a terminal. */
+void cli_progress_show(cli_progress *p, int force, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Ends the line (the last one drawn stays on the screen). */
+void cli_progress_end(cli_progress *p);
+
 /* ---- --config FILE (cli_config.c) ---- */
 
 typedef struct cli_config {

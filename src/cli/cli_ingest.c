@@ -27,8 +27,10 @@ static const char usage_ingest[] =
 	"  --updates            read DIFF<TAB>ROW lines\n"
 	CLI_SECURITY_HELP;
 
+#define MIB (1024.0 * 1024.0)
+
 /* Reads all of fd.  0 with *buf (malloc'd, one spare byte) and *len, or -errno. */
-static int read_all(int fd, char **buf, size_t *len)
+static int read_all(int fd, char **buf, size_t *len, cli_progress *pr)
 {
 	size_t cap = 1u << 16, n = 0;
 	char *b = malloc(cap), *nb;
@@ -55,6 +57,7 @@ static int read_all(int fd, char **buf, size_t *len)
 		if (got == 0)
 			break;
 		n += (size_t)got;
+		cli_progress_show(pr, 0, "read %.1f MiB", (double)n / MIB);
 	}
 	*buf = b;
 	*len = n;
@@ -143,8 +146,9 @@ int cli_ingest(int argc, char **argv)
 	sl_source_info *infos = NULL, *src;
 	size_t ninfos = 0, len = 0, n = 0;
 	sl_update *ups = NULL;
-	uint64_t t;
+	uint64_t t, t0;
 	int k, rc, status = 1, updates = 0;
+	cli_progress pr;
 
 	cli_args_init(&a, argc, argv, 2);
 	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
@@ -175,17 +179,28 @@ int cli_ingest(int argc, char **argv)
 	}
 
 	/* The whole batch is checked before anything is sent: a bad line means nothing is sent. */
-	if ((rc = read_all(STDIN_FILENO, &buf, &len)) != 0) {
+	cli_progress_init(&pr);
+	if ((rc = read_all(STDIN_FILENO, &buf, &len, &pr)) != 0) {
+		cli_progress_end(&pr);
 		fprintf(stderr, "sluice: cannot read stdin: %s\n", sl_strerror(rc));
 		return 1;
 	}
-	if (parse_batch(buf, len, updates, &ups, &n) != 0)
+	if (parse_batch(buf, len, updates, &ups, &n) != 0) {
+		cli_progress_end(&pr);
 		goto out;
+	}
+	cli_progress_end(&pr); /* the connection's errors go on a line of their own */
 	if (cli_connect(server, &c) != 0)
 		goto out;
 	if (cli_find_source(c, server, name, &infos, &ninfos, &src) != 0)
 		goto out;
+	cli_progress_show(&pr, 1, "sending %zu rows, %.1f MiB, to %s ...", n, (double)len / MIB, name);
+	t0 = cli_now_ms();
 	rc = sl_client_append(c, src->id, ups, n, CLI_REQUEST_TIMEOUT_MS, &t);
+	if (rc == 0)
+		cli_progress_show(&pr, 1, "sent %zu rows, %.1f MiB, in %.1f s", n, (double)len / MIB,
+		                  (double)(cli_now_ms() - t0) / 1000.0);
+	cli_progress_end(&pr);
 	if (rc == SL_EKIND) {
 		fprintf(stderr, "sluice: source %s is not an ingest source\n", name);
 	} else if (rc == SL_EREJECTED) {

@@ -63,5 +63,15 @@ rc=0; echo x | sl ingest nosuch 2>"$TMP/err" || rc=$?
 rc=0; echo x | sl ingest cnt 2>"$TMP/err" || rc=$?
 [[ $rc -eq 1 && $(wc -l <"$TMP/err") -eq 1 ]] || fail "ingest into a counter: rc=$rc '$(cat "$TMP/err")'"
 
+# Progress: on a terminal (script(1) gives the command a pty), rows and MiB sent on stderr;
+# through a pipe, not a byte of it.
+command -v script >/dev/null || fail "script(1) is missing (util-linux)"
+seq 1 200000 | sed 's/^/p-/' >"$TMP/many"
+SLUICE_BIN=$SLUICE SRV=$SERVER timeout -k 5 120 script -qec '"$SLUICE_BIN" ingest --server "$SRV" in <"'"$TMP/many"'"' /dev/null >"$TMP/tty.out" ||
+	fail "ingest on a terminal failed: $(cat "$TMP/tty.out")"
+grep -q 'sent 200000 rows, [0-9.]* MiB, in [0-9.]* s' "$TMP/tty.out" || fail "no progress on a terminal: $(cat -A "$TMP/tty.out" | head -5)"
+sl ingest in <"$TMP/many" >"$TMP/pipe.out" 2>"$TMP/pipe.err" || fail "ingest through a pipe failed"
+[[ ! -s $TMP/pipe.err ]] || fail "progress written to a stderr that is not a terminal: $(cat "$TMP/pipe.err")"
+[[ $(wc -l <"$TMP/pipe.out") -eq 1 ]] || fail "ingest printed more than its time: $(cat "$TMP/pipe.out")"
 stop_sluiced
 pass
