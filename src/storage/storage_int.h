@@ -187,8 +187,6 @@ static inline int sli_hosts(const sl_storage *st, uint32_t w)
 }
 
 /* source.c */
-/* Appends validated updates to a log as blocks of MESSAGES events (the writer's side). */
-int sli_log_write_updates(sli_log *log, const sl_update *ups, size_t n);
 struct sl_source *sli_storage_find_source(sl_storage *st, uint64_t id);
 void sli_worker_touch(struct sworker *w);
 int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbytes, uint32_t count,
@@ -197,8 +195,10 @@ void sli_sources_free(sl_storage *st);
 int sli_encode_sources(sl_storage *st, sli_buf *b);
 int sli_encode_cluster(sl_storage *st, sli_buf *b);
 
-/* durable.c */
+/* error.c: the calling thread's last error message (sl_storage_last_error). */
 void sli_storage_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* durable.c */
 int sli_storage_open_data_dir(sl_storage *st);
 int sli_source_open_durable(sl_storage *st, struct sl_source *s);
 int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper);
