@@ -115,7 +115,7 @@ struct conn {
 	struct sli_rate sub_rate; /* Subscribe + Unsubscribe */
 	int in_pending;    /* input left undecoded by backpressure: decode it once output drains */
 	struct conn *next, *prev;
-	/* TLS (conn_tls.c): ssl is NULL on a plaintext connection, which then costs nothing more */
+	/* TLS (conn_hello.c): ssl is NULL on a plaintext connection, which then costs nothing more */
 	struct ssl_st *ssl;
 	int tls_phase;     /* CONN_TLS_*: sniffing the first byte, handshaking, or done */
 	/* Operating (metrics.c, log events): loop thread only. */
@@ -193,6 +193,8 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
                       uint64_t *time_out);
 void sli_sources_free(sl_storage *st);
 int sli_encode_sources(sl_storage *st, sli_buf *b);
+
+/* cluster.c: the Cluster frame answering ClusterMap.  0 or SL_ENOMEM. */
 int sli_encode_cluster(sl_storage *st, sli_buf *b);
 
 /* error.c: the calling thread's last error message (sl_storage_last_error). */
@@ -250,13 +252,14 @@ int sli_rate_take(struct sli_rate *r, uint32_t rate, uint32_t burst, uint64_t no
 /* Sends Error(SL_ELIMIT, fatal) "too many connections" on a just-accepted fd and closes it. */
 void sli_limits_refuse(sl_storage *st, int fd);
 
-/* conn.c */
+/* conn.c (the files of a connection reach each other through conn.h) */
 void sli_conn_accept(sli_loop *l, int fd, uint32_t events, void *arg);
 void sli_conn_free(struct conn *c);
 void sli_conn_tick(sl_storage *st);
 void sli_conn_flush_all(sl_storage *st);
-/* Reads what OpenSSL holds for a TLS connection that is reading (conn.c). */
+/* conn_read.c: reads what OpenSSL holds for a TLS connection that is reading. */
 void sli_conn_read_pending(sl_storage *st);
+/* conn_out.c: writes what the socket takes of c's output.  0, or -1 when c is dead. */
 int sli_conn_flush(struct conn *c);
 void sli_conn_sweep(sl_storage *st);
 
