@@ -130,7 +130,6 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	}
 	pthread_mutex_init(&st->src_mu, NULL);
 	pthread_mutex_init(&st->dirty_mu, NULL);
-	pthread_mutex_init(&st->follow_mu, NULL);
 	sli_metrics_init(st);
 	if (getrandom(&st->session, sizeof(st->session), 0) != sizeof(st->session))
 		st->session = (uint64_t)getpid() ^ sli_now_ms();
@@ -203,7 +202,7 @@ SL_API void sl_storage_close(sl_storage *st)
 	if (st == NULL)
 		return;
 	sli_metrics_http_stop(st); /* first: its scrapes wait for the loop */
-	sli_follow_join(st);
+	sli_storage_stop_follower(st);
 	sli_fencer_stop(st);
 	sli_peers_stop(st);
 	if (st->started) {
@@ -227,7 +226,6 @@ SL_API void sl_storage_close(sl_storage *st)
 	free(st->cluster);
 	free(st->standby_of);
 	sli_security_free(st->sec);
-	pthread_mutex_destroy(&st->follow_mu);
 	sli_metrics_fini(st);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);

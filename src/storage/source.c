@@ -13,6 +13,7 @@
 
 SL_API uint64_t sl_source_id(const sl_source *src) { return src->id; }
 SL_API uint32_t sl_source_workers(const sl_source *src) { return src->nworkers; }
+const char *sli_source_name(const sl_source *src) { return src->name; }
 
 SL_API int sl_source_hosts(const sl_source *src, uint32_t worker)
 {
