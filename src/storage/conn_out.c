@@ -21,7 +21,6 @@ void sli_conn_update_interest(struct conn *c)
 	sli_loop_mod(c->st->loop, c->fd, ev);
 }
 
-void sli_conn_reason(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sli_conn_reason(struct conn *c, const char *fmt, ...)
 {
 	va_list ap;
