@@ -248,7 +248,7 @@ static int follow_round(struct follower *f)
 	size_t n = 0;
 	int rc, stop = 0;
 	sl_client_config_init(&cfg);
-	cfg.server = f->primary;
+	cfg.server = primary;
 	cfg.retry_for_ms = FOLLOW_RETRY_MS;
 	cfg.one_process = 1;
 	sli_replica_client_config(st, &cfg);

@@ -14,6 +14,7 @@
 #include "net/loop.h"
 #include "proto/proto.h"
 #include "sluice/storage.h"
+#include "storage/block_write.h" /* sli_log_write_updates, inline */
 #include "storage/metrics.h"
 #include "storage/replica_hooks.h" /* also declares error.c and durable.c functions */
 
