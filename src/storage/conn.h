@@ -1,8 +1,8 @@
 /*
- * conn.h - how the files of one storage-side connection (conn*.c) and the scheduler (serve.c)
- * reach each other: output and errors (conn_out.c), input (conn_read.c), the handshake
- * (conn_hello.c) and the request handlers (conn_subs.c, conn_append.c).  Network thread only.
- * The runtime's entry points (accept, tick, flush, sweep) are in storage_int.h.
+ * conn.h - how the files of one storage-side connection (conn*.c) reach each other: output and
+ * errors (conn_out.c), input (conn_read.c), the handshake (conn_hello.c) and the request
+ * handlers (conn_subs.c, conn_append.c).  Included by conn*.c only.  Network thread only.
+ * What the runtime and the scheduler call (accept, tick, flush, sweep) is in storage_int.h.
  */
 #ifndef SLUICE_STORAGE_CONN_H
 #define SLUICE_STORAGE_CONN_H
