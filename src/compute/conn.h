@@ -153,7 +153,7 @@ void sli_give_up(sli_conn *k, int last_rc);
 /* Parses every complete frame in k's read buffer and dispatches it; keeps the partial tail. */
 void sli_parse_frames(sli_conn *k);
 /* Reads fd (k's socket) until it is drained, parsing as it goes. */
-void sli_conn_read(sli_conn *k, int fd);
+void sli_client_read(sli_conn *k, int fd);
 
 /* ---- runtime.c ---- */
 

@@ -191,7 +191,7 @@ void sli_parse_frames(sli_conn *k)
 	}
 }
 
-void sli_conn_read(sli_conn *k, int fd)
+void sli_client_read(sli_conn *k, int fd)
 {
 	/* A short read means the socket is drained; a full one that there may be more. */
 	while (k->connected) {

@@ -98,7 +98,7 @@ static void on_io(sli_loop *l, int fd, uint32_t events, void *arg)
 		sli_flush(k);
 	if (!(events & SLI_READ))
 		return;
-	sli_conn_read(k, fd);
+	sli_client_read(k, fd);
 }
 
 static void conn_tick(sli_conn *k, uint64_t now)

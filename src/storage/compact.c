@@ -30,6 +30,7 @@
 
 #include "common/log.h"
 #include "log/crc32c.h"
+#include "storage/block_write.h"
 #include "storage/storage_int.h"
 
 #define SNAP_MAGIC 0x4e534c53u /* "SLSN" */

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,21 +26,6 @@
 #include "common/log.h"
 #include "log/disklog.h"
 #include "storage/storage_int.h"
-
-static _Thread_local char last_error[512];
-
-SL_API const char *sl_storage_last_error(void)
-{
-	return last_error;
-}
-
-void sli_storage_set_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-}
 
 static int mkdir_p(const char *path)
 {

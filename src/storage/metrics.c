@@ -45,7 +45,6 @@ void sli_metrics_fini(sl_storage *st)
 	struct sli_metrics *m = &st->metrics;
 	if (!m->ready)
 		return;
-	sli_metrics_http_stop(st);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	m->ready = 0;

@@ -12,7 +12,6 @@
 #include <openssl/sha.h>
 
 #include "net/tls.h"
-#include "sluice/compute.h"
 #include "storage/storage_int.h"
 
 int sli_auth_init(sli_auth *a, const char *token)
@@ -117,14 +116,15 @@ err_free:
 	return rc;
 }
 
-void sli_security_client_config(const struct sli_security *sec, struct sl_client_config *cfg)
+void sli_storage_client_identity(const sl_storage *st, const char **tls_ca, const char **tls_cert,
+                                 const char **tls_key, const char **token)
 {
-	if (sec->client != NULL) {
-		cfg->tls_ca = sec->tls_ca;
-		cfg->tls_cert = sec->tls_cert;
-		cfg->tls_key = sec->tls_key;
-	}
-	cfg->auth_token = sec->token;
+	const struct sli_security *sec = st->sec;
+	int tls = sec->client != NULL;
+	*tls_ca = tls ? sec->tls_ca : NULL;
+	*tls_cert = tls ? sec->tls_cert : NULL;
+	*tls_key = tls ? sec->tls_key : NULL;
+	*token = sec->token;
 }
 
 void sli_security_free(struct sli_security *s)

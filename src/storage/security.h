@@ -34,7 +34,8 @@ int sli_hello_check(const sli_auth *a, const sli_frame *f, char *msg, size_t msg
 struct sli_security {
 	SSL_CTX *server;  /* the listener speaks TLS; NULL: plaintext */
 	SSL_CTX *client;  /* the outgoing connections speak TLS; NULL: plaintext */
-	char *tls_ca, *tls_cert, *tls_key; /* copies, for the follower's client configuration */
+	char *tls_ca, *tls_cert, *tls_key; /* copies, for the follower's client configuration
+	                                   * (sli_storage_client_identity, replica_hooks.h) */
 	char *token;      /* own token for outgoing connections, or NULL */
 	sli_auth auth;
 	uint64_t warned_ms; /* network thread: when a failed handshake was last reported */
@@ -43,10 +44,6 @@ struct sli_security {
 /* Builds the runtime's security state from cfg (files read now).  0 with *out, or SL_ETLS /
  * SL_EARG / SL_ENOMEM with the reason set by sli_storage_set_error. */
 int sli_security_new(const sl_storage_config *cfg, struct sli_security **out);
-/* Sets the TLS and token fields of a client configuration for this process's own outgoing
- * connections (the standby's follower); the strings stay sec's. */
-struct sl_client_config;
-void sli_security_client_config(const struct sli_security *sec, struct sl_client_config *cfg);
 /* Accepts NULL. */
 void sli_security_free(struct sli_security *s);
 

@@ -14,7 +14,9 @@
 #include "net/loop.h"
 #include "proto/proto.h"
 #include "sluice/storage.h"
+#include "storage/block_write.h" /* sli_log_write_updates, inline */
 #include "storage/metrics.h"
+#include "storage/replica_hooks.h" /* also declares error.c and durable.c functions */
 
 struct sub;
 struct conn;
@@ -115,7 +117,7 @@ struct conn {
 	struct sli_rate sub_rate; /* Subscribe + Unsubscribe */
 	int in_pending;    /* input left undecoded by backpressure: decode it once output drains */
 	struct conn *next, *prev;
-	/* TLS (conn_tls.c): ssl is NULL on a plaintext connection, which then costs nothing more */
+	/* TLS (conn_hello.c): ssl is NULL on a plaintext connection, which then costs nothing more */
 	struct ssl_st *ssl;
 	int tls_phase;     /* CONN_TLS_*: sniffing the first byte, handshaking, or done */
 	/* Operating (metrics.c, log events): loop thread only. */
@@ -160,7 +162,7 @@ struct sl_storage {
 	uint64_t refused;       /* loop: connections refused over max_connections */
 	int accept_paused;      /* loop: out of file descriptors; accepting resumes at the next tick */
 
-	/* Fencing and standby (follow.c).  term: the fencing epoch, persisted in DATA/term. */
+	/* Fencing and standby (standby.c, fence.c).  term: the fencing epoch, persisted in DATA/term. */
 	_Atomic uint64_t term;
 	int fenced;             /* loop: superseded by fenced_by (a promoted standby): serve nobody */
 	char fenced_by[256];
@@ -172,10 +174,8 @@ struct sl_storage {
 	atomic_int peers_stop;
 	char *standby_of;       /* the primary followed while a standby (not promoted), else NULL */
 	atomic_int promoted;    /* a standby that was promoted: it takes ingest now */
-	pthread_mutex_t follow_mu; /* held by the follower while it applies one event */
-	atomic_int follow_stop;
-	pthread_t follow_tid;
-	int follow_started;
+	const struct sli_follower_ops *follower_ops; /* the follower (src/replica), or NULL */
+	void *follower;
 	struct sli_security *sec; /* TLS contexts and tokens (security.h), never NULL once open */
 	struct sli_metrics metrics; /* metrics.h: counters and report requests */
 };
@@ -187,18 +187,17 @@ static inline int sli_hosts(const sl_storage *st, uint32_t w)
 }
 
 /* source.c */
-/* Appends validated updates to a log as blocks of MESSAGES events (the writer's side). */
-int sli_log_write_updates(sli_log *log, const sl_update *ups, size_t n);
 struct sl_source *sli_storage_find_source(sl_storage *st, uint64_t id);
 void sli_worker_touch(struct sworker *w);
 int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbytes, uint32_t count,
                       uint64_t *time_out);
 void sli_sources_free(sl_storage *st);
 int sli_encode_sources(sl_storage *st, sli_buf *b);
+
+/* cluster.c: the Cluster frame answering ClusterMap.  0 or SL_ENOMEM. */
 int sli_encode_cluster(sl_storage *st, sli_buf *b);
 
 /* durable.c */
-void sli_storage_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int sli_storage_open_data_dir(sl_storage *st);
 int sli_source_open_durable(sl_storage *st, struct sl_source *s);
 int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper);
@@ -206,15 +205,14 @@ int sli_worker_sync(sl_storage *st, struct sworker *w);
 /* mark, then sync: the upper may be published once this returns 0.  Caller holds w->mu. */
 int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper);
 int sli_sync_start(sl_storage *st);
-/* Writes the term to DATA/term (no-op without a data directory).  0 or -errno. */
-int sli_storage_save_term(sl_storage *st, uint64_t term);
-int sli_storage_save_fingerprint(sl_storage *st, uint64_t fp);
-/* 0 with *fp from DATA/fingerprint (a standby of a cluster process), or a negative error. */
-int sli_storage_load_fingerprint(sl_storage *st, uint64_t *fp);
-/* follow.c: stops the follower (from the network thread: does not join); joins it at close. */
-int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen);
-void sli_follow_join(sl_storage *st);
 void sli_sync_stop(sl_storage *st);
+
+/* standby.c (what src/replica may call is in replica_hooks.h) */
+/* Promote (network thread): stops the follower (does not join it), opens the ingest sources to
+ * Appends and bumps and persists the term.  0 with *term_out, or an error with err filled. */
+int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen);
+/* sl_storage_close: stops and joins the registered follower, if any. */
+void sli_storage_stop_follower(sl_storage *st);
 
 /* compact.c */
 void sli_snap_unref(struct sli_snap *s);
@@ -250,13 +248,14 @@ int sli_rate_take(struct sli_rate *r, uint32_t rate, uint32_t burst, uint64_t no
 /* Sends Error(SL_ELIMIT, fatal) "too many connections" on a just-accepted fd and closes it. */
 void sli_limits_refuse(sl_storage *st, int fd);
 
-/* conn.c */
+/* conn.c (the files of a connection reach each other through conn.h) */
 void sli_conn_accept(sli_loop *l, int fd, uint32_t events, void *arg);
 void sli_conn_free(struct conn *c);
 void sli_conn_tick(sl_storage *st);
 void sli_conn_flush_all(sl_storage *st);
-/* Reads what OpenSSL holds for a TLS connection that is reading (conn.c). */
+/* conn_read.c: reads what OpenSSL holds for a TLS connection that is reading. */
 void sli_conn_read_pending(sl_storage *st);
+/* conn_out.c: writes what the socket takes of c's output.  0, or -1 when c is dead. */
 int sli_conn_flush(struct conn *c);
 void sli_conn_sweep(sl_storage *st);
 

@@ -13,21 +13,28 @@
  * The client is also opened again after every reconnect, so sources a restarted primary added
  * are followed too.
  *
- * Promotion (a Promote frame, on the network thread): the follower is told to stop under
- * follow_mu (so no event is half applied), the ingest sources start taking Appends, and the
- * term is bumped and persisted.  The thread is joined at sl_storage_close.
+ * Promotion (a Promote frame, on the network thread): storage's standby.c calls the stop this
+ * file registers, which sets `stop` under the follower's `mu` (so no event is half applied);
+ * storage then opens its ingest sources and bumps the term.  The thread is joined at
+ * sl_storage_close, through the registered join.
+ *
+ * This part sits above storage and compute: it drives the public compute client and sees its
+ * storage runtime only through storage/replica_hooks.h and the public storage API.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "compute/runtime.h"
+#include "compute/runtime.h" /* sli_client_map only: the cluster map the client learnt */
+#include "replica/replica.h"
 #include "sluice/compute.h"
-#include "storage/security.h"
-#include "storage/storage_int.h"
+#include "sluice/storage.h"
+#include "storage/replica_hooks.h"
 
 #define FOLLOW_RETRY_MS (24u * 3600u * 1000u)
 #define FOLLOW_DATAFLOW 0x5354414e4442ull /* "STANDB" */
@@ -39,16 +46,24 @@ struct fworker {
 	uint64_t skip[2];
 };
 
+/* A local source, with what the hot path (apply) reads of it kept here: it never changes. */
 struct fsource {
 	sl_source *src;
+	uint64_t id;
+	uint32_t nworkers;
+	const char *name; /* storage's */
 	struct fworker *w;
 };
 
 struct follower {
 	sl_storage *st;
+	const char *primary; /* storage's copy (sli_storage_standby_of) */
 	struct fsource *srcs;
 	size_t nsrcs;
 	int refused; /* the last open failed on TLS or the token: said once, until it changes */
+	pthread_mutex_t mu;  /* held by the follower while it applies one event */
+	atomic_int stop;
+	pthread_t tid;
 };
 
 static void follow_warn(sl_storage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -59,8 +74,7 @@ static void follow_warn(sl_storage *st, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (st->cfg.warn)
-		st->cfg.warn(st->cfg.warn_arg, msg);
+	sli_storage_warn(st, msg);
 }
 
 static void sleep_ms(unsigned ms)
@@ -70,53 +84,54 @@ static void sleep_ms(unsigned ms)
 }
 
 /* Sleeps up to ms, returning early (1) when asked to stop. */
-static int nap(sl_storage *st, unsigned ms)
+static int nap(struct follower *f, unsigned ms)
 {
 	for (unsigned t = 0; t < ms; t += 50) {
-		if (atomic_load(&st->follow_stop))
+		if (atomic_load(&f->stop))
 			return 1;
 		sleep_ms(50);
 	}
-	return atomic_load(&st->follow_stop);
+	return atomic_load(&f->stop);
 }
 
 /* Checks that the primary is the process this standby was configured for: a lone process for
  * a lone standby; for a standby given --cluster and --process, that process of a cluster with
  * the same list, whose fingerprint the standby then reports as its own.  Learns the primary's
  * term.  0, SL_ECLUSTER (fatal). */
-static int check_primary(sl_storage *st, sl_client *c)
+static int check_primary(sl_storage *st, const char *primary, sl_client *c)
 {
 	uint64_t fp;
-	uint32_t count, process;
+	uint32_t count, process, own_size, own_process;
 	const char (*map)[SLI_MAP_ENTRY_MAX];
+	const char *const *cluster = sli_storage_cluster(st, &own_size, &own_process);
 	sli_client_map(c, &fp, &count, &process, &map);
-	if (st->cluster == NULL && count > 1) {
+	if (cluster == NULL && count > 1) {
 		sli_storage_set_error("%s is process %u of a storage cluster of %u processes: give the "
-		                      "standby the same --cluster list and --process %u", st->standby_of,
+		                      "standby the same --cluster list and --process %u", primary,
 		                      process, count, process);
 		return SL_ECLUSTER;
 	}
-	if (st->cluster != NULL) {
-		int same = map != NULL && count == st->cluster_size && process == st->process;
+	if (cluster != NULL) {
+		int same = map != NULL && count == own_size && process == own_process;
 		for (uint32_t i = 0; same && i < count; i++)
-			same = strcmp(map[i], st->cluster[i]) == 0;
+			same = strcmp(map[i], cluster[i]) == 0;
 		if (!same) {
 			sli_storage_set_error("%s is process %u of %u of a cluster listed as '%s...'; this "
 			                      "standby was given process %u of %u listed as '%s...': give it "
-			                      "the primary's --cluster and --process", st->standby_of,
-			                      process, count, map ? map[0] : "", st->process,
-			                      st->cluster_size, st->cluster[0]);
+			                      "the primary's --cluster and --process", primary,
+			                      process, count, map ? map[0] : "", own_process,
+			                      own_size, cluster[0]);
 			return SL_ECLUSTER;
 		}
-		if (atomic_exchange(&st->fingerprint, fp) != fp) {
+		if (sli_storage_exchange_fingerprint(st, fp) != fp) {
 			int rc = sli_storage_save_fingerprint(st, fp);
 			if (rc != 0)
 				follow_warn(st, "cannot persist the cluster fingerprint: %s", sl_strerror(rc));
 		}
 	}
 	uint64_t t = sl_client_term(c);
-	if (t > atomic_load(&st->term)) {
-		atomic_store(&st->term, t);
+	if (t > sl_storage_term(st)) {
+		sli_storage_set_term(st, t);
 		int rc = sli_storage_save_term(st, t);
 		if (rc != 0)
 			follow_warn(st, "cannot persist term %" PRIu64 ": %s", t, sl_strerror(rc));
@@ -138,12 +153,12 @@ static int register_sources(struct follower *f, sl_source_info *infos, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct fsource *fs = &f->srcs[i];
 		if (i < f->nsrcs) {
-			if (strcmp(fs->src->name, infos[i].name) != 0 || fs->src->id != infos[i].id ||
-			    fs->src->nworkers != infos[i].workers) {
+			if (strcmp(fs->name, infos[i].name) != 0 || fs->id != infos[i].id ||
+			    fs->nworkers != infos[i].workers) {
 				sli_storage_set_error("the primary's source %" PRIu64 " is now %s with %u "
 				                      "workers; this standby has %s with %u",
 				                      infos[i].id, infos[i].name, infos[i].workers,
-				                      fs->src->name, fs->src->nworkers);
+				                      fs->name, fs->nworkers);
 				return SL_EARG;
 			}
 			continue;
@@ -152,15 +167,18 @@ static int register_sources(struct follower *f, sl_source_info *infos, size_t n)
 		int rc = sl_source_register(st, infos[i].name, infos[i].kind, infos[i].workers, 0, &src);
 		if (rc != 0)
 			return rc;
-		if (src->id != infos[i].id) {
+		if (sl_source_id(src) != infos[i].id) {
 			sli_storage_set_error("source %s has id %" PRIu64 " here and %" PRIu64 " on the "
 			                      "primary: a standby must host no other source",
-			                      infos[i].name, src->id, infos[i].id);
+			                      infos[i].name, sl_source_id(src), infos[i].id);
 			return SL_EARG;
 		}
 		if ((fs->w = calloc(infos[i].workers ? infos[i].workers : 1, sizeof(*fs->w))) == NULL)
 			return SL_ENOMEM;
 		fs->src = src;
+		fs->id = sl_source_id(src);
+		fs->nworkers = sl_source_workers(src);
+		fs->name = sli_source_name(src);
 		f->nsrcs = i + 1;
 	}
 	return 0;
@@ -169,7 +187,7 @@ static int register_sources(struct follower *f, sl_source_info *infos, size_t n)
 static struct fsource *find_fsource(struct follower *f, uint64_t id)
 {
 	for (size_t i = 0; i < f->nsrcs; i++)
-		if (f->srcs[i].src->id == id)
+		if (f->srcs[i].id == id)
 			return &f->srcs[i];
 	return NULL;
 }
@@ -178,7 +196,7 @@ static struct fsource *find_fsource(struct follower *f, uint64_t id)
 static int apply(struct follower *f, const sl_event *ev)
 {
 	struct fsource *fs = find_fsource(f, ev->source);
-	if (fs == NULL || ev->worker >= fs->src->nworkers)
+	if (fs == NULL || ev->worker >= fs->nworkers)
 		return 0;
 	struct fworker *fw = &fs->w[ev->worker];
 	if (ev->kind == SL_EV_MESSAGES) {
@@ -222,6 +240,7 @@ static int apply(struct follower *f, const sl_event *ev)
 static int follow_round(struct follower *f)
 {
 	sl_storage *st = f->st;
+	const char *primary = f->primary;
 	sl_client_config cfg;
 	sl_client *c = NULL;
 	sl_queue *q = NULL;
@@ -229,36 +248,36 @@ static int follow_round(struct follower *f)
 	size_t n = 0;
 	int rc, stop = 0;
 	sl_client_config_init(&cfg);
-	cfg.server = st->standby_of;
+	cfg.server = primary;
 	cfg.retry_for_ms = FOLLOW_RETRY_MS;
 	cfg.one_process = 1;
-	sli_security_client_config(st->sec, &cfg);
+	sli_replica_client_config(st, &cfg);
 	if ((rc = sl_client_open(&cfg, &c)) != 0) {
 		if ((rc == SL_ETLS || rc == SL_EAUTH) && f->refused != rc)
-			follow_warn(st, "cannot follow %s: %s", st->standby_of, sl_client_last_error());
+			follow_warn(st, "cannot follow %s: %s", primary, sl_client_last_error());
 		f->refused = rc;
 		return 0; /* not reachable yet: try again */
 	}
 	f->refused = 0;
-	if (check_primary(st, c) != 0) {
+	if (check_primary(st, primary, c) != 0) {
 		follow_warn(st, "%s", sl_storage_last_error());
 		stop = 1;
 		goto out;
 	}
 	while ((rc = sl_client_list_sources(c, 5000, &infos, &n)) != 0) {
-		if (nap(st, 200))
+		if (nap(f, 200))
 			goto out;
 		if (rc == SL_EDISCONNECTED || rc == SL_ETIMEDOUT)
 			continue;
-		follow_warn(st, "cannot list the sources of %s: %s", st->standby_of, sl_strerror(rc));
+		follow_warn(st, "cannot list the sources of %s: %s", primary, sl_strerror(rc));
 		goto out;
 	}
-	pthread_mutex_lock(&st->follow_mu);
-	rc = atomic_load(&st->follow_stop) ? 1 : register_sources(f, infos, n);
-	pthread_mutex_unlock(&st->follow_mu);
+	pthread_mutex_lock(&f->mu);
+	rc = atomic_load(&f->stop) ? 1 : register_sources(f, infos, n);
+	pthread_mutex_unlock(&f->mu);
 	if (rc != 0) {
 		if (rc != 1)
-			follow_warn(st, "standby of %s stops following: %s", st->standby_of,
+			follow_warn(st, "standby of %s stops following: %s", primary,
 			            sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
 		stop = 1;
 		goto out;
@@ -266,7 +285,7 @@ static int follow_round(struct follower *f)
 	if (sl_queue_open(c, &q) != 0)
 		goto out;
 	for (size_t i = 0; i < f->nsrcs; i++) {
-		for (uint32_t w = 0; w < f->srcs[i].src->nworkers; w++) {
+		for (uint32_t w = 0; w < f->srcs[i].nworkers; w++) {
 			struct fworker *fw = &f->srcs[i].w[w];
 			uint64_t from = sl_source_upper(f->srcs[i].src, w);
 			if (from == SL_TIME_CLOSED || !sl_source_hosts(f->srcs[i].src, w))
@@ -275,13 +294,13 @@ static int follow_round(struct follower *f)
 			fw->skip[0] = fw->pending[0];
 			fw->skip[1] = fw->pending[1];
 			sl_sub sub;
-			if (sl_subscribe(q, FOLLOW_DATAFLOW, f->srcs[i].src->id, w, from, &sub) != 0)
+			if (sl_subscribe(q, FOLLOW_DATAFLOW, f->srcs[i].id, w, from, &sub) != 0)
 				goto out;
 		}
 	}
 	for (;;) {
 		sl_event ev;
-		if (atomic_load(&st->follow_stop)) {
+		if (atomic_load(&f->stop)) {
 			stop = 1;
 			break;
 		}
@@ -291,7 +310,7 @@ static int follow_round(struct follower *f)
 		if (rc < 0)
 			break;
 		if (ev.kind == SL_EV_DISCONNECTED) {
-			follow_warn(st, "lost the primary %s: %s; connecting again", st->standby_of,
+			follow_warn(st, "lost the primary %s: %s; connecting again", primary,
 			            ev.message ? ev.message : sl_strerror(ev.code));
 			break;
 		}
@@ -302,22 +321,22 @@ static int follow_round(struct follower *f)
 		}
 		if (ev.kind == SL_EV_SUBSCRIBE_ERROR) {
 			follow_warn(st, "the primary %s refused to follow source %" PRIu64 " worker %u: %s",
-			            st->standby_of, ev.source, ev.worker, ev.message ? ev.message : "");
+			            primary, ev.source, ev.worker, ev.message ? ev.message : "");
 			continue;
 		}
 		if (ev.kind != SL_EV_MESSAGES && ev.kind != SL_EV_PROGRESS)
 			continue;
-		pthread_mutex_lock(&st->follow_mu);
-		if (atomic_load(&st->follow_stop)) {
-			pthread_mutex_unlock(&st->follow_mu);
+		pthread_mutex_lock(&f->mu);
+		if (atomic_load(&f->stop)) {
+			pthread_mutex_unlock(&f->mu);
 			stop = 1;
 			break;
 		}
 		rc = apply(f, &ev);
-		pthread_mutex_unlock(&st->follow_mu);
+		pthread_mutex_unlock(&f->mu);
 		if (rc != 0) {
 			follow_warn(st, "standby of %s cannot apply an update: %s; following again",
-			            st->standby_of, sl_strerror(rc));
+			            primary, sl_strerror(rc));
 			break;
 		}
 	}
@@ -325,56 +344,75 @@ out:
 	sl_queue_close(q);
 	sl_source_info_free(infos, n);
 	sl_client_close(c);
-	return stop || atomic_load(&st->follow_stop);
+	return stop || atomic_load(&f->stop);
 }
 
 static void *follow_thread(void *arg)
 {
 	struct follower *f = arg;
-	sl_storage *st = f->st;
 	while (!follow_round(f))
-		if (nap(st, 200))
+		if (nap(f, 200))
 			break;
 	for (size_t i = 0; i < f->nsrcs; i++)
 		free(f->srcs[i].w);
 	free(f->srcs);
-	free(f);
+	f->srcs = NULL;
+	f->nsrcs = 0;
 	return NULL;
 }
 
+/* Registered with storage (replica_hooks.h): promotion stops the follower, close joins it. */
+static void follower_stop(void *arg)
+{
+	struct follower *f = arg;
+	/* The follower applies one event at a time under mu: after this no more. */
+	pthread_mutex_lock(&f->mu);
+	atomic_store(&f->stop, 1);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void follower_join(void *arg)
+{
+	struct follower *f = arg;
+	atomic_store(&f->stop, 1);
+	pthread_join(f->tid, NULL);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+static const sli_follower_ops follower_ops = {follower_stop, follower_join};
+
 SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 {
-	if (st == NULL || primary == NULL || st->standby_of != NULL)
-		return SL_EARG;
 	/* A quick first look: a primary that is not the process this standby was configured for is
 	 * refused right away. */
 	sl_client_config cfg;
 	sl_client *c;
+	int rc = sli_storage_set_standby(st, primary);
+	if (rc != 0)
+		return rc;
 	sl_client_config_init(&cfg);
 	cfg.server = primary;
 	cfg.one_process = 1;
 	cfg.retry_for_ms = 0;
-	sli_security_client_config(st->sec, &cfg);
+	sli_replica_client_config(st, &cfg);
 	cfg.connect_timeout_ms = 2000;
-	if ((st->standby_of = strdup(primary)) == NULL)
-		return SL_ENOMEM;
 	uint64_t fp;
-	if (st->cluster != NULL && sli_storage_load_fingerprint(st, &fp) == 0)
-		atomic_store(&st->fingerprint, fp); /* learnt from the primary before a restart */
+	uint32_t size, process;
+	if (sli_storage_cluster(st, &size, &process) != NULL && sli_storage_load_fingerprint(st, &fp) == 0)
+		sli_storage_exchange_fingerprint(st, fp); /* learnt from the primary before a restart */
 	int orc = sl_client_open(&cfg, &c);
 	if (orc == SL_ETLS || orc == SL_EAUTH) {
 		/* a primary that is up but refuses us will go on refusing: say so now */
 		sli_storage_set_error("cannot follow %s: %s", primary, sl_client_last_error());
-		free(st->standby_of);
-		st->standby_of = NULL;
+		sli_storage_clear_standby(st);
 		return orc;
 	}
 	if (orc == 0) {
-		int rc = check_primary(st, c);
+		rc = check_primary(st, primary, c);
 		sl_client_close(c);
 		if (rc != 0) {
-			free(st->standby_of);
-			st->standby_of = NULL;
+			sli_storage_clear_standby(st);
 			return rc;
 		}
 	}
@@ -382,58 +420,16 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 	if (f == NULL)
 		return SL_ENOMEM;
 	f->st = st;
-	atomic_store(&st->follow_stop, 0);
-	int rc = pthread_create(&st->follow_tid, NULL, follow_thread, f);
+	f->primary = sli_storage_standby_of(st);
+	pthread_mutex_init(&f->mu, NULL);
+	atomic_store(&f->stop, 0);
+	sli_storage_set_follower(st, &follower_ops, f);
+	rc = pthread_create(&f->tid, NULL, follow_thread, f);
 	if (rc != 0) {
+		sli_storage_set_follower(st, NULL, NULL);
+		pthread_mutex_destroy(&f->mu);
 		free(f);
 		return -rc;
 	}
-	st->follow_started = 1;
 	return 0;
-}
-
-SL_API int sl_storage_is_standby(const sl_storage *st)
-{
-	return st->standby_of != NULL && !atomic_load(&st->promoted);
-}
-
-SL_API uint64_t sl_storage_term(const sl_storage *st)
-{
-	return atomic_load(&st->term);
-}
-
-int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen)
-{
-	if (st->standby_of == NULL || atomic_load(&st->promoted)) {
-		snprintf(err, errlen, "not a standby");
-		return SL_EREJECTED;
-	}
-	/* The follower applies one event at a time under follow_mu: after this no more. */
-	pthread_mutex_lock(&st->follow_mu);
-	atomic_store(&st->follow_stop, 1);
-	pthread_mutex_unlock(&st->follow_mu);
-	uint64_t term = atomic_load(&st->term) + 1;
-	int rc = sli_storage_save_term(st, term);
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot persist the new term %" PRIu64 ": %s", term, sl_strerror(rc));
-		return rc;
-	}
-	atomic_store(&st->term, term);
-	pthread_mutex_lock(&st->src_mu);
-	for (size_t i = 0; i < st->nsources; i++)
-		if (strcmp(st->sources[i]->kind, "ingest") == 0)
-			st->sources[i]->flags |= SL_SOURCE_INGEST;
-	pthread_mutex_unlock(&st->src_mu);
-	atomic_store(&st->promoted, 1);
-	*term_out = term;
-	return 0;
-}
-
-void sli_follow_join(sl_storage *st)
-{
-	if (!st->follow_started)
-		return;
-	atomic_store(&st->follow_stop, 1);
-	pthread_join(st->follow_tid, NULL);
-	st->follow_started = 0;
 }

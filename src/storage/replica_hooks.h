@@ -1,0 +1,63 @@
+/*
+ * replica_hooks.h - what storage lets the standby part (src/replica) see and do: record the
+ * primary it follows, register the running follower (so that promotion and sl_storage_close
+ * stop it without storage calling replica), read and adopt the cluster identity and the term,
+ * and the identity of this process's outgoing connections.  Included by src/replica and by the
+ * storage files that implement it (standby.c, durable.c, error.c, security.c, source.c).
+ */
+#ifndef SLUICE_STORAGE_REPLICA_HOOKS_H
+#define SLUICE_STORAGE_REPLICA_HOOKS_H
+
+#include <stdint.h>
+
+#include "sluice/storage.h"
+
+/* The follower as storage sees it, registered once by sli_storage_set_follower. */
+typedef struct sli_follower_ops {
+	/* On Promote (network thread): the follower applies no further event; returns once none
+	 * is half applied.  Does not join. */
+	void (*stop)(void *arg);
+	/* At sl_storage_close, before the network thread stops: stops the follower, joins its
+	 * thread and frees arg. */
+	void (*join)(void *arg);
+} sli_follower_ops;
+
+/* standby.c */
+/* Records primary (copied) as the process st follows.  0, SL_EARG (st or primary NULL, or st
+ * already follows one), SL_ENOMEM. */
+int sli_storage_set_standby(sl_storage *st, const char *primary);
+/* Forgets the primary again (the follower did not start). */
+void sli_storage_clear_standby(sl_storage *st);
+/* The primary st follows ("HOST:PORT", valid until sl_storage_close), or NULL. */
+const char *sli_storage_standby_of(const sl_storage *st);
+/* Registers the follower (ops static, arg the follower's), or unregisters it with ops NULL.
+ * Called from the thread that calls sl_storage_follow, before the follower starts. */
+void sli_storage_set_follower(sl_storage *st, const sli_follower_ops *ops, void *arg);
+/* Hands msg to the runtime's warn callback, if it has one. */
+void sli_storage_warn(sl_storage *st, const char *msg);
+/* The cluster's process list (NULL outside a cluster), with its size and this process's index. */
+const char *const *sli_storage_cluster(const sl_storage *st, uint32_t *size, uint32_t *process);
+/* Sets the cluster fingerprint this process reports; returns the previous one. */
+uint64_t sli_storage_exchange_fingerprint(sl_storage *st, uint64_t fp);
+/* Sets the term (sl_storage_term), not persisting it: see sli_storage_save_term. */
+void sli_storage_set_term(sl_storage *st, uint64_t term);
+
+/* source.c: the name of a registered source (valid as long as the runtime). */
+const char *sli_source_name(const sl_source *src);
+
+/* security.c: the TLS files (all NULL when outgoing connections are plaintext) and the token
+ * (NULL: none) of this process's own outgoing connections; the strings stay st's. */
+void sli_storage_client_identity(const sl_storage *st, const char **tls_ca, const char **tls_cert,
+                                 const char **tls_key, const char **token);
+
+/* error.c: the calling thread's last error message (sl_storage_last_error). */
+void sli_storage_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* durable.c */
+/* Writes the term to DATA/term (no-op without a data directory).  0 or -errno. */
+int sli_storage_save_term(sl_storage *st, uint64_t term);
+int sli_storage_save_fingerprint(sl_storage *st, uint64_t fp);
+/* 0 with *fp from DATA/fingerprint (a standby of a cluster process), or a negative error. */
+int sli_storage_load_fingerprint(sl_storage *st, uint64_t *fp);
+
+#endif
