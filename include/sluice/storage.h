@@ -119,6 +119,14 @@ typedef struct sl_storage_config {
 	                               is more); a smaller value set here is refused */
 	uint32_t max_batch_rows;    /* updates per ingest batch; default 4194304 */
 	uint32_t max_row;           /* bytes per row in an Append; default and maximum SL_ROW_MAX */
+	/* Recovery progress of a durable log: called on the thread of sl_source_register while a
+	 * source's worker logs are recovered, before each segment file is walked (segment of
+	 * segments, for the ok log then the err log of worker `worker` of `workers`).  The source
+	 * name is borrowed for the call.  It must not call into the runtime.  Kept like warn:
+	 * progress_arg must stay valid until sl_storage_close returns.  NULL: not called. */
+	void (*progress)(void *arg, const char *source, uint32_t worker, uint32_t workers,
+	                 size_t segment, size_t segments);
+	void *progress_arg;
 } sl_storage_config;
 
 /* Fills the caller's cfg with the defaults above.  A field left 0 (or NULL) in the config given

@@ -358,6 +358,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.segment_size = segment_size;
 	cfg.retain = retain;
 	cfg.warn = print_notice;
+	cfg.progress = sluiced_recovery_progress;
 	if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {
 		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "%s", err);
 		return 1;

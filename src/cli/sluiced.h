@@ -6,6 +6,8 @@
 #define SLUICE_SLUICED_H
 
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* ---- running as a service (sluiced_service.c) ---- */
 
@@ -21,5 +23,10 @@ int sluiced_log_open(const char *path);
  * SIGTERM and SIGHUP, blocked in every thread. */
 int sluiced_wait(const sigset_t *sigs, const char *log_path, void (*reload)(void *arg),
                  int (*alive)(void *arg), void *arg);
+
+/* sl_storage_config.progress: says, at most once a second (SLUICE_PROGRESS_INTERVAL_MS), which
+ * worker and segment the recovery is at, in the event log and the service manager's STATUS. */
+void sluiced_recovery_progress(void *arg, const char *source, uint32_t worker, uint32_t workers,
+                               size_t segment, size_t segments);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * sluiced_service.c - what sluiced does while it serves: wait for a signal to stop, reopen its
- * log file and reload its credentials on SIGHUP, and feed the service manager's watchdog.
+ * sluiced_service.c - what sluiced does as a service: say how the recovery of large logs
+ * progresses; then, while it serves, wait for a signal to stop, reopen its log file and reload
+ * its credentials on SIGHUP, and feed the service manager's watchdog.
  *
  * All of it runs on the main thread, which does nothing else once the runtime started: the
  * signals are blocked everywhere and taken here with sigtimedwait, so no handler ever runs
@@ -8,6 +9,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,4 +90,46 @@ int sluiced_wait(const sigset_t *sigs, const char *log_path, void (*reload)(void
 		}
 		return sig;
 	}
+}
+
+/* How often recovery progress is said: once a second, unless SLUICE_PROGRESS_INTERVAL_MS says
+ * otherwise (tests set 0: every segment). */
+static uint64_t progress_interval_ms(void)
+{
+	const char *v = getenv("SLUICE_PROGRESS_INTERVAL_MS");
+	char *end;
+	unsigned long long ms;
+
+	if (v == NULL || *v == '\0')
+		return 1000;
+	ms = strtoull(v, &end, 10);
+	return *end == '\0' ? (uint64_t)ms : 1000;
+}
+
+void sluiced_recovery_progress(void *arg, const char *source, uint32_t worker, uint32_t workers,
+                               size_t segment, size_t segments)
+{
+	static uint64_t started_ms, last_ms, interval_ms;
+	uint64_t now = now_us() / 1000u;
+	char w[16], ws[16], sg[24], sgs[24];
+
+	/* Recovery runs on the main thread before the runtime starts: no other caller. */
+	if (started_ms == 0) {
+		started_ms = last_ms = now;
+		interval_ms = progress_interval_ms();
+	}
+	if (now - last_ms < interval_ms)
+		return;
+	last_ms = now;
+	snprintf(w, sizeof(w), "%u", worker + 1);
+	snprintf(ws, sizeof(ws), "%u", workers);
+	snprintf(sg, sizeof(sg), "%zu", segment + 1);
+	snprintf(sgs, sizeof(sgs), "%zu", segments);
+	sli_kv kv[] = {{"source", source, 0}, {"worker", w, 1}, {"workers", ws, 1},
+	               {"segment", sg, 1}, {"segments", sgs, 1}, {NULL, NULL, 0}};
+	sli_elog(SLI_LOG_INFO, "recovery_progress", kv,
+	         "recovering source %s: worker %s of %s, segment %s of %s", source, w, ws, sg, sgs);
+	cli_notify_status("recovering source %s: worker %s of %s, segment %s of %s", source, w, ws,
+	                  sg, sgs);
+	(void)arg;
 }

@@ -42,6 +42,10 @@ typedef struct sli_disklog_opts {
 	 * the opening thread before sli_disklog_open returns.  NULL: the last one goes to err. */
 	void (*warn)(void *arg, const char *msg);
 	void *warn_arg;
+	/* Called on the opening thread before each segment the recovery walks (index i of n), so
+	 * a caller can show the progress of a large log.  NULL: nothing is called. */
+	void (*progress)(void *arg, size_t segment, size_t segments);
+	void *progress_arg;
 	/* Fault injection for tests: allocates len bytes of the new segment file fd (and extends a
 	 * short last segment at open) in place of posix_fallocate.  Returns 0 or a positive errno
 	 * (ENOSPC, EIO, ...), like posix_fallocate.  NULL: posix_fallocate. */

@@ -253,6 +253,8 @@ static int recover_walk(struct rctx *r, uint64_t *end)
 		struct rseg *s = &r->segs[i];
 		int last = i + 1 == r->n;
 		uint32_t n = 0;
+		if (r->o->progress != NULL)
+			r->o->progress(r->o->progress_arg, i, r->n);
 		for (off = 0;; off += SLI_BLOCK_HDR + n) {
 			if (seg_size - off < SLI_BLOCK_HDR ||
 			    (off + 4 <= s->fsize && sli_get_u32(s->map + off) == SLI_SKIP_MARK)) {

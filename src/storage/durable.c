@@ -184,6 +184,20 @@ static uint64_t cut_position(const sli_log *log, uint64_t upper)
 	return cut;
 }
 
+/* Which worker's log a disk log's recovery progress is about. */
+struct progress_ctx {
+	sl_storage *st;
+	const char *source;
+	uint32_t worker, workers;
+};
+
+static void on_log_progress(void *arg, size_t segment, size_t segments)
+{
+	struct progress_ctx *pc = arg;
+	pc->st->cfg.progress(pc->st->cfg.progress_arg, pc->source, pc->worker, pc->workers, segment,
+	                     segments);
+}
+
 static void on_log_warning(void *arg, const char *msg)
 {
 	sl_storage *st = arg;
@@ -207,13 +221,16 @@ int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 	}
 	if ((rc = check_source_meta(sdir, s)) != 0)
 		return rc;
+	struct progress_ctx pc = {st, s->name, 0, s->nworkers};
 	sli_disklog_opts opts = {.segment_size = st->cfg.segment_size, .warn = on_log_warning,
-	                         .warn_arg = st};
+	                         .warn_arg = st, .progress = st->cfg.progress ? on_log_progress : NULL,
+	                         .progress_arg = &pc};
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct sworker *w = &s->w[i];
 		uint64_t upper = SL_TIME_CLOSED;
 		if (!sli_hosts(st, i))
 			continue; /* another process keeps it */
+		pc.worker = i;
 		for (int coll = 0; coll < 2; coll++) {
 			snprintf(ldir, sizeof(ldir), "%s/%u/%s", sdir, i, coll ? "err" : "ok");
 			err[0] = '\0';
