@@ -107,7 +107,10 @@ static json_t *process(const char *server, const view *v, size_t p)
 	              "errors", num(sum(r, "sluice_errors_total")),
 	              "log_syncs", num(stat_value_u64(stat_find(r, "sluice_fsync_seconds_count", NULL, NULL, NULL, NULL))),
 	              "log_sync_seconds", stat_value_f(stat_find(r, "sluice_fsync_seconds_sum", NULL, NULL, NULL, NULL)));
+	const sample *b = stat_find(r, "sluice_build_info", NULL, NULL, NULL, NULL);
 	if (o == NULL ||
+	    json_object_set_new(o, "version", b ? json_string(stat_label(b, "version")) : json_null()) != 0 ||
+	    json_object_set_new(o, "revision", b ? json_string(stat_label(b, "revision")) : json_null()) != 0 ||
 	    json_object_set_new(o, "workers", rows(r, "sluice_source_upper", worker_row)) != 0 ||
 	    json_object_set_new(o, "connection_list", rows(r, "sluice_connection_subscriptions", conn_row)) != 0 ||
 	    json_object_set_new(o, "subscription_list", rows(r, "sluice_subscription_lag", sub_row)) != 0) {

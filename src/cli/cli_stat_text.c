@@ -232,6 +232,37 @@ static int print_subs(const view *v)
 	return 0;
 }
 
+/* What each process runs (sluice_build_info): one line when they all agree, else one each. */
+static void print_versions(const view *v)
+{
+	const sample *first = NULL;
+	int same = 1;
+
+	for (size_t p = 0; p < v->n; p++) {
+		const sample *b = stat_find(&v->r[p], "sluice_build_info", NULL, NULL, NULL, NULL);
+		if (v->texts[p] == NULL || b == NULL)
+			continue;
+		if (first == NULL)
+			first = b;
+		else if (strcmp(stat_label(b, "version"), stat_label(first, "version")) != 0 ||
+		         strcmp(stat_label(b, "revision"), stat_label(first, "revision")) != 0)
+			same = 0;
+	}
+	if (first == NULL)
+		return;
+	if (same) {
+		printf("sluiced %.20s (git %.20s)%s\n", stat_label(first, "version"),
+		       stat_label(first, "revision"), v->n > 1 ? " on every process" : "");
+		return;
+	}
+	for (size_t p = 0; p < v->n; p++) {
+		const sample *b = stat_find(&v->r[p], "sluice_build_info", NULL, NULL, NULL, NULL);
+		if (v->texts[p] != NULL && b != NULL)
+			printf("process %zu: sluiced %.20s (git %.20s)\n", p, stat_label(b, "version"),
+			       stat_label(b, "revision"));
+	}
+}
+
 int stat_print_view(const char *server, const view *v)
 {
 	char a[24], b[24];
@@ -251,6 +282,7 @@ int stat_print_view(const char *server, const view *v)
 	double fs_sum = stat_total_f(v, "sluice_fsync_seconds_sum");
 	if (fs_n > 0)
 		printf("log syncs: %.0f, %.3f ms on average\n", fs_n, fs_sum * 1000.0 / fs_n);
+	print_versions(v);
 	for (size_t p = 0; p < v->n; p++)
 		if (v->texts[p] == NULL)
 			printf("process %zu at %-.24s missing: %-.30s\n", p, v->addrs ? v->addrs[p] : "?",

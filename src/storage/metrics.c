@@ -304,6 +304,10 @@ int sli_metrics_render(sl_storage *st, sli_buf *b)
 	for (size_t k = NERR_NAMES; k < SLI_ERR_KINDS; k++)
 		other += m->errors[k];
 	outf(&o, "sluice_errors_total{kind=\"other\"} %" PRIu64 "\n", other);
+	head(&o, "sluice_build_info", "gauge",
+	     "The sluice release and git commit this process runs (always 1).");
+	outf(&o, "sluice_build_info{version=\"%s\",revision=\"%s\"} 1\n", sl_version(),
+	     sl_revision());
 	return o.rc;
 }
 

@@ -54,6 +54,10 @@ done
 [[ -n $(metric 'sluice_source_since{source="c",worker="0"}') ]] || fail "no since for source c"
 [[ -n $(metric 'sluice_log_bytes{source="c",worker="0",collection="ok"}') ]] || fail "no log bytes for c"
 [[ -n $(metric 'sluice_errors_total{kind="SL_ENOSOURCE"}') ]] || fail "no errors_total by kind"
+# The build this process runs, as --version says it.
+[[ $("$SLUICED" --version) =~ ^sluiced\ ([^ ]+)\ \(git\ ([^\)]+)\)$ ]] || fail "sluiced --version: $("$SLUICED" --version)"
+[[ $(metric "sluice_build_info{version=\"${BASH_REMATCH[1]}\",revision=\"${BASH_REMATCH[2]}\"}") == 1 ]] ||
+	fail "no sluice_build_info matching --version: $(grep build_info "$TMP/m")"
 up0=$(metric 'sluice_source_upper{source="c",worker="0"}')
 
 # A tail: one subscription, bytes out growing, a lag per subscription.

@@ -25,6 +25,10 @@ done
 grep -Eq '^[0-9]+ +[0-9]+ +c +0 +[0-9]+ +[0-9]+ ' "$TMP/s1" || fail "no subscription row for c worker 0: $(cat "$TMP/s1")"
 grep -Eq ' 1 subscriptions$' "$TMP/s1" || fail "the summary does not count 1 subscription: $(head -1 "$TMP/s1")"
 grep -Eq '^[0-9]+ +127\.0\.0\.1:[0-9]+ +1 ' "$TMP/s1" || fail "no connection with 1 subscription: $(cat "$TMP/s1")"
+# Both views say what the process runs, as its --version does.
+[[ $("$SLUICED" --version) =~ ^sluiced\ ([^ ]+)\ \(git\ ([^\)]+)\)$ ]] || fail "sluiced --version: $("$SLUICED" --version)"
+ver=${BASH_REMATCH[1]} rev=${BASH_REMATCH[2]}
+grep -qxF "sluiced $ver (git $rev)" "$TMP/s1" || fail "stat does not show the version: $(head -4 "$TMP/s1")"
 # --json: one document with the same facts (a script's view), and it exits by itself.
 sl stat --json >"$TMP/j1" || fail "sluice stat --json failed"
 jq -e . "$TMP/j1" >/dev/null || fail "sluice stat --json is not one JSON document: $(head -c 300 "$TMP/j1")"
@@ -39,6 +43,8 @@ jq -e '.processes[0].workers[] | select(.source == "c" and .worker == 0) | .uppe
 jq -e '.processes[0].subscription_list | length == 1 and .[0].source == "c" and .[0].worker == 0
 	and (.[0].lag | type) == "number" and .[0].sent_upper >= 0' "$TMP/j1" >/dev/null ||
 	fail "stat --json subscriptions: $(jq -c '.processes[0].subscription_list' "$TMP/j1")"
+jq -e --arg v "$ver" --arg r "$rev" '.processes[0].version == $v and .processes[0].revision == $r' "$TMP/j1" >/dev/null ||
+	fail "stat --json version: $(jq -c '.processes[0] | {version, revision}' "$TMP/j1")"
 jq -e '.processes[0].connection_list | map(select(.subscriptions == 1)) | length == 1' "$TMP/j1" >/dev/null ||
 	fail "stat --json connections: $(jq -c '.processes[0].connection_list' "$TMP/j1")"
 for f in "$TMP/s0" "$TMP/s1"; do
