@@ -233,6 +233,11 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary);
 /* 1 while this runtime follows a primary and was not promoted, else 0.  Thread-safe. */
 SL_API int sl_storage_is_standby(const sl_storage *st);
 
+/* Milliseconds since the network thread last ran its periodic tick (every heartbeat_ms / 4
+ * while it is healthy), or UINT64_MAX before sl_storage_start: a liveness signal for a
+ * watchdog (sluiced feeds systemd's only while it is small).  Lock-free; thread-safe. */
+SL_API uint64_t sl_storage_loop_idle_ms(const sl_storage *st);
+
 /* The fencing term: persisted in DATA/term, 1 on a fresh data directory; a standby takes its
  * primary's when it learns it, and promotion adds 1.  Sent in the Cluster frame: clients given
  * several addresses of one process use the one with the highest term.  Thread-safe. */

@@ -199,6 +199,13 @@ static const cli_opt opts[] = {
 	CLI_LIMIT_OPTS, {NULL, 0},
 };
 
+/* The watchdog's test: the network thread ticks every heartbeat/4; silent for 10 s it is stuck
+ * (a deadlock, a disk that never answers), and systemd should restart sluiced. */
+static int loop_alive(void *arg)
+{
+	return sl_storage_loop_idle_ms(arg) < 10000;
+}
+
 static int run(int argc, char **argv, const char **specs, sli_source_runner **runners)
 {
 	const char *listen = NULL, *data_dir = DEFAULT_DATA_DIR, *cluster = NULL, *process = NULL;
@@ -438,7 +445,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		         nspecs == 1 ? "" : "s", addr);
 	cli_notify_ready(status_line);
 
-	sig = sluiced_wait(&sigs, log_file, NULL, NULL, st);
+	sig = sluiced_wait(&sigs, log_file, NULL, loop_alive, st);
 	sli_elog(SLI_LOG_INFO, "stopping", NULL, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	cli_notify_stopping("stopping: closing connections and sources");
 

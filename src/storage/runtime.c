@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "net/loop.h"
 #include "net/sock.h"
 #include "storage/security.h"
 #include "storage/storage_int.h"
@@ -48,6 +49,8 @@ static void on_wake(sli_loop *l, void *arg)
 
 static void on_tick(sli_loop *l, void *arg)
 {
+	sl_storage *st = arg;
+	atomic_store_explicit(&st->last_tick_ms, sli_now_ms(), memory_order_relaxed);
 	sli_conn_tick(arg);
 	sli_compact_tick(arg);
 }
@@ -180,6 +183,13 @@ static void *storage_thread(void *arg)
 	sl_storage *st = arg;
 	sli_loop_run(st->loop);
 	return NULL;
+}
+
+SL_API uint64_t sl_storage_loop_idle_ms(const sl_storage *st)
+{
+	uint64_t last = atomic_load_explicit(&st->last_tick_ms, memory_order_relaxed);
+	uint64_t now = sli_now_ms();
+	return last == 0 ? UINT64_MAX : now > last ? now - last : 0;
 }
 
 SL_API int sl_storage_start(sl_storage *st)

@@ -164,6 +164,7 @@ struct sl_storage {
 
 	/* Fencing and standby (standby.c, fence.c).  term: the fencing epoch, persisted in DATA/term. */
 	_Atomic uint64_t term;
+	_Atomic uint64_t last_tick_ms; /* the network loop's last tick (sli_now_ms), 0 before */
 	int fenced;             /* loop: superseded by fenced_by (a promoted standby): serve nobody */
 	char fenced_by[256];
 	pthread_t fence_tid;    /* a promoted standby fencing the primary it replaced (fence.c) */

@@ -85,6 +85,31 @@ static void count_data(const sli_frame *f, uint64_t *bytes, uint64_t *updates)
 	}
 }
 
+/* The watchdog's liveness signal: unknown before start, then the network thread's tick keeps it
+ * within a few heartbeats (100 ms here), checked over several of them. */
+static void test_loop_idle(void **state)
+{
+	struct fixture *fx = *state;
+	sl_storage_config cfg;
+	sl_storage *idle;
+
+	sl_storage_config_init(&cfg);
+	cfg.listen = "127.0.0.1:0";
+	assert_int_equal(sl_storage_open(&cfg, &idle), 0);
+	assert_true(sl_storage_loop_idle_ms(idle) == UINT64_MAX);
+	sl_storage_close(idle);
+	/* The first tick comes a quarter heartbeat after start. */
+	for (int i = 0; i < 100 && sl_storage_loop_idle_ms(fx->st) == UINT64_MAX; i++) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < 20; i++) {
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		assert_true(sl_storage_loop_idle_ms(fx->st) < 2000);
+		nanosleep(&ts, NULL);
+	}
+}
+
 static void test_version_refused(void **state)
 {
 	struct fixture *fx = *state;
@@ -438,6 +463,7 @@ static void test_subscribe_cycles(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_loop_idle),
 		cmocka_unit_test(test_version_refused),
 		cmocka_unit_test(test_subscribe_errors),
 		cmocka_unit_test(test_credit_limits_data),
