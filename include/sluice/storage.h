@@ -197,6 +197,19 @@ SL_API int sl_storage_port(const sl_storage *st);
  * socket/bind/listen, SL_EIO (the HTTP server did not start); see sl_storage_last_error. */
 SL_API int sl_storage_metrics_listen(sl_storage *st, const char *hostport, int *port_out);
 
+/* Reloads the credentials without dropping a connection: re-reads the TLS certificate, key
+ * (and client CA) files named at sl_storage_open, by the same names, and replaces the token
+ * clients must present and this process's own connections send by auth_token (read during the
+ * call).  Connections already open keep their TLS session; new handshakes and Hellos use the
+ * new ones.  All or nothing: on an error nothing changed and the old credentials stay.
+ * Errors: SL_ETLS (a file that cannot be read or does not match), SL_EARG (auth_token NULL when
+ * the runtime was opened with one, or given when it was not: authentication is turned on or
+ * off only by a restart; or empty), SL_ENOMEM; the reason in sl_storage_last_error.
+ * Thread-safe, at any time between sl_storage_open and sl_storage_close.  Each reload keeps
+ * the replaced token's few bytes until sl_storage_close, since a standby's reconnect may
+ * still be reading it. */
+SL_API int sl_storage_reload_security(sl_storage *st, const char *auth_token);
+
 /* Starts the network thread (and, in a cluster, the thread that greets the other processes).
  * Call once (a control call).  Errors: SL_EARG (already started), -errno (the thread could not
  * be created, e.g. -EAGAIN). */

@@ -30,6 +30,7 @@
 #include "cli/cli.h"
 #include "cli/sluiced.h"
 #include "common/log.h"
+#include "net/tls.h"
 #include "sluice/storage.h"
 #include "sources/sources.h"
 
@@ -204,6 +205,35 @@ static const cli_opt opts[] = {
 static int loop_alive(void *arg)
 {
 	return sl_storage_loop_idle_ms(arg) < 10000;
+}
+
+/* SIGHUP: the token file and the TLS files are read again; a bad one keeps the old set. */
+static void reload_credentials(void *arg)
+{
+	char err[512], *token = NULL;
+	int rc;
+
+	if (cli_sec.token_file == NULL && cli_sec.tls_cert == NULL)
+		return;
+	if (cli_sec.token_file != NULL &&
+	    sli_token_load(cli_sec.token_file, &token, err, sizeof(err)) != 0) {
+		sli_elog(SLI_LOG_ERROR, "reload_failed", NULL,
+		         "SIGHUP: kept the old token and certificate: %s", err);
+		return;
+	}
+	rc = sl_storage_reload_security(arg, token);
+	if (token != NULL) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	if (rc != 0)
+		sli_elog(SLI_LOG_ERROR, "reload_failed", NULL,
+		         "SIGHUP: kept the old token and certificate: %s",
+		         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+	else
+		sli_elog(SLI_LOG_INFO, "reloaded", NULL, "SIGHUP: reloaded the%s%s",
+		         cli_sec.token_file ? " token" : "",
+		         cli_sec.tls_cert ? (cli_sec.token_file ? " and TLS certificate" : " TLS certificate") : "");
 }
 
 static int run(int argc, char **argv, const char **specs, sli_source_runner **runners)
@@ -445,7 +475,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		         nspecs == 1 ? "" : "s", addr);
 	cli_notify_ready(status_line);
 
-	sig = sluiced_wait(&sigs, log_file, NULL, loop_alive, st);
+	sig = sluiced_wait(&sigs, log_file, reload_credentials, loop_alive, st);
 	sli_elog(SLI_LOG_INFO, "stopping", NULL, "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	cli_notify_stopping("stopping: closing connections and sources");
 

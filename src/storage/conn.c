@@ -107,7 +107,7 @@ void sli_conn_accept(sli_loop *l, int lfd, uint32_t events, void *arg)
 		c->fd = fd;
 		c->reading = 1;
 		c->last_rx_ms = c->last_tx_ms = c->accepted_ms = sli_now_ms();
-		c->tls_phase = st->sec->server != NULL ? CONN_TLS_SNIFF : CONN_TLS_NONE;
+		c->tls_phase = st->sec->tls_server ? CONN_TLS_SNIFF : CONN_TLS_NONE;
 		sli_rate_init(&c->sub_rate, st->cfg.subscribe_burst, c->accepted_ms);
 		sli_buf_init(&c->out);
 		sli_buf_init(&c->stage);

@@ -52,7 +52,7 @@ static void on_hello(struct conn *c, const sli_hello *h)
 void sli_conn_first_frame(struct conn *c, const sli_frame *f)
 {
 	char msg[200];
-	int rc = sli_hello_check(&c->st->sec->auth, f, msg, sizeof(msg));
+	int rc = sli_security_hello_check(c->st->sec, f, msg, sizeof(msg));
 	if (rc != 0)
 		sli_conn_error(c, rc, 1, "%s", msg);
 	else
@@ -95,7 +95,7 @@ int sli_conn_tls_io(struct conn *c, uint32_t events)
 			sli_conn_error(c, SL_ETLS, 1, "this server requires TLS: connect with --tls-ca");
 			return 0;
 		}
-		if ((c->ssl = sli_tls_new(c->st->sec->server, c->fd, 1, NULL)) == NULL) {
+		if ((c->ssl = sli_security_server_ssl(c->st->sec, c->fd)) == NULL) {
 			sli_conn_kill(c);
 			return 0;
 		}

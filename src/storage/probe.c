@@ -35,7 +35,7 @@ static int send_all(int fd, SSL *ssl, const sli_buf *b, uint64_t deadline)
 	return 0;
 }
 
-int sli_probe(const struct sli_security *sec, const char *addr, uint64_t fingerprint,
+int sli_probe(struct sli_security *sec, const char *addr, uint64_t fingerprint,
               const char *name, const sli_frame *extra, int timeout_ms, sli_probe_fn fn, void *arg)
 {
 	uint8_t buf[4096];
@@ -44,22 +44,24 @@ int sli_probe(const struct sli_security *sec, const char *addr, uint64_t fingerp
 	int ended = 0;
 	uint64_t deadline = sli_now_ms() + (uint64_t)timeout_ms;
 	SSL *ssl = NULL;
+	SSL_CTX *ctx = NULL;
+	const char *token = NULL;
 	char err[256];
 	int fd = sli_connect_tcp(addr, timeout_ms);
 	if (fd < 0)
 		return 0;
 	sli_buf_init(&out);
-	if (sec->client != NULL && sli_tls_connect(sec->client, fd, addr, deadline, &ssl, err,
-	                                           sizeof(err)) != 0)
+	sli_security_client(sec, &ctx, &token);
+	if (ctx != NULL && sli_tls_connect(ctx, fd, addr, deadline, &ssl, err, sizeof(err)) != 0)
 		goto out;
 	sli_frame hello = {.type = SLI_HELLO};
 	hello.u.hello.magic = SLI_MAGIC;
 	hello.u.hello.version = SLI_PROTO_VERSION;
 	hello.u.hello.fingerprint = fingerprint;
 	hello.u.hello.name = (sl_bytes){(const uint8_t *)name, strlen(name)};
-	if (sec->token != NULL) {
+	if (token != NULL) {
 		hello.u.hello.flags |= SLI_HELLO_TOKEN;
-		hello.u.hello.token = (sl_bytes){(const uint8_t *)sec->token, strlen(sec->token)};
+		hello.u.hello.token = (sl_bytes){(const uint8_t *)token, strlen(token)};
 	}
 	if (sli_frame_encode(&out, &hello) != 0 || (extra && sli_frame_encode(&out, extra) != 0) ||
 	    send_all(fd, ssl, &out, deadline) != 0)
@@ -89,6 +91,7 @@ int sli_probe(const struct sli_security *sec, const char *addr, uint64_t fingerp
 out:
 	sli_buf_fini(&out);
 	sli_tls_free(ssl);
+	SSL_CTX_free(ctx);
 	close(fd);
 	return ended;
 }

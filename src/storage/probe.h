@@ -19,7 +19,7 @@ struct sli_security;
  * `fingerprint` and `name`) and then *extra when not NULL, and hands every answer frame to fn
  * until fn returns 1, the other side closes, or timeout_ms pass.  Returns 1 when fn ended it,
  * 0 otherwise (unreachable, TLS failed, closed, malformed, timed out). */
-int sli_probe(const struct sli_security *sec, const char *addr, uint64_t fingerprint, const char *name, const sli_frame *extra,
+int sli_probe(struct sli_security *sec, const char *addr, uint64_t fingerprint, const char *name, const sli_frame *extra,
               int timeout_ms, sli_probe_fn fn, void *arg);
 
 /* Sleeps ms milliseconds in short slices, returning early once *stop is set. */

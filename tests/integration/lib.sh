@@ -170,3 +170,25 @@ run_client() {
 	RC=0
 	timeout -k 5 30 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null || RC=$?
 }
+
+# Test certificates, made with the openssl command in $PKI ($TMP/pki).
+PKI=$TMP/pki
+ossl() {
+	mkdir -p "$PKI"
+	openssl "$@" >>"$PKI/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -n 5 "$PKI/openssl.log")"
+}
+# make_ca NAME: a CA, $PKI/NAME.pem and .key.
+make_ca() {
+	ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-keyout "$PKI/$1.key" -out "$PKI/$1.pem" -subj "/CN=sluice test $1" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+}
+# make_cert CA NAME CN [SAN]: a certificate signed by CA, $PKI/NAME.pem and .key.
+make_cert() {
+	ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$PKI/$2.key" -out "$PKI/$2.csr" -subj "/CN=$3"
+	printf 'basicConstraints=CA:FALSE\n%s' "${4:+subjectAltName=$4
+}" >"$PKI/$2.ext"
+	ossl x509 -req -in "$PKI/$2.csr" -CA "$PKI/$1.pem" -CAkey "$PKI/$1.key" -CAcreateserial \
+		-days 2 -out "$PKI/$2.pem" -extfile "$PKI/$2.ext"
+}

@@ -8,26 +8,8 @@
 # TLS primary over TLS, presenting its own certificate.
 source "$TESTLIB"
 
-# Every sluiced is started with start_server and stopped with stop_all (lib.sh).
-
-command -v openssl >/dev/null || { echo "SKIP: no openssl command"; exit 77; }
-
-PKI=$TMP/pki
-mkdir -p "$PKI"
-ossl() { openssl "$@" >>"$PKI/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -n 5 "$PKI/openssl.log")"; }
-make_ca() { # make_ca NAME
-	ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-		-keyout "$PKI/$1.key" -out "$PKI/$1.pem" -subj "/CN=sluice test $1" \
-		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-}
-make_cert() { # make_cert CA NAME CN [SAN]
-	ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$PKI/$2.key" -out "$PKI/$2.csr" -subj "/CN=$3"
-	printf 'basicConstraints=CA:FALSE\n%s' "${4:+subjectAltName=$4
-}" >"$PKI/$2.ext"
-	ossl x509 -req -in "$PKI/$2.csr" -CA "$PKI/$1.pem" -CAkey "$PKI/$1.key" -CAcreateserial \
-		-days 2 -out "$PKI/$2.pem" -extfile "$PKI/$2.ext"
-}
+# Every sluiced is started with start_server and stopped with stop_all; the certificates are
+# made by make_ca and make_cert (lib.sh).
 make_ca ca
 make_ca other
 make_cert ca server 127.0.0.1 IP:127.0.0.1
