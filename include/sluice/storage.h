@@ -152,9 +152,9 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out);
  * and answers requests for the others with SL_EWRONGOWNER naming their process and address.
  * `fingerprint` identifies the cluster's configuration (its address list and source specs):
  * every process of one cluster must be given the same, and clients refuse to mix processes
- * that differ.  Without this call the runtime is a cluster of one.  Call at most once, after
- * sl_storage_open and before registering any source and before sl_storage_start (a control
- * call).  Errors: SL_EARG (st or addrs NULL, an addrs[i] NULL, n == 0, process >= n, a source
+ * that differ.  Without this call the runtime is a cluster of one.  Call after sl_storage_open
+ * and before registering any source and before sl_storage_start (a control call); a second
+ * call replaces the first's list.  Errors: SL_EARG (st or addrs NULL, an addrs[i] NULL, n == 0, process >= n, a source
  * already registered), SL_ENOMEM. */
 SL_API int sl_storage_set_cluster(sl_storage *st, const char *const *addrs, uint32_t n,
                                   uint32_t process, uint64_t fingerprint);

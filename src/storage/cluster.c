@@ -18,12 +18,17 @@ SL_API int sl_storage_set_cluster(sl_storage *st, const char *const *addrs, uint
 		return SL_ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		if (addrs[i] == NULL || (copy[i] = strdup(addrs[i])) == NULL) {
+			int rc = addrs[i] == NULL ? SL_EARG : SL_ENOMEM;
 			while (i-- > 0)
 				free(copy[i]);
 			free(copy);
-			return addrs[i] == NULL ? SL_EARG : SL_ENOMEM;
+			return rc;
 		}
 	}
+	/* A second call replaces the first list. */
+	for (uint32_t i = 0; st->cluster != NULL && i < st->cluster_size; i++)
+		free(st->cluster[i]);
+	free(st->cluster);
 	st->cluster = copy;
 	st->cluster_size = n;
 	st->process = process;

@@ -110,6 +110,24 @@ static void test_loop_idle(void **state)
 	}
 }
 
+/* A NULL address is refused without touching memory it does not own (the cleanup once walked
+ * off the front of the list), and a second call replaces the first without leaking it. */
+static void test_set_cluster_args(void **state)
+{
+	const char *bad[] = {"127.0.0.1:7001", NULL, "127.0.0.1:7003"};
+	const char *good[] = {"127.0.0.1:7001", "127.0.0.1:7002"};
+	sl_storage_config cfg;
+	sl_storage *st;
+
+	sl_storage_config_init(&cfg);
+	cfg.listen = "127.0.0.1:0";
+	assert_int_equal(sl_storage_open(&cfg, &st), 0);
+	assert_int_equal(sl_storage_set_cluster(st, bad, 3, 0, 1), SL_EARG);
+	assert_int_equal(sl_storage_set_cluster(st, good, 2, 0, 1), 0);
+	assert_int_equal(sl_storage_set_cluster(st, good, 2, 1, 1), 0);
+	sl_storage_close(st);
+}
+
 static void test_version_refused(void **state)
 {
 	struct fixture *fx = *state;
@@ -464,6 +482,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_loop_idle),
+		cmocka_unit_test(test_set_cluster_args),
 		cmocka_unit_test(test_version_refused),
 		cmocka_unit_test(test_subscribe_errors),
 		cmocka_unit_test(test_credit_limits_data),
