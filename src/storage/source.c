@@ -94,6 +94,7 @@ SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind
 	}
 	if (st->cfg.data_dir != NULL && (rc = sli_source_open_durable(st, s)) != 0)
 		goto err_free;
+	rc = SL_ENOMEM; /* what every failure below is but the duplicate name */
 	/* In memory: every worker without a data directory, and in a cluster the workers other
 	 * processes host (their logs stay empty: nothing appends to them here). */
 	for (uint32_t i = 0; i < workers; i++)
