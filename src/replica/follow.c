@@ -417,8 +417,10 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 		}
 	}
 	struct follower *f = calloc(1, sizeof(*f));
-	if (f == NULL)
+	if (f == NULL) {
+		sli_storage_clear_standby(st); /* not a standby without a follower */
 		return SL_ENOMEM;
+	}
 	f->st = st;
 	f->primary = sli_storage_standby_of(st);
 	pthread_mutex_init(&f->mu, NULL);
@@ -427,6 +429,7 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 	rc = pthread_create(&f->tid, NULL, follow_thread, f);
 	if (rc != 0) {
 		sli_storage_set_follower(st, NULL, NULL);
+		sli_storage_clear_standby(st);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 		return -rc;
