@@ -53,6 +53,12 @@ while IFS= read -r -d '' f; do
 		inc=${inc%%\"*}
 		to=$(part_of "$inc")
 		[[ $to == "$part" ]] && continue
+		# The standby reaches storage only through the hooks storage made for it.
+		if [[ $part == replica && $to == storage && $inc != storage/replica_hooks.h ]]; then
+			echo "check-parts: src/$rel includes \"$inc\": replica may use only storage/replica_hooks.h of storage"
+			bad=1
+			continue
+		fi
 		if [[ " ${ALLOWED[$part]} " != *" $to "* ]]; then
 			echo "check-parts: src/$rel includes \"$inc\": $part may not use $to"
 			bad=1
