@@ -45,17 +45,16 @@ struct config {
 	const char *only;          /* run only the test of this name (for profiling) */
 };
 
-/* harness.c: the configuration's defaults, statistics, row contents, processes, the machine */
+/* harness.c: the configuration's defaults, statistics, processes, the machine */
 void config_init(struct config *cf, int quick);
 int cmp_u64(const void *a, const void *b);
 double median(double *v, int n);
-void fill_row(uint8_t *row, uint64_t seed);
 int free_port(void);
 void stop_process(pid_t pid);
 void machine(char *buf, size_t cap);
 
-/* The clock and the sleep of every timing loop: inline here so the measured code calls them as
- * it did when the benchmark was one file. */
+/* The clock, the sleep and the row pattern of the timing loops: inline here so the measured code
+ * compiles as it did when the benchmark was one file. */
 static inline uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -68,6 +67,13 @@ static inline void sleep_ms(unsigned ms)
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
+}
+
+/* Fills row with ROW_BYTES of a recognisable pattern. */
+static inline void fill_row(uint8_t *row, uint64_t seed)
+{
+	for (unsigned i = 0; i < ROW_BYTES; i++)
+		row[i] = (uint8_t)('a' + (seed + i) % 26);
 }
 
 /* ------------------------------------------------------------------------------------------ */

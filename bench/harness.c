@@ -1,6 +1,6 @@
 /*
  * harness.c - what every benchmark leans on: the configuration's defaults (full and --quick),
- * the median of runs, the rows' contents, finding a free port and stopping a child process, and
+ * the median of runs, finding a free port and stopping a child process, and
  * the machine description printed at the top and written into the report.
  */
 #include <netinet/in.h>
@@ -72,12 +72,6 @@ double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Fills row with ROW_BYTES of a recognisable pattern. */
-void fill_row(uint8_t *row, uint64_t seed)
-{
-	for (unsigned i = 0; i < ROW_BYTES; i++)
-		row[i] = (uint8_t)('a' + (seed + i) % 26);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* processes */
