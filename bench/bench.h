@@ -105,7 +105,7 @@ extern uint32_t client_window; /* --window; 0 = the runtime's default */
 int client_open(int port, sl_client **out);
 
 /* ------------------------------------------------------------------------------------------ */
-/* consumer.c: the consumer: one queue on its own thread */
+/* consumer.c: the consumer, one queue on its own thread */
 
 enum { MODE_DRAIN, MODE_STALL, MODE_IDLE };
 
@@ -140,7 +140,7 @@ void cons_init(struct cons *k, sl_client *c, uint64_t source, uint32_t worker0,
 int wait_flag(atomic_int *flag, struct cons *k, uint64_t deadline_ns);
 
 /* ------------------------------------------------------------------------------------------ */
-/* the storage child: a storage runtime in its own process, so its memory is its own */
+/* child.c: the storage child: a storage runtime in its own process, so its memory is its own */
 
 struct mem {
 	uint64_t heap; /* malloc in-use bytes (mallinfo2: uordblks + hblkhd) */

@@ -1,7 +1,7 @@
 /*
  * harness.c - what every benchmark leans on: the configuration's defaults (full and --quick),
- * the median of runs, finding a free port and stopping a child process, and
- * the machine description printed at the top and written into the report.
+ * the median of runs, finding a free port and stopping a child process, and the machine
+ * description printed at the top and written into the report.
  */
 #include <netinet/in.h>
 #include <arpa/inet.h>

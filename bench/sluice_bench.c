@@ -1,7 +1,9 @@
 /*
  * sluice_bench.c - the benchmark's entry: parses the command line, prints the header, runs the
- * benchmarks in order and writes the report.  "Multiplexing at speed": sluice measured against the machine's limit, against
- * Redis pub/sub, and against its own targets, in one run on one machine.
+ * benchmarks in order and writes the report.
+ *
+ * "Multiplexing at speed": sluice measured against the machine's limit, against Redis pub/sub,
+ * and against its own targets, in one run on one machine.
  *
  *   raw       a plain TCP pump over loopback (one writer thread, one reader thread, 256 KiB
  *             writes) moving as many bytes as the sluice run moves row payload: the ceiling.
