@@ -98,7 +98,12 @@ wait_healthy() {
 	for ((i = 0; i < secs * 10; i++)); do
 		ok=1
 		for n in "$@"; do
-			member_alive "$n" || return 2
+			# Right after launch the pid may still be the shell that is about to exec etcd
+			# (its cmdline is not etcd's yet): dead only if it still is not 0.3 s later.
+			if ! member_alive "$n"; then
+				sleep 0.3
+				member_alive "$n" || return 2
+			fi
 			healthy "$n" || ok=0
 		done
 		((ok)) && return 0
