@@ -185,10 +185,10 @@ typedef struct cli_progress {
 } cli_progress;
 
 void cli_progress_init(cli_progress *p);
-/* Redraws the progress line with printf's fmt; at most every 200 ms unless force.  Nothing
- * when stderr is not a terminal. */
-void cli_progress_show(cli_progress *p, int force, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Whether to redraw now: stderr is a terminal and, unless force, 200 ms passed since the last
+ * redraw.  When it says 1, the caller formats its line and passes it to cli_progress_draw. */
+int cli_progress_due(cli_progress *p, int force);
+void cli_progress_draw(cli_progress *p, const char *line);
 /* Ends the line (the last one drawn stays on the screen). */
 void cli_progress_end(cli_progress *p);
 
@@ -213,8 +213,8 @@ void cli_config_fini(cli_config *cfg);
 
 /* ---- the service manager (cli_notify.c; no-ops without NOTIFY_SOCKET) ---- */
 
-/* STATUS=<printf>: what the program is doing now. */
-void cli_notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* STATUS=status: what the program is doing now. */
+void cli_notify_status(const char *status);
 /* READY=1 with a STATUS. */
 void cli_notify_ready(const char *status);
 /* STOPPING=1 with a STATUS. */

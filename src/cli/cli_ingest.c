@@ -57,7 +57,11 @@ static int read_all(int fd, char **buf, size_t *len, cli_progress *pr)
 		if (got == 0)
 			break;
 		n += (size_t)got;
-		cli_progress_show(pr, 0, "read %.1f MiB", (double)n / MIB);
+		if (cli_progress_due(pr, 0)) {
+			char line[64];
+			snprintf(line, sizeof(line), "read %.1f MiB", (double)n / MIB);
+			cli_progress_draw(pr, line);
+		}
 	}
 	*buf = b;
 	*len = n;
@@ -149,6 +153,7 @@ int cli_ingest(int argc, char **argv)
 	uint64_t t, t0;
 	int k, rc, status = 1, updates = 0;
 	cli_progress pr;
+	char line[400];
 
 	cli_args_init(&a, argc, argv, 2);
 	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
@@ -194,12 +199,18 @@ int cli_ingest(int argc, char **argv)
 		goto out;
 	if (cli_find_source(c, server, name, &infos, &ninfos, &src) != 0)
 		goto out;
-	cli_progress_show(&pr, 1, "sending %zu rows, %.1f MiB, to %s ...", n, (double)len / MIB, name);
+	if (cli_progress_due(&pr, 1)) {
+		snprintf(line, sizeof(line), "sending %zu rows, %.1f MiB, to %s ...", n,
+		         (double)len / MIB, name);
+		cli_progress_draw(&pr, line);
+	}
 	t0 = cli_now_ms();
 	rc = sl_client_append(c, src->id, ups, n, CLI_REQUEST_TIMEOUT_MS, &t);
-	if (rc == 0)
-		cli_progress_show(&pr, 1, "sent %zu rows, %.1f MiB, in %.1f s", n, (double)len / MIB,
-		                  (double)(cli_now_ms() - t0) / 1000.0);
+	if (rc == 0 && cli_progress_due(&pr, 1)) {
+		snprintf(line, sizeof(line), "sent %zu rows, %.1f MiB, in %.1f s", n, (double)len / MIB,
+		         (double)(cli_now_ms() - t0) / 1000.0);
+		cli_progress_draw(&pr, line);
+	}
 	cli_progress_end(&pr);
 	if (rc == SL_EKIND) {
 		fprintf(stderr, "sluice: source %s is not an ingest source\n", name);

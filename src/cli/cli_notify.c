@@ -7,21 +7,14 @@
  * READY=1 once it listens with every source recovered and registered, STOPPING=1 when a signal
  * asks it to stop, and WATCHDOG=1 at half the interval the manager asked for (WATCHDOG_USEC).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
 
 #include "cli/cli.h"
 
-void cli_notify_status(const char *fmt, ...)
+void cli_notify_status(const char *status)
 {
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	sd_notifyf(0, "STATUS=%s", msg);
+	sd_notifyf(0, "STATUS=%s", status);
 }
 
 void cli_notify_ready(const char *status)

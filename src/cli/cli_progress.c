@@ -3,7 +3,6 @@
  * and sending a large batch), redrawn in place at most five times a second, and only when stderr
  * is a terminal: scripts and pipes never see it.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -18,22 +17,24 @@ void cli_progress_init(cli_progress *p)
 	p->last_ms = 0;
 }
 
-void cli_progress_show(cli_progress *p, int force, const char *fmt, ...)
+int cli_progress_due(cli_progress *p, int force)
 {
 	uint64_t now;
-	va_list ap;
 
 	if (!p->on)
-		return;
+		return 0;
 	now = cli_now_ms();
 	if (!force && p->drawn && now - p->last_ms < REDRAW_MS)
-		return;
+		return 0;
 	p->last_ms = now;
+	return 1;
+}
+
+void cli_progress_draw(cli_progress *p, const char *line)
+{
 	p->drawn = 1;
-	fputs("\r\033[K", stderr); /* back to the start of the line, erase it */
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
+	/* back to the start of the line, erase it, write the new one */
+	fprintf(stderr, "\r\033[K%s", line);
 	fflush(stderr);
 }
 

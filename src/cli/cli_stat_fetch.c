@@ -115,8 +115,10 @@ out:
 void stat_view_fini(view *v)
 {
 	for (size_t p = 0; p < v->n; p++) {
-		free(v->r[p].s);
-		free(v->texts[p]);
+		if (v->r != NULL)
+			free(v->r[p].s);
+		if (v->texts != NULL)
+			free(v->texts[p]);
 	}
 	free(v->r);
 	free(v->texts);
@@ -170,9 +172,11 @@ int stat_view_fetch(const char *server, view *v, struct cmap *map, int *missing,
 	}
 	v->n = n;
 	v->addrs = map->addrs;
+	size_t self = n > 1 && map->self < n ? map->self : 0;
+	v->texts[self] = text; /* the view owns it from here */
 	for (size_t p = 0; p < n; p++) {
-		if (p == (n > 1 ? map->self : 0)) {
-			v->texts[p] = text;
+		if (p == self) {
+			/* fetched above */
 		} else if ((rc = fetch_stats_entry(map->addrs[p], &v->texts[p], err, errlen)) != 0) {
 			/* Shown in the view: the reason alone (the address is beside it). */
 			snprintf(v->errs[p], sizeof(v->errs[p]), "%s", sl_strerror(rc));

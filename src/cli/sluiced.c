@@ -405,7 +405,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.tls_client_ca = cli_sec.tls_client_ca;
 	cfg.tls_ca = cli_sec.tls_ca;
 	cfg.auth_token = cli_sec.token;
-	cli_notify_status("recovering the data directory %s", data_dir);
+	snprintf(status_line, sizeof(status_line), "recovering the data directory %s", data_dir);
+	cli_notify_status(status_line);
 	rc = sl_storage_open(&cfg, &st);
 	cli_security_fini(&cli_sec); /* the runtime keeps its own copy */
 	if (rc != 0) {

@@ -111,7 +111,7 @@ void sluiced_recovery_progress(void *arg, const char *source, uint32_t worker, u
 {
 	static uint64_t started_ms, last_ms, interval_ms;
 	uint64_t now = now_us() / 1000u;
-	char w[16], ws[16], sg[24], sgs[24];
+	char w[16], ws[16], sg[24], sgs[24], line[400];
 
 	/* Recovery runs on the main thread before the runtime starts: no other caller. */
 	if (started_ms == 0) {
@@ -127,9 +127,9 @@ void sluiced_recovery_progress(void *arg, const char *source, uint32_t worker, u
 	snprintf(sgs, sizeof(sgs), "%zu", segments);
 	sli_kv kv[] = {{"source", source, 0}, {"worker", w, 1}, {"workers", ws, 1},
 	               {"segment", sg, 1}, {"segments", sgs, 1}, {NULL, NULL, 0}};
-	sli_elog(SLI_LOG_INFO, "recovery_progress", kv,
-	         "recovering source %s: worker %s of %s, segment %s of %s", source, w, ws, sg, sgs);
-	cli_notify_status("recovering source %s: worker %s of %s, segment %s of %s", source, w, ws,
-	                  sg, sgs);
+	snprintf(line, sizeof(line), "recovering source %s: worker %s of %s, segment %s of %s",
+	         source, w, ws, sg, sgs);
+	sli_elog(SLI_LOG_INFO, "recovery_progress", kv, "%s", line);
+	cli_notify_status(line);
 	(void)arg;
 }
