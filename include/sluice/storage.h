@@ -288,13 +288,36 @@ SL_API uint32_t sl_source_workers(const sl_source *src);
  * (another process of the cluster hosts the worker), SL_ECLOSED (the worker is closed; only
  * checked when n > 0), SL_ETIME (a time below the worker's upper, or SL_TIME_CLOSED),
  * SL_ETOOBIG (a row over SL_ROW_MAX bytes).  Writing can then fail with SL_ENOMEM or, with a
- * data directory, the -errno of creating a log segment (-ENOSPC: the disk is full): the
- * updates written before the failure (whole blocks of up to 64 KiB) stay in the log, so the
- * caller cannot tell how much of ups was appended; what earlier calls appended stays too.
- * Thread-safe.  Never waits for the network, but waits for the worker's lock while another
+ * data directory, the -errno of creating a log segment (-ENOSPC or -EDQUOT: the disk is full;
+ * -EIO): the call is all or nothing, so then nothing of ups is in the log and the same call
+ * can be retried once space returns (what earlier calls appended stays).  A disk error marks
+ * the worker "append blocked" (one warn line; sluice_worker_append_blocked) until an append or
+ * advance on it succeeds again.  Thread-safe.  Never waits for the network, but waits for the worker's lock while another
  * append or advance on that worker, or an ingest commit on its source, holds it. */
 SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
                             const sl_update *ups, size_t n);
+
+/* One worker's part of an sl_source_commit: n updates (read during the call) for one
+ * collection of one worker. */
+typedef struct sl_append_part {
+	uint32_t worker;
+	sl_collection coll;
+	const sl_update *ups;
+	size_t n;
+} sl_append_part;
+
+/* Appends every part and advances every worker this process hosts to `upper` (those already
+ * there or beyond are left alone), as one transaction: either all of it becomes visible and durable
+ * (per the fsync policy) at once, or, on any failure, nothing of it is in the logs and no upper
+ * moved, so the same call can simply be retried (a source resuming after a full disk repeats
+ * exactly what it tried).  Checks, before anything is written: SL_EARG (src NULL, a part's
+ * worker out of range, a bad coll, ups NULL with n > 0), SL_EWRONGOWNER (a part for a worker
+ * another process hosts), SL_ECLOSED, SL_ETIME (an update's time below its worker's upper, or
+ * SL_TIME_CLOSED), SL_ETOOBIG; then SL_ENOMEM or a
+ * disk error (-ENOSPC, -EDQUOT, -EIO; the worker is marked append blocked as for
+ * sl_source_append).  Thread-safe; holds the locks of all the source's workers meanwhile. */
+SL_API int sl_source_commit(sl_source *src, const sl_append_part *parts, size_t nparts,
+                            uint64_t upper);
 
 /* Advances the worker's upper to `upper` (> current; an equal value is a no-op returning 0, a
  * lower one SL_ETIME).  SL_TIME_CLOSED closes the worker.  With a data directory the upper is

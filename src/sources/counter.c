@@ -6,8 +6,10 @@
  * errors=E > 0 and k mod E == 0, worker (k-1) mod W adds "tick k" to err (diff +1).  After tick
  * k every worker's upper is at least k+1; after tick max=N every worker is closed.
  *
- * Ticks are produced in batches (at most BATCH_TICKS): one sl_source_append per worker and
- * collection, then one sl_source_advance per worker, so nothing here costs a syscall per tick.
+ * Ticks are produced in batches (at most BATCH_TICKS): one sl_source_commit per batch (every
+ * worker's and collection's ticks and the advance of every worker, all or nothing), so nothing
+ * here costs a syscall per tick, and a batch refused by a full disk is simply committed again
+ * once space returns.
  * With rate=R the batches hold the ticks that are due by a monotonic clock and the thread sleeps
  * (interruptibly, at most SLEEP_MAX_NS at a time) until the next one is due.
  *
@@ -35,6 +37,7 @@ typedef struct counter {
 	sl_update *staged;    /* in tick order */
 	uint32_t *staged_key; /* worker * 2 + collection, parallel to staged */
 	sl_update *sorted;    /* grouped by (worker, collection), tick order inside */
+	sl_append_part *parts; /* 2 * workers: the groups of one commit */
 	char *rows;           /* row bytes of this batch, ROW_BYTES per slot */
 	char err[256];
 } counter;
@@ -51,6 +54,7 @@ static void counter_free(void *p)
 	free(c->staged);
 	free(c->staged_key);
 	free(c->sorted);
+	free(c->parts);
 	free(c->rows);
 	free(c);
 }
@@ -108,24 +112,21 @@ static int counter_batch(counter *c, sl_source *src, uint64_t first, uint64_t la
 	}
 	for (i = 0; i < n; i++)
 		c->sorted[c->offs[c->staged_key[i]]++] = c->staged[i];
+	size_t np = 0;
 	for (g = 0, i = 0; g < 2u * W; g++) {
-		if (c->counts[g] > 0) {
-			rc = sl_source_append(src, g / 2u, (sl_collection)(g % 2u), c->sorted + i,
-			                      c->counts[g]);
-			if (rc != 0)
-				return rc;
-		}
+		if (c->counts[g] > 0)
+			c->parts[np++] = (sl_append_part){g / 2u, (sl_collection)(g % 2u), c->sorted + i,
+			                                  c->counts[g]};
 		i += c->counts[g];
 	}
-
+	/* The ticks and every worker's advance in one transaction: a full disk leaves nothing of
+	 * the batch, and the same batch is committed again once it clears. */
 	upper = (c->max > 0 && last >= c->max) ? SL_TIME_CLOSED : last + 1;
-	for (w = 0; w < W; w++) {
-		if (c->uppers[w] >= upper)
-			continue;
-		if ((rc = sl_source_advance(src, w, upper)) != 0)
-			return rc;
-		c->uppers[w] = upper;
-	}
+	if ((rc = sl_source_commit(src, c->parts, np, upper)) != 0)
+		return rc;
+	for (w = 0; w < W; w++)
+		if (c->uppers[w] < upper)
+			c->uppers[w] = upper;
 	return 0;
 }
 
@@ -133,7 +134,7 @@ static void *counter_main(void *arg)
 {
 	sli_source_runner *r = arg;
 	counter *c = r->state;
-	uint64_t next = UINT64_MAX, last, t0 = 0, now, due, wait;
+	uint64_t next = UINT64_MAX, last, t0 = 0, now, due, wait, backoff = 0;
 	uint32_t w;
 	int rc;
 
@@ -177,6 +178,12 @@ static void *counter_main(void *arg)
 		if (c->max > 0 && last > c->max)
 			last = c->max;
 		if ((rc = counter_batch(c, r->src, next, last)) != 0) {
+			if (sli_source_retryable(rc)) {
+				/* The storage said so (appends blocked); the same batch goes again. */
+				if (sli_runner_backoff(r, &backoff))
+					break;
+				continue;
+			}
 			if (rc != SL_ECLOSED) {
 				char id[24];
 				snprintf(id, sizeof(id), "%" PRIu64, sl_source_id(r->src));
@@ -186,6 +193,7 @@ static void *counter_main(void *arg)
 			}
 			break;
 		}
+		backoff = 0;
 		next = last + 1;
 	}
 	return NULL;
@@ -221,9 +229,10 @@ int sli_counter_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, cha
 	c->staged = calloc(3 * BATCH_TICKS, sizeof(*c->staged));
 	c->staged_key = calloc(3 * BATCH_TICKS, sizeof(*c->staged_key));
 	c->sorted = calloc(3 * BATCH_TICKS, sizeof(*c->sorted));
+	c->parts = calloc(2 * workers, sizeof(*c->parts));
 	c->rows = malloc(3 * BATCH_TICKS * ROW_BYTES);
 	if (c->uppers == NULL || c->counts == NULL || c->offs == NULL || c->staged == NULL ||
-	    c->staged_key == NULL || c->sorted == NULL || c->rows == NULL)
+	    c->staged_key == NULL || c->sorted == NULL || c->parts == NULL || c->rows == NULL)
 		goto err_free_counter;
 
 	if ((rc = sli_source_register_spec(st, sp, c->workers, 0, &src, err, errlen)) != 0) {

@@ -211,9 +211,8 @@ static int file_flush(filesrc *f, sl_source *src)
 	}
 	/* The offset of the last complete line: a partial line at the end is read again. */
 	uint64_t entry[3] = {t + 1, f->off - f->line_bytes, f->line_no};
-	if ((rc = sli_rowbatch_append(&f->batch, src, t)) != 0 ||
-	    (rc = sli_statefile_write(&f->state, entry)) != 0 ||
-	    (rc = sli_rowbatch_advance(&f->batch, src, t + 1)) != 0)
+	if ((rc = sli_statefile_write(&f->state, entry)) != 0 ||
+	    (rc = sli_rowbatch_commit(&f->batch, src, t, t + 1)) != 0)
 		return rc;
 	sli_rowbatch_clear(&f->batch);
 	return 0;
@@ -284,6 +283,13 @@ static void *file_main(void *arg)
 
 	while (!sli_runner_stopping(r)) {
 		rc = file_poll(f, r->src);
+		/* A full disk: the batch read is kept whole and committed again, without reading more
+		 * (so what waits stays bounded), until it goes in or the source stops. */
+		for (uint64_t backoff = 0; sli_source_retryable(rc);) {
+			if (sli_runner_backoff(r, &backoff))
+				return NULL;
+			rc = file_flush(f, r->src);
+		}
 		if (rc < 0) {
 			if (rc != SL_ECLOSED) {
 				sli_kv kv[] = {{"path", f->path, 0}, {"error", sl_strerror(rc), 0}, {NULL, NULL, 0}};

@@ -48,10 +48,15 @@ int sli_pgsrc_flush(pgsrc *p, uint64_t lsn, int force)
 	if ((t = sli_pgsrc_least_upper(p)) == SL_TIME_CLOSED)
 		return SL_ECLOSED;
 	uint64_t entry[2] = {t + 1, lsn};
-	if ((rc = sli_rowbatch_append(&p->batch, p->src, t)) != 0 ||
-	    (rc = sli_statefile_write(&p->state, entry)) != 0 ||
-	    (rc = sli_rowbatch_advance(&p->batch, p->src, t + 1)) != 0)
-		return rc;
+	/* A full disk: the transaction waits whole (PostgreSQL keeps its WAL, since nothing past
+	 * durable_lsn is confirmed) and is committed again once space returns. */
+	for (uint64_t backoff = 0;;) {
+		if ((rc = sli_statefile_write(&p->state, entry)) == 0 &&
+		    (rc = sli_rowbatch_commit(&p->batch, p->src, t, t + 1)) == 0)
+			break;
+		if (!sli_source_retryable(rc) || sli_runner_backoff(p->runner, &backoff))
+			return rc;
+	}
 	sli_rowbatch_clear(&p->batch);
 	p->resume_lsn = lsn;
 	if (lsn > p->durable_lsn)

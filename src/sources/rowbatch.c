@@ -2,9 +2,10 @@
  * rowbatch.c - the rows a source gathers for one time, shared by the file and postgres sources.
  *
  * Rows are copied into one arena as they come; each remembers its worker (sl_ingest_route over
- * the row bytes, like ingested rows), its collection and its diff.  sli_rowbatch_append then
- * hands them to the storage runtime at one time t, one sl_source_append per worker and
- * collection, in the order they were added.  See sources.h.
+ * the row bytes, like ingested rows), its collection and its diff.  sli_rowbatch_commit then
+ * hands them to the storage runtime at one time t with the uppers' advance, as one
+ * sl_source_commit (all or nothing: a full disk leaves nothing half-written, and the same
+ * commit is retried).  See sources.h.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@ int sli_rowbatch_init(sli_rowbatch *b, uint32_t workers)
 {
 	memset(b, 0, sizeof(*b));
 	b->workers = workers;
-	if ((b->counts = calloc(2u * (size_t)workers, sizeof(*b->counts))) == NULL)
+	if ((b->counts = calloc(2u * (size_t)workers, sizeof(*b->counts))) == NULL ||
+	    (b->parts = calloc(2u * (size_t)workers, sizeof(*b->parts))) == NULL)
 		return SL_ENOMEM;
 	return 0;
 }
@@ -26,6 +28,7 @@ void sli_rowbatch_fini(sli_rowbatch *b)
 	free(b->items);
 	free(b->ups);
 	free(b->counts);
+	free(b->parts);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -67,13 +70,10 @@ int sli_rowbatch_add(sli_rowbatch *b, sl_collection coll, const void *row, size_
 	return 0;
 }
 
-int sli_rowbatch_append(sli_rowbatch *b, sl_source *src, uint64_t t)
+int sli_rowbatch_commit(sli_rowbatch *b, sl_source *src, uint64_t t, uint64_t upper)
 {
-	size_t i, j;
-	int rc;
+	size_t i, j = 0, np = 0;
 
-	if (b->nitems == 0)
-		return 0;
 	if (b->ups_cap < b->nitems) {
 		sl_update *ups = realloc(b->ups, b->nitems * sizeof(*ups));
 
@@ -85,13 +85,21 @@ int sli_rowbatch_append(sli_rowbatch *b, sl_source *src, uint64_t t)
 	memset(b->counts, 0, 2u * (size_t)b->workers * sizeof(*b->counts));
 	for (i = 0; i < b->nitems; i++)
 		b->counts[b->items[i].key]++;
+	/* One part per (worker, collection), its rows in the order they were added, laid out one
+	 * group after another in ups. */
 	for (uint32_t g = 0; g < 2u * b->workers; g++) {
 		/* In a cluster another process keeps the rows of the workers not hosted here; a
-		 * worker ahead of t has this batch already (a crash between two advances). */
+		 * worker ahead of t has this batch already (a crash in the middle of a commit of an
+		 * older version, whose advances were not one transaction). */
 		if (b->counts[g] == 0 || !sl_source_hosts(src, g / 2u) ||
 		    sl_source_upper(src, g / 2u) > t)
 			continue;
-		for (i = 0, j = 0; i < b->nitems; i++) {
+		sl_append_part *pt = &b->parts[np++];
+		pt->worker = g / 2u;
+		pt->coll = (sl_collection)(g % 2u);
+		pt->ups = b->ups + j;
+		pt->n = 0;
+		for (i = 0; i < b->nitems; i++) {
 			if (b->items[i].key != g)
 				continue;
 			b->ups[j].row.ptr = b->arena + b->items[i].off;
@@ -99,21 +107,10 @@ int sli_rowbatch_append(sli_rowbatch *b, sl_source *src, uint64_t t)
 			b->ups[j].time = t;
 			b->ups[j].diff = b->items[i].diff;
 			j++;
+			pt->n++;
 		}
-		if ((rc = sl_source_append(src, g / 2u, (sl_collection)(g % 2u), b->ups, j)) != 0)
-			return rc;
 	}
-	return 0;
-}
-
-int sli_rowbatch_advance(const sli_rowbatch *b, sl_source *src, uint64_t upper)
-{
-	int rc;
-
-	for (uint32_t w = 0; w < b->workers; w++)
-		if (sl_source_hosts(src, w) && (rc = sl_source_advance(src, w, upper)) != 0)
-			return rc;
-	return 0;
+	return sl_source_commit(src, b->parts, np, upper);
 }
 
 void sli_rowbatch_clear(sli_rowbatch *b)

@@ -104,3 +104,17 @@ sl_source *sli_source_handle(const sli_source_runner *r)
 {
 	return r->src;
 }
+
+int sli_source_retryable(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == SL_EIO;
+}
+
+int sli_runner_backoff(sli_source_runner *r, uint64_t *backoff_ns)
+{
+	/* 100 ms, doubling to 5 s: quick to resume, cheap while the disk stays full. */
+	*backoff_ns = *backoff_ns == 0 ? 100000000u : *backoff_ns * 2;
+	if (*backoff_ns > 5000000000u)
+		*backoff_ns = 5000000000u;
+	return sli_runner_sleep(r, *backoff_ns);
+}

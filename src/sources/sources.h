@@ -114,6 +114,13 @@ static inline int sli_runner_stopping(sli_source_runner *r)
 {
 	return atomic_load_explicit(&r->stopping, memory_order_relaxed);
 }
+/* Whether a source should wait and try the same commit again: a full disk or an I/O error
+ * (the storage marks the worker append blocked and says so once; appends are all or nothing,
+ * so nothing of the failed commit is in the log). */
+int sli_source_retryable(int rc);
+/* Sleeps *backoff_ns, first 100 ms, doubling to 5 s (the caller sets it to 0 after a success).
+ * Returns 1 when the runner is stopping. */
+int sli_runner_backoff(sli_source_runner *r, uint64_t *backoff_ns);
 /* Monotonic clock in nanoseconds. */
 uint64_t sli_now_ns(void);
 
@@ -136,9 +143,11 @@ int sli_postgres_start(sl_storage *st, sli_spec *sp, sli_source_runner **out, ch
 /* ---- the batch of one time (rowbatch.c; file and postgres sources) ----
  *
  * A source gathers the rows of one time with sli_rowbatch_add (each routed to a worker like an
- * ingested row, sl_ingest_route over its bytes), picks the time t, appends them all at t with
- * sli_rowbatch_append, records where it is (sli_statefile_write), then moves the uppers to
- * t + 1 with sli_rowbatch_advance and empties the batch with sli_rowbatch_clear. */
+ * ingested row, sl_ingest_route over its bytes), picks the time t, records where it will be
+ * once t is done (sli_statefile_write), then appends them all at t and moves the uppers to
+ * t + 1 in one transaction with sli_rowbatch_commit, and empties the batch with
+ * sli_rowbatch_clear.  A commit that fails on a full disk changed nothing: the source waits
+ * (sli_source_retry) and commits the same batch again. */
 
 typedef struct sli_rowbatch_item {
 	size_t off; /* into arena */
@@ -156,6 +165,7 @@ typedef struct sli_rowbatch {
 	sl_update *ups; /* the rows of one worker and collection, for sl_source_append */
 	size_t ups_cap;
 	uint32_t *counts; /* rows per key: 2 * workers */
+	sl_append_part *parts; /* 2 * workers: one per (worker, collection) of a commit */
 } sli_rowbatch;
 
 /* 0 or SL_ENOMEM.  Free with sli_rowbatch_fini (also after a failure). */
@@ -164,12 +174,10 @@ void sli_rowbatch_fini(sli_rowbatch *b);
 /* Copies one row (len <= SL_ROW_MAX is the caller's to check) into the batch.  0 or SL_ENOMEM. */
 int sli_rowbatch_add(sli_rowbatch *b, sl_collection coll, const void *row, size_t len,
                      int64_t diff);
-/* Appends every row at time t, one sl_source_append per worker and collection, skipping the
- * workers this process does not host and those whose upper is already past t (they got this
- * batch before a crash between two advances).  The batch is kept.  0 or the append's code. */
-int sli_rowbatch_append(sli_rowbatch *b, sl_source *src, uint64_t t);
-/* Advances every worker hosted here to upper.  0 or the first failure's code. */
-int sli_rowbatch_advance(const sli_rowbatch *b, sl_source *src, uint64_t upper);
+/* Appends every row at time t and advances every hosted worker to upper, as one
+ * sl_source_commit, skipping the workers this process does not host and those whose upper is
+ * already past t (they got this batch before).  The batch is kept.  0 or the commit's code. */
+int sli_rowbatch_commit(sli_rowbatch *b, sl_source *src, uint64_t t, uint64_t upper);
 /* Empties the batch (its memory is kept for the next one). */
 void sli_rowbatch_clear(sli_rowbatch *b);
 

@@ -5,6 +5,8 @@
  * Appends encode updates straight into the worker's log, grouping consecutive updates at one
  * time into one MESSAGES event, so the bytes in the log are the bytes a Data frame carries.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +138,34 @@ void sli_sources_free(sl_storage *st)
 	st->nsources = st->cap_sources = 0;
 }
 
+/* A full disk or an I/O error: what blocks a worker's appends until space or the device comes
+ * back (anything else is the caller's mistake, not the worker's condition). */
+static int disk_error(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == SL_EIO;
+}
+
+void sli_worker_note_append(struct sworker *w, int rc)
+{
+	sl_storage *st = w->src->st;
+	char msg[256];
+	int blocked = disk_error(rc);
+
+	if (rc != 0 && !blocked)
+		return;
+	if (atomic_exchange(&w->append_blocked, blocked) == blocked)
+		return; /* no change: one line when it starts, one when it clears */
+	if (st->cfg.warn == NULL)
+		return;
+	if (blocked)
+		snprintf(msg, sizeof(msg), "source %s worker %u: appends blocked: %s (published data is "
+		         "still served; appends resume when they succeed again)", w->src->name, w->index,
+		         sl_strerror(rc));
+	else
+		snprintf(msg, sizeof(msg), "source %s worker %u: appends resumed", w->src->name, w->index);
+	st->cfg.warn(st->cfg.warn_arg, msg);
+}
+
 void sli_worker_touch(struct sworker *w)
 {
 	sl_storage *st = w->src->st;
@@ -174,8 +204,18 @@ SL_API int sl_source_append(sl_source *src, uint32_t worker, sl_collection coll,
 			break;
 		}
 	}
-	if (rc == 0 && n > 0)
-		rc = sli_log_write_updates(w->log[coll], ups, n);
+	if (rc == 0 && n > 0) {
+		/* All or nothing: written under a hold, published whole or cut back (a full disk
+		 * half-way must not leave half of ups for a retry to append twice). */
+		sli_log *log = w->log[coll];
+		uint64_t mark = sli_log_end(log);
+		sli_log_hold(log);
+		if ((rc = sli_log_write_updates(log, ups, n)) != 0)
+			sli_log_truncate(log, mark);
+		else
+			sli_log_publish(log);
+		sli_worker_note_append(w, rc);
+	}
 	pthread_mutex_unlock(&w->mu);
 	if (rc == 0 && n > 0)
 		sli_worker_touch(w);
@@ -196,6 +236,8 @@ SL_API int sl_source_advance(sl_source *src, uint32_t worker, uint64_t upper)
 		rc = SL_ETIME;
 	else if (upper > cur && (rc = sli_worker_persist_upper(src->st, w, upper)) == 0)
 		atomic_store_explicit(&w->upper, upper, memory_order_release);
+	if (upper > cur)
+		sli_worker_note_append(w, rc);
 	pthread_mutex_unlock(&w->mu);
 	if (rc == 0 && upper > cur)
 		sli_worker_touch(w);
@@ -288,6 +330,9 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 				atomic_store_explicit(&src->w[i].upper, t + 1, memory_order_release);
 		*time_out = t;
 	}
+	for (uint32_t i = 0; i < W; i++)
+		if (sli_hosts(src->st, i))
+			sli_worker_note_append(&src->w[i], rc);
 out:
 	for (uint32_t i = W; i-- > 0;)
 		pthread_mutex_unlock(&src->w[i].mu);
@@ -346,5 +391,87 @@ int sli_encode_sources(sl_storage *st, sli_buf *b)
 	sli_frame_end(b, hdr);
 out:
 	pthread_mutex_unlock(&st->src_mu);
+	return rc;
+}
+
+SL_API int sl_source_commit(sl_source *src, const sl_append_part *parts, size_t nparts,
+                            uint64_t upper)
+{
+	if (src == NULL || (parts == NULL && nparts > 0))
+		return SL_EARG;
+	uint32_t W = src->nworkers;
+	uint64_t *mark = calloc(2 * (size_t)W, sizeof(*mark));
+	int rc = 0;
+	if (mark == NULL)
+		return SL_ENOMEM;
+	for (uint32_t i = 0; i < W; i++)
+		pthread_mutex_lock(&src->w[i].mu);
+	/* Every check first: nothing is written when one fails. */
+	for (size_t p = 0; p < nparts && rc == 0; p++) {
+		const sl_append_part *pt = &parts[p];
+		if (pt->worker >= W || (pt->coll != SL_OK && pt->coll != SL_ERR) ||
+		    (pt->ups == NULL && pt->n > 0)) {
+			rc = SL_EARG;
+			break;
+		}
+		if (!sli_hosts(src->st, pt->worker)) {
+			rc = SL_EWRONGOWNER;
+			break;
+		}
+		uint64_t u = atomic_load(&src->w[pt->worker].upper);
+		for (size_t k = 0; k < pt->n && rc == 0; k++) {
+			if (u == SL_TIME_CLOSED)
+				rc = SL_ECLOSED;
+			else if (pt->ups[k].time < u || pt->ups[k].time == SL_TIME_CLOSED)
+				rc = SL_ETIME;
+			else if (pt->ups[k].row.len > SL_ROW_MAX)
+				rc = SL_ETOOBIG;
+		}
+	}
+	if (rc != 0)
+		goto out;
+	/* Under a hold (invisible to readers) the parts and the upper markers are written; then
+	 * either all of it is published or every log is cut back and no upper moves, so a retry of
+	 * the same call is exact. */
+	for (uint32_t i = 0; i < W; i++) {
+		for (int coll = 0; coll < 2; coll++) {
+			mark[2 * i + coll] = sli_log_end(src->w[i].log[coll]);
+			sli_log_hold(src->w[i].log[coll]);
+		}
+	}
+	for (size_t p = 0; p < nparts && rc == 0; p++)
+		if (parts[p].n > 0)
+			rc = sli_log_write_updates(src->w[parts[p].worker].log[parts[p].coll], parts[p].ups,
+			                           parts[p].n);
+	for (uint32_t i = 0; i < W && rc == 0; i++)
+		if (sli_hosts(src->st, i) && upper > atomic_load(&src->w[i].upper))
+			rc = sli_worker_mark_upper(src->st, &src->w[i], upper);
+	for (uint32_t i = 0; i < W; i++) {
+		for (int coll = 0; coll < 2; coll++) {
+			if (rc != 0)
+				sli_log_truncate(src->w[i].log[coll], mark[2 * i + coll]);
+			else
+				sli_log_publish(src->w[i].log[coll]);
+		}
+	}
+	/* A sync covers what is published, so it comes after; the uppers only after it. */
+	for (uint32_t i = 0; i < W && rc == 0; i++)
+		if (sli_hosts(src->st, i) && upper > atomic_load(&src->w[i].upper))
+			rc = sli_worker_sync(src->st, &src->w[i]);
+	for (uint32_t i = 0; i < W; i++) {
+		if (!sli_hosts(src->st, i))
+			continue;
+		if (rc == 0 && upper > atomic_load(&src->w[i].upper))
+			atomic_store_explicit(&src->w[i].upper, upper, memory_order_release);
+		sli_worker_note_append(&src->w[i], rc);
+	}
+out:
+	for (uint32_t i = W; i-- > 0;)
+		pthread_mutex_unlock(&src->w[i].mu);
+	if (rc == 0)
+		for (uint32_t i = 0; i < W; i++)
+			if (sli_hosts(src->st, i))
+				sli_worker_touch(&src->w[i]);
+	free(mark);
 	return rc;
 }

@@ -36,6 +36,7 @@ struct sworker {
 	uint64_t since;
 	struct sli_snap *snap[2];
 	_Atomic uint64_t marker_end[2]; /* position just past the last upper marker (writer) */
+	atomic_int append_blocked;      /* the last append or advance failed on the disk */
 };
 
 /* A consolidated snapshot of one collection at `since`: MESSAGES events at that one time, kept
@@ -201,6 +202,9 @@ int sli_encode_cluster(sl_storage *st, sli_buf *b);
 /* durable.c */
 int sli_storage_open_data_dir(sl_storage *st);
 int sli_source_open_durable(sl_storage *st, struct sl_source *s);
+/* After an append, advance or commit on w returned rc (under w's lock): a disk error marks the
+ * worker blocked, a success clears it; each change is said once through the warn callback. */
+void sli_worker_note_append(struct sworker *w, int rc);
 int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper);
 int sli_worker_sync(sl_storage *st, struct sworker *w);
 /* mark, then sync: the upper may be published once this returns 0.  Caller holds w->mu. */
