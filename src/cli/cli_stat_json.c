@@ -43,12 +43,14 @@ static json_t *worker_row(const report *r, const sample *s, size_t *h)
 	uint64_t bytes = stat_value_u64(stat_find_h(r, &h[1], "sluice_log_bytes", "source", src, "worker", w));
 	/* Two log samples per worker (ok, err): the second search starts past the first. */
 	bytes += stat_value_u64(stat_find_h(r, &h[1], "sluice_log_bytes", "source", src, "worker", w));
-	return json_pack("{s:s, s:o, s:o, s:b, s:o, s:o}", "source", src, "worker", num_label(s, "worker"),
-	                 "upper", upper == UINT64_MAX ? json_null() : num(upper), "closed",
-	                 upper == UINT64_MAX, "since",
+	int blocked = stat_value_u64(stat_find_h(r, &h[2], "sluice_worker_append_blocked", "source",
+	                                         src, "worker", w)) != 0;
+	return json_pack("{s:s, s:o, s:o, s:b, s:o, s:o, s:b}", "source", src, "worker",
+	                 num_label(s, "worker"), "upper", upper == UINT64_MAX ? json_null() : num(upper),
+	                 "closed", upper == UINT64_MAX, "since",
 	                 num(stat_value_u64(stat_find_h(r, &h[0], "sluice_source_since", "source", src,
 	                                                "worker", w))),
-	                 "log_bytes", num(bytes));
+	                 "log_bytes", num(bytes), "append_blocked", blocked);
 }
 
 static json_t *conn_row(const report *r, const sample *s, size_t *h)

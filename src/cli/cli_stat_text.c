@@ -52,6 +52,7 @@ struct wrow {
 	const char *source, *worker;
 	size_t order; /* of the source's first appearance */
 	uint64_t wnum, upper, since, log_bytes;
+	int blocked; /* sluice_worker_append_blocked */
 };
 
 static int wrow_cmp(const void *pa, const void *pb)
@@ -87,6 +88,35 @@ static void print_source(const struct wrow *w, size_t n)
 	printf("%-20.20s %-9.9s %14s\n", "", "   max", stat_time_str(hi, a, sizeof(a)));
 }
 
+/* The workers whose appends are blocked (a full disk, an I/O error), SOURCE/WORKER, at most
+ * eight named, on lines of at most 80 columns. */
+static void print_blocked(const struct wrow *rows, size_t n)
+{
+	size_t shown = 0, total = 0, col;
+
+	for (size_t i = 0; i < n; i++)
+		total += rows[i].blocked;
+	if (total == 0)
+		return;
+	col = (size_t)printf("appends blocked (disk full or I/O error):");
+	for (size_t i = 0; i < n && shown < 8; i++) {
+		if (!rows[i].blocked)
+			continue;
+		char name[48];
+		int len = snprintf(name, sizeof(name), " %.30s/%.10s", rows[i].source, rows[i].worker);
+		if (col + (size_t)len > 78) {
+			fputs("\n ", stdout);
+			col = 1;
+		}
+		fputs(name, stdout);
+		col += (size_t)len;
+		shown++;
+	}
+	if (total > shown)
+		printf(" and %zu more", total - shown);
+	fputs("\n", stdout);
+}
+
 /* Every worker of every process, grouped by source (in the order sources first appear). */
 static int print_sources(const view *v)
 {
@@ -96,7 +126,7 @@ static int print_sources(const view *v)
 	printf("%-20.20s %-9s %14s %14s %12s\n", "SOURCE", "WORKER", "UPPER", "SINCE", "LOG");
 	for (size_t p = 0; p < v->n; p++) {
 		const report *r = &v->r[p];
-		size_t h_since = 0, h_lb = 0;
+		size_t h_since = 0, h_lb = 0, h_bl = 0;
 		for (size_t i = 0; i < r->n; i++) {
 			const sample *s = &r->s[i];
 			if (strcmp(s->name, "sluice_source_upper") != 0)
@@ -130,6 +160,8 @@ static int print_sources(const view *v)
 			/* Two samples per worker (ok, err): the second search starts past the first. */
 			row->log_bytes = stat_value_u64(stat_find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
 			row->log_bytes += stat_value_u64(stat_find_h(r, &h_lb, "sluice_log_bytes", "source", src, "worker", w));
+			row->blocked = stat_value_u64(stat_find_h(r, &h_bl, "sluice_worker_append_blocked",
+			                                          "source", src, "worker", w)) != 0;
 			n++;
 		}
 	}
@@ -140,6 +172,7 @@ static int print_sources(const view *v)
 			;
 		print_source(&rows[i], j - i);
 	}
+	print_blocked(rows, n);
 	free(rows);
 	return 0;
 }

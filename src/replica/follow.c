@@ -21,6 +21,7 @@
  * This part sits above storage and compute: it drives the public compute client and sees its
  * storage runtime only through storage/replica_hooks.h and the public storage API.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -61,10 +62,17 @@ struct follower {
 	struct fsource *srcs;
 	size_t nsrcs;
 	int refused; /* the last open failed on TLS or the token: said once, until it changes */
+	unsigned backoff_ms; /* while its own disk refuses appends: the wait before following again */
 	pthread_mutex_t mu;  /* held by the follower while it applies one event */
 	atomic_int stop;
 	pthread_t tid;
 };
+
+/* A full disk or an I/O error of this standby's own logs (see sli_source_retryable). */
+static int disk_error(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == SL_EIO;
+}
 
 static void follow_warn(sl_storage *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void follow_warn(sl_storage *st, const char *fmt, ...)
@@ -334,11 +342,20 @@ static int follow_round(struct follower *f)
 		}
 		rc = apply(f, &ev);
 		pthread_mutex_unlock(&f->mu);
+		if (rc != 0 && disk_error(rc)) {
+			/* Storage said once that the worker's appends are blocked; the append wrote
+			 * nothing, so following again from the upper (skipping by count) is exact. */
+			f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 : 100;
+			if (f->backoff_ms > 5000)
+				f->backoff_ms = 5000;
+			break;
+		}
 		if (rc != 0) {
 			follow_warn(st, "standby of %s cannot apply an update: %s; following again",
 			            primary, sl_strerror(rc));
 			break;
 		}
+		f->backoff_ms = 0;
 	}
 out:
 	sl_queue_close(q);
@@ -351,7 +368,7 @@ static void *follow_thread(void *arg)
 {
 	struct follower *f = arg;
 	while (!follow_round(f))
-		if (nap(f, 200))
+		if (nap(f, f->backoff_ms ? f->backoff_ms : 200))
 			break;
 	for (size_t i = 0; i < f->nsrcs; i++)
 		free(f->srcs[i].w);

@@ -164,6 +164,13 @@ static void w_since(struct out *o, struct sl_source *src, struct sworker *w)
 	     w->since);
 }
 
+static void w_blocked(struct out *o, struct sl_source *src, struct sworker *w)
+{
+	char nm[LABEL_MAX];
+	outf(o, "sluice_worker_append_blocked{source=\"%s\",worker=\"%u\"} %d\n", esc(src->name, nm),
+	     w->index, atomic_load(&w->append_blocked) != 0);
+}
+
 static void w_bytes(struct out *o, struct sl_source *src, struct sworker *w)
 {
 	char nm[LABEL_MAX];
@@ -275,6 +282,9 @@ int sli_metrics_render(sl_storage *st, sli_buf *b)
 	each_worker(st, &o, w_since);
 	head(&o, "sluice_log_bytes", "gauge", "Bytes of log kept per worker and collection.");
 	each_worker(st, &o, w_bytes);
+	head(&o, "sluice_worker_append_blocked", "gauge",
+	     "1 while the worker's appends fail on a full disk or an I/O error, else 0.");
+	each_worker(st, &o, w_blocked);
 
 	head(&o, "sluice_subscription_lag", "gauge",
 	     "Source upper minus the frontier the subscription was sent (time units; +Inf: closed, not yet told).");

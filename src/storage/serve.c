@@ -183,6 +183,25 @@ static int serve_log(struct turn *t, uint8_t coll, const sli_log *log, uint64_t 
 	return *cursor >= end;
 }
 
+/* Whether every block of log from cursor to its end is still pending: all its updates at times
+ * >= upper.  Then nothing below upper is left to send, and the subscription may be told the
+ * upper although its cursor waits at a pending block (a source that appended and has not
+ * advanced yet, or whose advance a full disk refuses).  A block holding times on both sides of
+ * the upper is not pending: its earlier times are still to be sent.  Walks only what was
+ * appended since the last advance, and only when the frontier would move. */
+static int only_pending(const sli_log *log, uint64_t cursor, uint64_t upper)
+{
+	uint64_t end = sli_log_end(log);
+	while (cursor < end) {
+		sli_block b;
+		sli_log_block(log, cursor, &b);
+		if (b.nbytes > 0 && b.min_time < upper)
+			return 0;
+		cursor = b.next;
+	}
+	return 1;
+}
+
 /* Sends what s may send, at most about one quantum.  Returns 1 when it has more to send and
  * credit for it (so it belongs back on the ring). */
 static int serve_sub(struct conn *c, struct sub *s)
@@ -215,10 +234,11 @@ static int serve_sub(struct conn *c, struct sub *s)
 	}
 
 	int caught_up = 1;
-	for (uint8_t coll = 0; coll < 2; coll++)
-		if (!serve_log(&t, coll, w->log[coll], &s->cursor[coll], s->from))
-			caught_up = 0;
 	uint64_t target = t.upper > s->from ? t.upper : s->from;
+	for (uint8_t coll = 0; coll < 2; coll++)
+		if (!serve_log(&t, coll, w->log[coll], &s->cursor[coll], s->from) &&
+		    (target <= s->sent_upper || !only_pending(w->log[coll], s->cursor[coll], t.upper)))
+			caught_up = 0;
 	if (caught_up && target > s->sent_upper && s->sent_upper != SL_TIME_CLOSED)
 		send_progress(c, s, target);
 	return t.more;
