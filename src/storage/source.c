@@ -249,6 +249,49 @@ SL_API int sl_source_close_worker(sl_source *src, uint32_t worker)
 	return sl_source_advance(src, worker, SL_TIME_CLOSED);
 }
 
+/* A transaction over every worker of src (their locks held): every log is held (its commits
+ * invisible to readers) from its end, kept in mark[2 * worker + collection]. */
+static void txn_hold(sl_source *src, uint64_t *mark)
+{
+	for (uint32_t i = 0; i < src->nworkers; i++) {
+		for (int coll = 0; coll < 2; coll++) {
+			mark[2 * i + coll] = sli_log_end(src->w[i].log[coll]);
+			sli_log_hold(src->w[i].log[coll]);
+		}
+	}
+}
+
+/* Ends it: when what was written succeeded (rc == 0), every hosted worker below `upper` gets
+ * its upper marker, every log is published, then synced, and only then the uppers move; on any
+ * failure every log is cut back to mark and no upper moves.  Returns the outcome. */
+static int txn_finish(sl_source *src, const uint64_t *mark, int rc, uint64_t upper)
+{
+	uint32_t W = src->nworkers;
+	for (uint32_t i = 0; i < W && rc == 0; i++)
+		if (sli_hosts(src->st, i) && upper > atomic_load(&src->w[i].upper))
+			rc = sli_worker_mark_upper(src->st, &src->w[i], upper);
+	for (uint32_t i = 0; i < W; i++) {
+		for (int coll = 0; coll < 2; coll++) {
+			if (rc != 0)
+				sli_log_truncate(src->w[i].log[coll], mark[2 * i + coll]);
+			else
+				sli_log_publish(src->w[i].log[coll]);
+		}
+	}
+	/* A sync covers what is published, so it comes after; the uppers only after it. */
+	for (uint32_t i = 0; i < W && rc == 0; i++)
+		if (sli_hosts(src->st, i) && upper > atomic_load(&src->w[i].upper))
+			rc = sli_worker_sync(src->st, &src->w[i]);
+	for (uint32_t i = 0; i < W; i++) {
+		if (!sli_hosts(src->st, i))
+			continue;
+		if (rc == 0 && upper > atomic_load(&src->w[i].upper))
+			atomic_store_explicit(&src->w[i].upper, upper, memory_order_release);
+		sli_worker_note_append(&src->w[i], rc);
+	}
+	return rc;
+}
+
 /* Commits one batch of encoded updates (the APPEND update encoding) atomically: all workers are
  * locked while the time is chosen; the rows are appended under a hold (invisible to readers),
  * and either every worker's upper is recorded and the whole batch published at once, or, on any
@@ -283,12 +326,7 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 		rc = SL_ETIME;
 		goto out;
 	}
-	for (uint32_t i = 0; i < W; i++) {
-		for (int coll = 0; coll < 2; coll++) {
-			mark[2 * i + coll] = sli_log_end(src->w[i].log[coll]);
-			sli_log_hold(src->w[i].log[coll]);
-		}
-	}
+	txn_hold(src, mark);
 	sl_bytes rest = {updates, nbytes};
 	int64_t diff;
 	sl_bytes row;
@@ -309,30 +347,8 @@ int sli_ingest_commit(struct sl_source *src, const uint8_t *updates, size_t nbyt
 	for (uint32_t i = 0; i < W; i++)
 		if (bw[i].log)
 			block_commit(&bw[i]);
-	for (uint32_t i = 0; i < W && rc == 0; i++)
-		if (sli_hosts(src->st, i))
-			rc = sli_worker_mark_upper(src->st, &src->w[i], t + 1);
-	for (uint32_t i = 0; i < W; i++) {
-		for (int coll = 0; coll < 2; coll++) {
-			if (rc != 0)
-				sli_log_truncate(src->w[i].log[coll], mark[2 * i + coll]);
-			else
-				sli_log_publish(src->w[i].log[coll]);
-		}
-	}
-	/* A sync covers what is published, so it comes after; the uppers only after it. */
-	for (uint32_t i = 0; i < W && rc == 0; i++)
-		if (sli_hosts(src->st, i))
-			rc = sli_worker_sync(src->st, &src->w[i]);
-	if (rc == 0) {
-		for (uint32_t i = 0; i < W; i++)
-			if (sli_hosts(src->st, i))
-				atomic_store_explicit(&src->w[i].upper, t + 1, memory_order_release);
+	if ((rc = txn_finish(src, mark, rc, t + 1)) == 0)
 		*time_out = t;
-	}
-	for (uint32_t i = 0; i < W; i++)
-		if (sli_hosts(src->st, i))
-			sli_worker_note_append(&src->w[i], rc);
 out:
 	for (uint32_t i = W; i-- > 0;)
 		pthread_mutex_unlock(&src->w[i].mu);
@@ -433,38 +449,12 @@ SL_API int sl_source_commit(sl_source *src, const sl_append_part *parts, size_t 
 	/* Under a hold (invisible to readers) the parts and the upper markers are written; then
 	 * either all of it is published or every log is cut back and no upper moves, so a retry of
 	 * the same call is exact. */
-	for (uint32_t i = 0; i < W; i++) {
-		for (int coll = 0; coll < 2; coll++) {
-			mark[2 * i + coll] = sli_log_end(src->w[i].log[coll]);
-			sli_log_hold(src->w[i].log[coll]);
-		}
-	}
+	txn_hold(src, mark);
 	for (size_t p = 0; p < nparts && rc == 0; p++)
 		if (parts[p].n > 0)
 			rc = sli_log_write_updates(src->w[parts[p].worker].log[parts[p].coll], parts[p].ups,
 			                           parts[p].n);
-	for (uint32_t i = 0; i < W && rc == 0; i++)
-		if (sli_hosts(src->st, i) && upper > atomic_load(&src->w[i].upper))
-			rc = sli_worker_mark_upper(src->st, &src->w[i], upper);
-	for (uint32_t i = 0; i < W; i++) {
-		for (int coll = 0; coll < 2; coll++) {
-			if (rc != 0)
-				sli_log_truncate(src->w[i].log[coll], mark[2 * i + coll]);
-			else
-				sli_log_publish(src->w[i].log[coll]);
-		}
-	}
-	/* A sync covers what is published, so it comes after; the uppers only after it. */
-	for (uint32_t i = 0; i < W && rc == 0; i++)
-		if (sli_hosts(src->st, i) && upper > atomic_load(&src->w[i].upper))
-			rc = sli_worker_sync(src->st, &src->w[i]);
-	for (uint32_t i = 0; i < W; i++) {
-		if (!sli_hosts(src->st, i))
-			continue;
-		if (rc == 0 && upper > atomic_load(&src->w[i].upper))
-			atomic_store_explicit(&src->w[i].upper, upper, memory_order_release);
-		sli_worker_note_append(&src->w[i], rc);
-	}
+	rc = txn_finish(src, mark, rc, upper);
 out:
 	for (uint32_t i = W; i-- > 0;)
 		pthread_mutex_unlock(&src->w[i].mu);
