@@ -171,6 +171,17 @@ run_client() {
 	timeout -k 5 30 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null || RC=$?
 }
 
+# wait_lines FILE REGEX [COUNT]: waits (at most 60 s) until FILE has COUNT (default 1) lines
+# matching the extended REGEX.
+wait_lines() {
+	local i n=${3:-1}
+	for ((i = 0; i < 600; i++)); do
+		(($(grep -Ec -- "$2" "$1" 2>/dev/null || true) >= n)) && return 0
+		sleep 0.1
+	done
+	fail "fewer than $n lines matching '$2' in $1 within 60 s: $(tail -n 5 "$1" 2>/dev/null)"
+}
+
 # Test certificates, made with the openssl command in $PKI ($TMP/pki).
 PKI=$TMP/pki
 ossl() {

@@ -28,15 +28,6 @@ unmount_all() {
 trap 'rc=$?; for p in "${BG_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; sleep 0.2; unmount_all; (exit $rc); _cleanup' EXIT
 
 COUNTER="c=counter,workers=2,max=200000,keep=100,errors=97"
-# wait_log LOG REGEX COUNT: LOG has at least COUNT lines matching REGEX (at most 60 s).
-wait_log() {
-	local i
-	for ((i = 0; i < 600; i++)); do
-		(($(grep -Ec "$2" "$1") >= $3)) && return 0
-		sleep 0.1
-	done
-	fail "fewer than $3 lines matching '$2' in $1 within 60 s: $(tail -n 5 "$1")"
-}
 
 # The undisturbed run, on the ordinary disk: what the counter must produce.
 start_sluiced --segment-size 1048576 --source "$COUNTER"
@@ -49,7 +40,7 @@ mount_small "$TMP/small" 20 8
 seq 1 30000 | sed 's/^/line-/' >"$TMP/input"
 SLUICED_DATA_DIR="$TMP/small/data" start_sluiced --segment-size 1048576 --source "$COUNTER" \
 	--source "f=file,path=$TMP/input" --source "in=ingest"
-wait_log "$SLUICED_LOG" 'source c worker [01]: appends blocked: No space left on device' 1
+wait_lines "$SLUICED_LOG" 'source c worker [01]: appends blocked: No space left on device' 1
 blocked_at=$(source_upper c)
 
 # What was published is still served, with its progress: bounded tails finish.
@@ -72,7 +63,7 @@ seq 30001 40000 | sed 's/^/line-/' >>"$TMP/input"
 # Space returns: everything resumes by itself.
 rm -f "$TMP/small/filler"
 wait_upper c 999999999 # returns once closed
-wait_log "$SLUICED_LOG" 'source c worker [01]: appends resumed' 1
+wait_lines "$SLUICED_LOG" 'source c worker [01]: appends resumed' 1
 for ((i = 0; i < 300; i++)); do
 	u=$(source_upper f)
 	sl tail --consolidate --until "$u" f 2>/dev/null | cut -f2 | sort >"$TMP/file.have"
@@ -100,7 +91,7 @@ PRIMARY=$SERVER PRIMARY_PID=$SLUICED_PID PRIMARY_LOG=$SLUICED_LOG
 mount_small "$TMP/small2" 32 24
 SLUICED_DATA_DIR="$TMP/small2/data" start_sluiced --segment-size 1048576 --standby-of "$PRIMARY"
 STANDBY=$SERVER
-wait_log "$SLUICED_LOG" 'source c worker [01]: appends blocked: No space left on device' 1
+wait_lines "$SLUICED_LOG" 'source c worker [01]: appends blocked: No space left on device' 1
 sl tail --progress --until 10 c >"$TMP/s10" || fail "a bounded tail of the full standby failed"
 tail -n 1 "$TMP/s10" | grep -qx $'progress\t10' || fail "the full standby sent no progress to 10: $(tail -n 3 "$TMP/s10")"
 (($(grep -c 'cannot apply an update' "$SLUICED_LOG") == 0)) || fail "the standby logged every retry: $(grep -c 'cannot apply' "$SLUICED_LOG") lines"

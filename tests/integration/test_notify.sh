@@ -24,21 +24,12 @@ for ((i = 0; i < 200; i++)); do
 done
 [[ -S $sock ]] || fail "the test's notify socket did not appear"
 
-# wait_msg REGEX: waits (at most 20 s) for a message matching REGEX.
-wait_msg() {
-	local i
-	for ((i = 0; i < 400; i++)); do
-		grep -Eq "$1" "$msgs" && return 0
-		sleep 0.05
-	done
-	fail "no notify message matching '$1' within 20 s; got: $(cat "$msgs")"
-}
 
 log=$TMP/sluiced.log
 NOTIFY_SOCKET=$sock WATCHDOG_USEC=400000 bg "$SLUICED" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
 	--source "c=counter,max=100" --log-file "$log"
 pid=$BG_PID
-wait_msg '^READY=1\|STATUS=serving 1 source on 127\.0\.0\.1:[0-9]+$'
+wait_lines "$msgs" '^READY=1\|STATUS=serving 1 source on 127\.0\.0\.1:[0-9]+$'
 grep -q '^sluiced: listening on 127\.0\.0\.1:[0-9]*$' "$log" || fail "--log-file holds no 'listening on' line: $(cat "$log")"
 SERVER=$(sed -n 's/^sluiced: listening on //p' "$log")
 # Order: recovering before ready; nothing says READY before the port is open.
@@ -47,7 +38,7 @@ recovering=$(grep -n '^STATUS=recovering the data directory ' "$msgs" | head -1 
 [[ -n $recovering && $recovering -lt $first_ready ]] || fail "no STATUS=recovering before READY=1: $(cat "$msgs")"
 sl sources >/dev/null || fail "READY=1 was sent but sluiced does not answer"
 # The watchdog: at half of 400 ms, so several pings soon; they keep coming.
-wait_msg '^WATCHDOG=1$'
+wait_lines "$msgs" '^WATCHDOG=1$'
 n1=$(grep -c '^WATCHDOG=1$' "$msgs")
 for ((i = 0; i < 400; i++)); do
 	(($(grep -c '^WATCHDOG=1$' "$msgs") >= n1 + 3)) && break
@@ -76,7 +67,7 @@ kill -0 "$pid" || fail "sluiced died on a SIGHUP it could not honour"
 sl sources >/dev/null || fail "sluiced stopped answering after a failed reopen"
 
 kill -TERM "$pid"
-wait_msg '^STOPPING=1\|STATUS=stopping'
+wait_lines "$msgs" '^STOPPING=1\|STATUS=stopping'
 rc=0
 wait "$pid" || rc=$?
 [[ $rc -eq 0 ]] || fail "sluiced exited with $rc after SIGTERM"

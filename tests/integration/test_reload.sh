@@ -20,15 +20,6 @@ start_sluiced --tls-cert "$TMP/live/cert.pem" --tls-key "$TMP/live/key.pem" \
 	--auth-token-file "$TMP/live/token" --source "c=counter,rate=200"
 # client CA TOKENFILE: sluice sources over TLS with that CA and token; sets RC.
 client() { run_client sources "$SLUICE" sources --server "$SERVER" --tls-ca "$1" --auth-token-file "$2"; }
-# wait_log REGEX: the log gets a line matching REGEX (at most 20 s).
-wait_log() {
-	local i
-	for ((i = 0; i < 400; i++)); do
-		grep -Eq "$1" "$SLUICED_LOG" && return 0
-		sleep 0.05
-	done
-	fail "no log line matching '$1': $(tail -n 5 "$SLUICED_LOG")"
-}
 
 client "$PKI/ca.pem" "$TMP/token1"
 [[ $RC -eq 0 ]] || fail "the first credentials do not work: $(cat "$TMP/sources.err")"
@@ -44,7 +35,7 @@ cp "$TMP/token2" "$TMP/live/token"
 cp "$PKI/server2.pem" "$TMP/live/cert.pem"
 cp "$PKI/server2.key" "$TMP/live/key.pem"
 kill -HUP "$SLUICED_PID"
-wait_log 'SIGHUP: reloaded the token and TLS certificate'
+wait_lines "$SLUICED_LOG" 'SIGHUP: reloaded the token and TLS certificate'
 client "$PKI/ca2.pem" "$TMP/token2"
 [[ $RC -eq 0 ]] || fail "the new credentials do not work after SIGHUP: $(cat "$TMP/sources.err")"
 client "$PKI/ca2.pem" "$TMP/token1"
@@ -60,7 +51,7 @@ kill -0 "$TAIL_PID" || fail "the tail opened before the reload exited: $(cat "$T
 # refused with a line and the second set keeps working.
 chmod 644 "$TMP/live/token"
 kill -HUP "$SLUICED_PID"
-wait_log 'SIGHUP: kept the old token and certificate: .*token'
+wait_lines "$SLUICED_LOG" 'SIGHUP: kept the old token and certificate: .*token'
 chmod 600 "$TMP/live/token"
 echo "not a certificate" >"$TMP/live/cert.pem"
 kill -HUP "$SLUICED_PID"
