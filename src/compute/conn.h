@@ -77,7 +77,11 @@ static inline uint32_t sli_conn_process(const sli_conn *k)
 
 /* Encodes f into k's output buffer (nothing when k is not connected). */
 void sli_send_frame(sli_conn *k, const sli_frame *f);
-/* Writes k's output buffer until it is empty or the socket is full. */
+/* Writes k's output buffer until it is empty (0) or the socket takes no more (1); a failed
+ * write returns its negative code (-errno; SL_EDISCONNECTED when nothing could be written). */
+int sli_write_out(sli_conn *k);
+/* sli_write_out on a connected k, asking the loop for writability while the socket is full;
+ * a failed write loses the connection. */
 void sli_flush(sli_conn *k);
 /* k is lost (once: nothing when it is not connected or the client is already ending): hands
  * the formatted reason to c->on_lost. */

@@ -39,16 +39,11 @@ static int exchange(sli_conn *k, const sli_frame *f, uint64_t deadline, sli_fram
 	int rc;
 	if ((rc = sli_frame_encode(&k->out, f)) != 0)
 		return rc;
-	while (k->out.len > 0) {
-		ssize_t n = sli_io_send(k->fd, k->ssl, k->out.ptr, k->out.len);
-		if (n > 0)
-			sli_buf_consume(&k->out, (size_t)n);
-		else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if ((rc = wait_fd(k->fd, POLLOUT, deadline)) != 0)
-				return rc;
-		} else
-			return n < 0 ? -errno : SL_EDISCONNECTED;
-	}
+	while ((rc = sli_write_out(k)) == 1)
+		if ((rc = wait_fd(k->fd, POLLOUT, deadline)) != 0)
+			return rc;
+	if (rc < 0)
+		return rc;
 	for (;;) {
 		ssize_t r = sli_frame_decode(k->rbuf, k->rlen, c->cfg.max_frame, ans);
 		if (r < 0)

@@ -344,17 +344,9 @@ void sli_hello_io(sli_conn *k, uint32_t events)
 		}
 		k->phase = SLI_PH_HELLO;
 	}
-	while (k->out.len > 0) {
-		ssize_t n = sli_io_send(k->fd, k->ssl, k->out.ptr, k->out.len);
-		if (n > 0) {
-			sli_buf_consume(&k->out, (size_t)n);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		sli_attempt_failed(k, n < 0 ? -errno : SL_EDISCONNECTED);
+	int wr = sli_write_out(k);
+	if (wr < 0) {
+		sli_attempt_failed(k, wr);
 		return;
 	}
 	sli_loop_mod(c->loop, k->fd, k->out.len > 0 ? SLI_READ | SLI_WRITE : SLI_READ);

@@ -28,10 +28,9 @@ void sli_send_frame(sli_conn *k, const sli_frame *f)
 		              sli_frame_type_name(f->type));
 }
 
-void sli_flush(sli_conn *k)
+int sli_write_out(sli_conn *k)
 {
-	sl_client *c = k->c;
-	while (k->connected && k->out.len > 0) {
+	while (k->out.len > 0) {
 		ssize_t n = sli_io_send(k->fd, k->ssl, k->out.ptr, k->out.len);
 		if (n > 0) {
 			sli_buf_consume(&k->out, (size_t)n);
@@ -39,13 +38,27 @@ void sli_flush(sli_conn *k)
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!k->want_write && sli_loop_mod(c->loop, k->fd, SLI_READ | SLI_WRITE) == 0)
-				k->want_write = 1;
-			return;
-		}
-		sli_conn_lost(k, n < 0 ? -errno : SL_EDISCONNECTED, "write to storage failed: %s",
-		              strerror(n < 0 ? errno : EPIPE));
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		return n < 0 ? -errno : SL_EDISCONNECTED;
+	}
+	return 0;
+}
+
+void sli_flush(sli_conn *k)
+{
+	sl_client *c = k->c;
+	int rc;
+	if (!k->connected)
+		return;
+	if ((rc = sli_write_out(k)) == 1) {
+		if (!k->want_write && sli_loop_mod(c->loop, k->fd, SLI_READ | SLI_WRITE) == 0)
+			k->want_write = 1;
+		return;
+	}
+	if (rc < 0) {
+		sli_conn_lost(k, rc, "write to storage failed: %s",
+		              strerror(rc == SL_EDISCONNECTED ? EPIPE : -rc));
 		return;
 	}
 	if (k->connected && k->want_write) {
