@@ -151,10 +151,12 @@ void sli_worker_note_append(struct sworker *w, int rc)
 	char msg[256];
 	int blocked = disk_error(rc);
 
-	if (rc != 0 && !blocked)
-		return;
-	if (atomic_exchange(&w->append_blocked, blocked) == blocked)
-		return; /* no change: one line when it starts, one when it clears */
+	/* Every append ends here: the common case (no change) is one plain load, no locked write.
+	 * The callers hold w's lock, so the flag cannot change between the load and the store. */
+	if ((rc != 0 && !blocked) ||
+	    atomic_load_explicit(&w->append_blocked, memory_order_relaxed) == blocked)
+		return; /* one line when it starts, one when it clears */
+	atomic_store_explicit(&w->append_blocked, blocked, memory_order_relaxed);
 	if (st->cfg.warn == NULL)
 		return;
 	if (blocked)
