@@ -125,6 +125,7 @@ void *cons_main(void *arg)
 			goto out;
 		case SL_EV_RECONNECTED:
 		case SL_EV_RESNAPSHOT:
+		case SL_EV_WATERMARK:
 			break; /* storage is in-process here: neither happens */
 		}
 	}

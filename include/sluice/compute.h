@@ -281,6 +281,8 @@ typedef enum sl_event_kind {
 	                          snapshot, all at time `since`, then the stream from there).  The
 	                          frontier does not go backwards.  Only from a storage process
 	                          configured with `retain` (sl_storage_config) */
+	SL_EV_WATERMARK,       /* only on a storage standby's replica link (src/replica): the
+	                          group's high watermark of the worker is `upper` */
 } sl_event_kind;
 
 /* An event, filled by sl_queue_next into the caller's struct.  sub, dataflow, source, worker

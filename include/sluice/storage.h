@@ -127,6 +127,22 @@ typedef struct sl_storage_config {
 	void (*progress)(void *arg, const char *source, uint32_t worker, uint32_t workers,
 	                 size_t segment, size_t segments);
 	void *progress_arg;
+	/* Replication (docs/ARCHITECTURE.md "Acknowledged means replicated").  min_insync: an
+	 * ingest batch is acknowledged, and a time published to subscribers, only once it is
+	 * durable on this process and on every standby in the in-sync set, and only while that
+	 * set (this process included) has at least min_insync members; with fewer, ingest is
+	 * refused (SL_ENOTINSYNC) and frontiers stop.  Default 1; 1 without `coordinated` is the
+	 * unreplicated mode: publish and acknowledge at the local upper. */
+	uint32_t min_insync;
+	/* Set by a process whose leadership an outside coordinator (etcd) decides: acting
+	 * (acknowledging, publishing) is allowed only until the deadline given to
+	 * sl_storage_act_until, and a standby leaving the in-sync set is left out of the high
+	 * watermark only once sl_storage_isr_recorded says the coordinator recorded the smaller
+	 * set.  Default 0. */
+	int coordinated;
+	/* A standby in sync that has not caught up with this process's upper for this long leaves
+	 * the in-sync set; default 10000 ms. */
+	uint32_t insync_lag_ms;
 } sl_storage_config;
 
 /* Fills the caller's cfg with the defaults above.  A field left 0 (or NULL) in the config given
@@ -255,6 +271,22 @@ SL_API uint64_t sl_storage_loop_idle_ms(const sl_storage *st);
  * primary's when it learns it, and promotion adds 1.  Sent in the Cluster frame: clients given
  * several addresses of one process use the one with the highest term.  Thread-safe. */
 SL_API uint64_t sl_storage_term(const sl_storage *st);
+
+/* Replication with an outside coordinator (cfg.coordinated): any thread.
+ * sl_storage_act_until: this process may acknowledge and publish until `monotonic_ms`
+ * (CLOCK_MONOTONIC milliseconds), e.g. its etcd lease's safe deadline; 0 stops it at once.
+ * sl_storage_isr: writes the in-sync set this process computes as a leader ("ADDR,ADDR,...",
+ * its own address first) to buf, returning its version (bumped at every change; 0 before the
+ * first); SL_EARG if it does not fit.  sl_storage_isr_recorded: the coordinator has recorded
+ * `members` (a list as sl_storage_isr gives): a standby missing from it no longer holds back
+ * the high watermark.  At start, and on becoming the leader, the recorded set is what the
+ * coordinator last had (standbys listed in it hold the watermark back until a smaller set is
+ * recorded).  sl_storage_set_leader: this process leads at `term` (the coordinator's): the
+ * follower stops (as with Promote), ingest sources take Appends, the term is persisted. */
+SL_API void sl_storage_act_until(sl_storage *st, uint64_t monotonic_ms);
+SL_API int sl_storage_isr(sl_storage *st, char *buf, size_t len, uint64_t *version);
+SL_API int sl_storage_isr_recorded(sl_storage *st, const char *members);
+SL_API int sl_storage_set_leader(sl_storage *st, uint64_t term);
 
 /* Flags for sl_source_register. */
 #define SL_SOURCE_INGEST 0x01 /* clients may Append batches (the `ingest` kind) */

@@ -72,6 +72,11 @@ static const char usage[] =
 	"                       'sluice promote' makes it the primary.  Takes no --source; with\n"
 	"                       --cluster and --process, the primary's (it listens on the first\n"
 	"                       address of its entry that is not ADDR)\n"
+	"  --min-insync N       acknowledge an ingest batch, and publish a time, only once it is\n"
+	"                       durable here and on every in-sync standby, and only while at\n"
+	"                       least N copies (this one included) are in sync; with fewer,\n"
+	"                       ingest is refused and frontiers wait (default 1; with --etcd, 2\n"
+	"                       when this process's --cluster entry names a standby)\n"
 	"  --tls-cert FILE      with --tls-key: serve TLS only, with this certificate chain (PEM);\n"
 	"                       a plaintext client is refused with \"this server requires TLS\"\n"
 	"  --tls-key FILE       the private key of --tls-cert (PEM)\n"
@@ -195,6 +200,7 @@ static const char *own_address(const char *entry, const char *standby_of, char *
 static const cli_opt opts[] = {
 	{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
 	{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
+	{"min-insync", 1},
 	{"version", 0}, {"config", 1}, CLI_SECURITY_OPTS, {"tls-client-ca", 1},
 	{"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1}, {"log-file", 1},
 	CLI_LIMIT_OPTS, {NULL, 0},
@@ -249,7 +255,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	const cli_opt *opt;
 	char err[512], *addrs[MAX_CLUSTER], cluster_buf[8192], *p, own[128];
 	size_t nspecs = 0, naddrs = 0, i;
-	uint64_t proc_index = 0;
+	uint64_t proc_index = 0, min_insync = 0;
 	sl_storage_config cfg;
 	sl_storage *st;
 	sigset_t sigs;
@@ -312,6 +318,9 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 				fsync_mode = SL_FSYNC_NEVER;
 			else
 				return bad_args("bad --fsync '%s': expected always, interval or never", val);
+		} else if (strcmp(opt->name, "min-insync") == 0) {
+			if (cli_parse_u64(val, &min_insync) != 0 || min_insync == 0 || min_insync > 16)
+				return bad_args("bad --min-insync '%s': expected a number of copies from 1 to 16", val);
 		} else if (strcmp(opt->name, "retain") == 0) {
 			if (cli_parse_u64(val, &retain) != 0)
 				return bad_args("bad --retain '%s': expected a number of time units", val);
@@ -394,6 +403,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.fsync = fsync_mode;
 	cfg.segment_size = segment_size;
 	cfg.retain = retain;
+	cfg.min_insync = (uint32_t)min_insync;
 	cfg.warn = print_notice;
 	cfg.progress = sluiced_recovery_progress;
 	if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {

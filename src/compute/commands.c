@@ -64,6 +64,18 @@ void sli_run_cmd(sl_client *c, sli_cmd *cmd)
 	case SLI_CMD_APPEND:
 		sli_send_append(k, cmd);
 		break;
+	case SLI_CMD_REPLICA:
+		if (k->connected && sli_replica_after_hello(c, &k->out) != 0)
+			sli_conn_lost(k, SL_ENOMEM, "out of memory encoding a Replica frame");
+		break;
+	case SLI_CMD_REPLICA_ACK:
+		if (k->connected) {
+			f.type = SLI_REPLICA_ACK;
+			f.u.replica_ack = (sli_replica_ack){.source = cmd->seq, .worker = cmd->gen,
+			                                    .upper = cmd->bytes};
+			sli_send_frame(k, &f);
+		}
+		break;
 	}
 	sli_cmd_free(cmd);
 }

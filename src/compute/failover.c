@@ -338,7 +338,7 @@ void sli_hello_io(sli_conn *k, uint32_t events)
 			}
 		}
 		sli_encode_hello(c, &f);
-		if (sli_frame_encode(&k->out, &f) != 0) {
+		if (sli_frame_encode(&k->out, &f) != 0 || sli_replica_after_hello(c, &k->out) != 0) {
 			sli_attempt_failed(k, SL_ENOMEM);
 			return;
 		}

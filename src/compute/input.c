@@ -133,6 +133,19 @@ static void on_frame(sli_conn *k, const sli_frame *f)
 	case SLI_SOURCES:
 		sli_on_sources(k, &f->u.sources);
 		break;
+	case SLI_WATERMARK:
+		/* only a replica link's subscriptions get it (src/replica) */
+		s = sli_handle_get(k, f->u.watermark.handle);
+		if (s && s->rstate == SLI_R_LIVE) {
+			sli_qitem *it = sli_qitem_new(SLI_QI_WATERMARK, s, 0);
+			if (it == NULL) {
+				sli_conn_lost(k, SL_ENOMEM, "out of memory");
+				return;
+			}
+			it->upper = f->u.watermark.hw;
+			sli_queue_push(s->q, it);
+		}
+		break;
 	case SLI_CLUSTER:
 		sli_on_cluster(k, &f->u.cluster);
 		break;

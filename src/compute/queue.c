@@ -501,6 +501,15 @@ int sl_queue_next(sl_queue *q, sl_event *ev, int timeout_ms)
 			ev->session = it->since;
 			ev->epoch = it->upper;
 			return 1;
+		case SLI_QI_WATERMARK:
+			q->cur = it;
+			if (s->wstate == SLI_SUB_ENDED)
+				continue;
+			memset(ev, 0, sizeof(*ev));
+			ev->kind = SL_EV_WATERMARK;
+			ev->upper = it->upper;
+			fill_common(ev, s);
+			return 1;
 		case SLI_QI_RESNAPSHOT:
 			q->cur = it;
 			if (s->wstate == SLI_SUB_ENDED)

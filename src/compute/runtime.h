@@ -86,7 +86,7 @@ typedef struct sli_csub {
 } sli_csub;
 
 enum { SLI_QI_DATA = 1, SLI_QI_SUBSCRIBED, SLI_QI_SUBERR, SLI_QI_DISCONNECTED, SLI_QI_RELEASE,
-       SLI_QI_RECONNECTED, SLI_QI_RESNAPSHOT };
+       SLI_QI_RECONNECTED, SLI_QI_RESNAPSHOT, SLI_QI_WATERMARK };
 
 /* One queue item: a whole Data frame's events (one malloc per frame), or a control event. */
 typedef struct sli_qitem {
@@ -103,15 +103,16 @@ typedef struct sli_qitem {
 	uint8_t data[]; /* DATA: the events; SUBERR/DISCONNECTED: the message, NUL-terminated */
 } sli_qitem;
 
-enum { SLI_CMD_SUB = 1, SLI_CMD_UNSUB, SLI_CMD_CREDIT, SLI_CMD_LIST, SLI_CMD_APPEND };
+enum { SLI_CMD_SUB = 1, SLI_CMD_UNSUB, SLI_CMD_CREDIT, SLI_CMD_LIST, SLI_CMD_APPEND,
+       SLI_CMD_REPLICA, SLI_CMD_REPLICA_ACK };
 
 typedef struct sli_cmd {
 	struct sli_cmd *next;
 	int kind;
 	sli_csub *sub;  /* SUB, UNSUB, CREDIT: one reference owned by the command */
-	uint64_t bytes; /* CREDIT */
-	uint32_t gen;   /* CREDIT: the generation the bytes were received on */
-	uint64_t seq;   /* LIST: request number; APPEND: batch id */
+	uint64_t bytes; /* CREDIT; REPLICA_ACK: the upper */
+	uint32_t gen;   /* CREDIT: the generation the bytes were received on; REPLICA_ACK: worker */
+	uint64_t seq;   /* LIST: request number; APPEND: batch id; REPLICA_ACK: source */
 	uint32_t proc;  /* APPEND, LIST: the process it goes to */
 	sli_buf frames; /* APPEND: the encoded frames, built by the caller's thread */
 } sli_cmd;
@@ -235,6 +236,8 @@ struct sl_client {
 	 * to the home process */
 	uint64_t srv_session, srv_epoch;
 	uint64_t reconnects;
+	/* replica_link.c: a storage standby's own address, sent as Replica after every Hello */
+	char replica_member[SLI_ADDR_MAX];
 
 	/* runtime thread only: failover.c */
 	int losing; /* inside die: pending Subscribes are parked, then ended with everything */
@@ -307,5 +310,16 @@ static inline uint32_t sli_worker_proc(const sl_client *c, uint32_t worker)
  * (addresses separated by '/', primary first; valid until sl_client_close). */
 void sli_client_map(const sl_client *c, uint64_t *fingerprint, uint32_t *count,
                     uint32_t *process, const char (**entries)[SLI_MAP_ENTRY_MAX]);
+
+/* replica_link.c: the replica link of a storage standby (src/replica) over this client.
+ * sli_client_replica: declares the client the standby `member` (its own address) on this and
+ * every later connection, before any subscription is made; its subscriptions then read to the
+ * upper and get SL_EV_WATERMARK.  sli_client_replica_ack: tells the process followed that the
+ * standby's log of (source, worker) is durable up to `upper`.  Both 0, SL_EARG, SL_ENOMEM. */
+int sli_client_replica(sl_client *c, const char *member);
+int sli_client_replica_ack(sl_client *c, uint64_t source, uint32_t worker, uint64_t upper);
+/* Runtime thread: appends Replica to out after a new connection's Hello (nothing outside a
+ * replica link).  0 or SL_ENOMEM. */
+int sli_replica_after_hello(sl_client *c, sli_buf *out);
 
 #endif

@@ -381,6 +381,18 @@ static int body_decode(uint8_t type, rd *r, sli_frame *f)
 		f->u.fence.term = rd_u64(r);
 		f->u.fence.by = rd_str(r);
 		break;
+	case SLI_REPLICA:
+		f->u.replica.member = rd_str(r);
+		break;
+	case SLI_REPLICA_ACK:
+		f->u.replica_ack.source = rd_u64(r);
+		f->u.replica_ack.worker = rd_u32(r);
+		f->u.replica_ack.upper = rd_u64(r);
+		break;
+	case SLI_WATERMARK:
+		f->u.watermark.handle = rd_u32(r);
+		f->u.watermark.hw = rd_u64(r);
+		break;
 	case SLI_APPEND_ERROR:
 		f->u.append_error.batch = rd_u64(r);
 		f->u.append_error.code = rd_code(r);
@@ -445,6 +457,9 @@ const char *sli_frame_type_name(uint8_t type)
 	case SLI_STATS: return "Stats";
 	case SLI_PROMOTED: return "Promoted";
 	case SLI_FENCE: return "Fence";
+	case SLI_REPLICA: return "Replica";
+	case SLI_REPLICA_ACK: return "ReplicaAck";
+	case SLI_WATERMARK: return "Watermark";
 	default: return "unknown";
 	}
 }

@@ -196,6 +196,16 @@ static size_t body_size(const sli_frame *f, int *rc)
 		fixed = 8 + 4;
 		str = &f->u.fence.by;
 		break;
+	case SLI_REPLICA:
+		fixed = 4;
+		str = &f->u.replica.member;
+		break;
+	case SLI_REPLICA_ACK:
+		fixed = 8 + 4 + 8;
+		break;
+	case SLI_WATERMARK:
+		fixed = 4 + 8;
+		break;
 	case SLI_APPEND_ERROR:
 		if (wire_code(f->u.append_error.code) == 0)
 			goto err_arg;
@@ -323,6 +333,18 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 	case SLI_FENCE:
 		p = put_u64(p, f->u.fence.term);
 		p = put_str(p, f->u.fence.by);
+		break;
+	case SLI_REPLICA:
+		p = put_str(p, f->u.replica.member);
+		break;
+	case SLI_REPLICA_ACK:
+		p = put_u64(p, f->u.replica_ack.source);
+		p = put_u32(p, f->u.replica_ack.worker);
+		p = put_u64(p, f->u.replica_ack.upper);
+		break;
+	case SLI_WATERMARK:
+		p = put_u32(p, f->u.watermark.handle);
+		p = put_u64(p, f->u.watermark.hw);
 		break;
 	case SLI_APPEND_ERROR:
 		p = put_u64(p, f->u.append_error.batch);

@@ -59,6 +59,9 @@ enum sli_frame_type {
 	SLI_PROMOTE = 0x50,
 	SLI_PROMOTED = 0x51,
 	SLI_FENCE = 0x52,
+	SLI_REPLICA = 0x53,
+	SLI_REPLICA_ACK = 0x54,
+	SLI_WATERMARK = 0x55,
 	SLI_STATS_REQUEST = 0x60,
 	SLI_STATS = 0x61,
 };
@@ -186,6 +189,27 @@ typedef struct sli_fence {
 	sl_bytes by;   /* the promoted standby's address, for the receiver's refusals */
 } sli_fence;
 
+/* From a standby's follower to the process it follows, right after Hello on every connection:
+ * this connection is the standby `member` (its own address): its subscriptions are served up
+ * to each worker's local upper, beyond the replicated high watermark, and get Watermark frames. */
+typedef struct sli_replica {
+	sl_bytes member;
+} sli_replica;
+
+/* From a standby's follower: its log of (source, worker) is durable up to `upper`. */
+typedef struct sli_replica_ack {
+	uint64_t source;
+	uint32_t worker;
+	uint64_t upper;
+} sli_replica_ack;
+
+/* To a standby's subscription: the group's high watermark of its worker (what every in-sync
+ * copy holds: the frontier the standby may publish to its own readers). */
+typedef struct sli_watermark {
+	uint32_t handle;
+	uint64_t hw;
+} sli_watermark;
+
 typedef struct sli_promoted {
 	uint64_t term; /* the new term of the promoted standby */
 } sli_promoted;
@@ -216,6 +240,9 @@ typedef struct sli_frame {
 		sli_append_error append_error;
 		sli_promoted promoted;
 		sli_fence fence;
+		sli_replica replica;
+		sli_replica_ack replica_ack;
+		sli_watermark watermark;
 		sli_stats stats;
 		/* LIST_SOURCES, CLUSTER_MAP, PROMOTE and STATS_REQUEST have an empty body */
 	} u;

@@ -200,8 +200,10 @@ static struct fsource *find_fsource(struct follower *f, uint64_t id)
 	return NULL;
 }
 
-/* Applies one event.  0, or a negative error (the round ends, the client is opened again). */
-static int apply(struct follower *f, const sl_event *ev)
+/* Applies one event.  0, or a negative error (the round ends, the client is opened again).
+ * Every Progress is acknowledged to the process followed with the local upper (durable once
+ * sl_source_advance returned), also when it did not move: a restarted leader learns it so. */
+static int apply(struct follower *f, sl_client *c, const sl_event *ev)
 {
 	struct fsource *fs = find_fsource(f, ev->source);
 	if (fs == NULL || ev->worker >= fs->nworkers)
@@ -238,8 +240,12 @@ static int apply(struct follower *f, const sl_event *ev)
 				return rc;
 			fw->pending[0] = fw->pending[1] = 0;
 			fw->skip[0] = fw->skip[1] = 0;
+			cur = ev->frontier;
 		}
+		return sli_client_replica_ack(c, fs->id, ev->worker, cur);
 	}
+	if (ev->kind == SL_EV_WATERMARK)
+		return sli_source_set_watermark(fs->src, ev->worker, ev->upper);
 	return 0;
 }
 
@@ -290,14 +296,22 @@ static int follow_round(struct follower *f)
 		stop = 1;
 		goto out;
 	}
-	if (sl_queue_open(c, &q) != 0)
+	char self[160];
+	sli_storage_self(st, self, sizeof(self));
+	if (sli_client_replica(c, self) != 0 || sl_queue_open(c, &q) != 0)
 		goto out;
 	for (size_t i = 0; i < f->nsrcs; i++) {
 		for (uint32_t w = 0; w < f->srcs[i].nworkers; w++) {
 			struct fworker *fw = &f->srcs[i].w[w];
 			uint64_t from = sl_source_upper(f->srcs[i].src, w);
-			if (from == SL_TIME_CLOSED || !sl_source_hosts(f->srcs[i].src, w))
+			if (!sl_source_hosts(f->srcs[i].src, w))
 				continue;
+			if (from == SL_TIME_CLOSED) {
+				/* nothing more to follow: its copy is complete (said for the watermark) */
+				if (sli_client_replica_ack(c, f->srcs[i].id, w, from) != 0)
+					goto out;
+				continue;
+			}
 			/* what a previous round appended at times >= from comes again: skip it */
 			fw->skip[0] = fw->pending[0];
 			fw->skip[1] = fw->pending[1];
@@ -332,7 +346,7 @@ static int follow_round(struct follower *f)
 			            primary, ev.source, ev.worker, ev.message ? ev.message : "");
 			continue;
 		}
-		if (ev.kind != SL_EV_MESSAGES && ev.kind != SL_EV_PROGRESS)
+		if (ev.kind != SL_EV_MESSAGES && ev.kind != SL_EV_PROGRESS && ev.kind != SL_EV_WATERMARK)
 			continue;
 		pthread_mutex_lock(&f->mu);
 		if (atomic_load(&f->stop)) {
@@ -340,7 +354,7 @@ static int follow_round(struct follower *f)
 			stop = 1;
 			break;
 		}
-		rc = apply(f, &ev);
+		rc = apply(f, c, &ev);
 		pthread_mutex_unlock(&f->mu);
 		if (rc != 0 && disk_error(rc)) {
 			/* Storage said once that the worker's appends are blocked; the append wrote

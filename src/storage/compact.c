@@ -428,7 +428,8 @@ void sli_compact_tick(sl_storage *st)
 		pthread_mutex_unlock(&st->src_mu);
 		for (uint32_t k = 0; k < src->nworkers && budget > 0; k++) {
 			struct sworker *w = &src->w[k];
-			uint64_t upper = atomic_load(&w->upper);
+			/* only what is published may be consolidated (replication may hold it back) */
+			uint64_t upper = sli_worker_published(st, w);
 			if (upper == SL_TIME_CLOSED || upper <= retain)
 				continue;
 			uint64_t since = upper - retain;

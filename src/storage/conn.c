@@ -137,6 +137,7 @@ void sli_conn_free(struct conn *c)
 {
 	sli_conn_reason(c, "the server is shutting down");
 	conn_closed(c);
+	sli_repl_conn_closed(c);
 	for (size_t i = 0; i < c->subs.nbuckets; i++) {
 		struct sub *s = c->subs.by_handle[i], *next;
 		for (; s; s = next) {

@@ -54,7 +54,8 @@ void sli_conn_on_append(struct conn *c, const sli_append *r)
 		c->stage_batch = r->batch;
 		c->stage_source = r->source;
 		struct sl_source *src = sli_storage_find_source(c->st, r->source);
-		if (c->st->standby_of != NULL && !atomic_load(&c->st->promoted)) {
+		int rc;
+		if (c->st->standby_of != NULL && !atomic_load(&c->st->promoted) && !c->st->cfg.coordinated) {
 			snprintf(msg, sizeof(msg), "this is a standby of %s: promote it first with sluice "
 			         "promote", c->st->standby_of);
 			stage_fail(c, SL_EREJECTED, msg);
@@ -65,6 +66,8 @@ void sli_conn_on_append(struct conn *c, const sli_append *r)
 			snprintf(msg, sizeof(msg), "source %s is of kind %s, which does not accept ingest",
 			         src->name, src->kind);
 			stage_fail(c, SL_EKIND, msg);
+		} else if ((rc = sli_repl_may_ingest(c->st, msg, sizeof(msg))) != 0) {
+			stage_fail(c, rc, msg);
 		}
 	}
 	if (!c->stage_failed) {
@@ -114,10 +117,9 @@ void sli_conn_on_append(struct conn *c, const sli_append *r)
 			uint64_t t = 0;
 			int rc = sli_ingest_commit(src, c->stage.ptr, c->stage.len, c->stage_count, &t);
 			if (rc == 0) {
-				sli_frame f = {.type = SLI_APPEND_OK};
-				f.u.append_ok.batch = c->stage_batch;
-				f.u.append_ok.time = t;
-				sli_conn_put_frame(c, &f);
+				/* AppendOk once the batch is durable on the copies replication asks for */
+				if (sli_repl_ack(c, src, c->stage_batch, t) != 0)
+					sli_conn_error(c, SL_ENOMEM, 1, "out of memory keeping an acknowledgement");
 			} else {
 				append_error(c, c->stage_batch, rc, "batch not committed: %s", sl_strerror(rc));
 			}

@@ -56,6 +56,12 @@ static void on_frame(struct conn *c, const sli_frame *f)
 	case SLI_APPEND:
 		sli_conn_on_append(c, &f->u.append);
 		break;
+	case SLI_REPLICA:
+		sli_repl_on_replica(c, f->u.replica.member);
+		break;
+	case SLI_REPLICA_ACK:
+		sli_repl_on_ack(c, &f->u.replica_ack);
+		break;
 	case SLI_STATS_REQUEST: {
 		/* Rendered right here, on the network thread, so it is one consistent instant. */
 		sli_buf text;

@@ -140,7 +140,7 @@ void sli_conn_on_subscribe(struct conn *c, const sli_subscribe *r)
 	sli_frame f = {.type = SLI_SUBSCRIBE_OK};
 	f.u.subscribe_ok.handle = r->handle;
 	f.u.subscribe_ok.since = w->since;
-	f.u.subscribe_ok.upper = atomic_load(&w->upper);
+	f.u.subscribe_ok.upper = c->replica ? atomic_load(&w->upper) : sli_worker_published(c->st, w);
 	f.u.subscribe_ok.flags = flags;
 	sli_conn_put_frame(c, &f);
 	sli_serve_mark_ready(s);

@@ -50,8 +50,7 @@ static void *fence_thread(void *arg)
 {
 	sl_storage *st = arg;
 	char self[192];
-	const char *colon = strrchr(st->listen, ':');
-	snprintf(self, sizeof(self), "%.*s:%d", colon ? (int)(colon - st->listen) : 0, st->listen, st->port);
+	sli_storage_self(st, self, sizeof(self));
 	sli_frame fence = {.type = SLI_FENCE};
 	fence.u.fence.by = (sl_bytes){(const uint8_t *)self, strlen(self)};
 	while (!atomic_load(&st->fence_stop)) {

@@ -33,6 +33,8 @@ const char *sli_storage_standby_of(const sl_storage *st);
 /* Registers the follower (ops static, arg the follower's), or unregisters it with ops NULL.
  * Called from the thread that calls sl_storage_follow, before the follower starts. */
 void sli_storage_set_follower(sl_storage *st, const sli_follower_ops *ops, void *arg);
+/* This process's own address: the host of its listen address and the port it got. */
+void sli_storage_self(const sl_storage *st, char *buf, size_t len);
 /* Hands msg to the runtime's warn callback, if it has one. */
 void sli_storage_warn(sl_storage *st, const char *msg);
 /* The cluster's process list (NULL outside a cluster), with its size and this process's index. */
@@ -41,6 +43,10 @@ const char *const *sli_storage_cluster(const sl_storage *st, uint32_t *size, uin
 uint64_t sli_storage_exchange_fingerprint(sl_storage *st, uint64_t fp);
 /* Sets the term (sl_storage_term), not persisting it: see sli_storage_save_term. */
 void sli_storage_set_term(sl_storage *st, uint64_t term);
+
+/* standby.c: the watermark the process followed sent for a worker (Watermark): with
+ * replication, what this standby may publish of it.  0 or SL_EARG. */
+int sli_source_set_watermark(sl_source *src, uint32_t worker, uint64_t hw);
 
 /* source.c: the name of a registered source (valid as long as the runtime). */
 const char *sli_source_name(const sl_source *src);

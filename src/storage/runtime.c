@@ -52,6 +52,7 @@ static void on_tick(sli_loop *l, void *arg)
 	sl_storage *st = arg;
 	atomic_store_explicit(&st->last_tick_ms, sli_now_ms(), memory_order_relaxed);
 	sli_conn_tick(arg);
+	sli_repl_tick(arg);
 	sli_compact_tick(arg);
 }
 
@@ -150,8 +151,12 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	uint32_t tick = st->cfg.heartbeat_ms / 4 ? st->cfg.heartbeat_ms / 4 : 1;
 	sli_loop_on_tick(st->loop, tick, on_tick, st);
 	sli_loop_on_idle(st->loop, on_idle, st);
-	if ((rc = sli_sync_start(st)) != 0)
+	if ((rc = sli_repl_open(st)) != 0)
 		goto err_loop;
+	if ((rc = sli_sync_start(st)) != 0) {
+		sli_repl_free(st);
+		goto err_loop;
+	}
 	*out = st;
 	return 0;
 err_loop:
@@ -229,6 +234,7 @@ SL_API void sl_storage_close(sl_storage *st)
 	sli_loop_free(st->loop);
 	st->loop = NULL;
 	sli_sync_stop(st);
+	sli_repl_free(st);
 	sli_sources_free(st);
 	free(st->data_dir);
 	for (uint32_t i = 0; st->cluster && i < st->cluster_size; i++)

@@ -213,8 +213,15 @@ static int serve_sub(struct conn *c, struct sub *s)
 	if (s->sent_upper < s->from && send_progress(c, s, s->from) != 0)
 		return 0;
 
-	/* Read the upper before the ends: every block below a time < upper is then within them. */
-	t.upper = atomic_load_explicit(&w->upper, memory_order_acquire);
+	/* Read the upper before the ends: every block below a time < upper is then within them.
+	 * A standby's subscription reads to the upper, and learns the watermark; every other one
+	 * to the published frontier (the upper, or with replication what the copies hold). */
+	if (c->replica) {
+		sli_repl_send_watermark(c, s);
+		t.upper = atomic_load_explicit(&w->upper, memory_order_acquire);
+	} else {
+		t.upper = sli_worker_published(c->st, w);
+	}
 
 	/* A subscription from before `since` first gets the snapshot at since (s->from). */
 	if (s->snap[0] != NULL || s->snap[1] != NULL) {
@@ -278,6 +285,7 @@ void sli_serve_dirty(sl_storage *st)
 		 * the flag, and an append after this point queues the worker again (which rewrites
 		 * dirty_next: hence `next` was read first). */
 		atomic_exchange(&w->dirty, 0);
+		sli_repl_update_worker(st, w);
 		for (struct sub *s = w->subs; s != NULL; s = s->wnext)
 			sli_serve_mark_ready(s);
 	}

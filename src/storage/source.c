@@ -403,7 +403,7 @@ int sli_encode_sources(sl_storage *st, sli_buf *b)
 		memcpy(p, s->kind, kl), p += kl;
 		sli_set_u32(p, s->nworkers), p += 4;
 		for (uint32_t w = 0; w < s->nworkers; w++, p += 8)
-			sli_set_u64(p, atomic_load(&s->w[w].upper));
+			sli_set_u64(p, sli_worker_published(st, &s->w[w]));
 		b->len = (size_t)(p - b->ptr);
 	}
 	sli_frame_end(b, hdr);

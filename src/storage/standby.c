@@ -42,6 +42,12 @@ void sli_storage_set_follower(sl_storage *st, const sli_follower_ops *ops, void 
 	st->follower = ops != NULL ? arg : NULL;
 }
 
+void sli_storage_self(const sl_storage *st, char *buf, size_t len)
+{
+	const char *colon = strrchr(st->listen, ':');
+	snprintf(buf, len, "%.*s:%d", colon ? (int)(colon - st->listen) : 0, st->listen, st->port);
+}
+
 void sli_storage_warn(sl_storage *st, const char *msg)
 {
 	if (st->cfg.warn)
@@ -75,16 +81,12 @@ SL_API uint64_t sl_storage_term(const sl_storage *st)
 	return atomic_load(&st->term);
 }
 
-int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen)
+/* Stops the follower (if any), persists `term` and opens the ingest sources: the leader now. */
+static int take_lead(sl_storage *st, uint64_t term, char *err, size_t errlen)
 {
-	if (st->standby_of == NULL || atomic_load(&st->promoted)) {
-		snprintf(err, errlen, "not a standby");
-		return SL_EREJECTED;
-	}
 	/* The follower applies one event at a time under its lock: after this no more. */
 	if (st->follower_ops != NULL)
 		st->follower_ops->stop(st->follower);
-	uint64_t term = atomic_load(&st->term) + 1;
 	int rc = sli_storage_save_term(st, term);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot persist the new term %" PRIu64 ": %s", term, sl_strerror(rc));
@@ -97,7 +99,46 @@ int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t er
 			st->sources[i]->flags |= SL_SOURCE_INGEST;
 	pthread_mutex_unlock(&st->src_mu);
 	atomic_store(&st->promoted, 1);
-	*term_out = term;
+	return 0;
+}
+
+int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen)
+{
+	if (st->cfg.coordinated) {
+		snprintf(err, errlen, "leadership is decided in etcd: use sluice promote with --etcd");
+		return SL_EREJECTED;
+	}
+	if (st->standby_of == NULL || atomic_load(&st->promoted)) {
+		snprintf(err, errlen, "not a standby");
+		return SL_EREJECTED;
+	}
+	uint64_t term = atomic_load(&st->term) + 1;
+	int rc = take_lead(st, term, err, errlen);
+	if (rc == 0)
+		*term_out = term;
+	return rc;
+}
+
+SL_API int sl_storage_set_leader(sl_storage *st, uint64_t term)
+{
+	char err[200];
+	if (st == NULL || term <= atomic_load(&st->term) || !st->cfg.coordinated)
+		return SL_EARG;
+	int rc = take_lead(st, term, err, sizeof(err));
+	if (rc != 0)
+		sli_storage_set_error("%s", err);
+	return rc;
+}
+
+int sli_source_set_watermark(sl_source *src, uint32_t worker, uint64_t hw)
+{
+	if (worker >= src->nworkers)
+		return SL_EARG;
+	struct sworker *w = &src->w[worker];
+	uint64_t cur = atomic_load(&w->wm);
+	while (hw > cur && !atomic_compare_exchange_weak(&w->wm, &cur, hw))
+		;
+	sli_worker_touch(w);
 	return 0;
 }
 

@@ -37,6 +37,12 @@ struct sworker {
 	struct sli_snap *snap[2];
 	_Atomic uint64_t marker_end[2]; /* position just past the last upper marker (writer) */
 	atomic_int append_blocked;      /* the last append or advance failed on the disk */
+	/* Replication (replicate.c), when st->gated: `visible` is the frontier ordinary
+	 * subscribers are served up to (<= upper); `hw` (loop) the high watermark computed from
+	 * the in-sync copies; `wm` the watermark a standby learnt from the process it follows. */
+	_Atomic uint64_t visible;
+	_Atomic uint64_t wm;
+	uint64_t hw;
 };
 
 /* A consolidated snapshot of one collection at `since`: MESSAGES events at that one time, kept
@@ -75,6 +81,7 @@ struct sub {
 	struct sub *wnext, *wprev; /* worker's subscriber list */
 	struct sub *hnext;    /* handle hash chain */
 	struct sub *knext;    /* (dataflow, source, worker) hash chain */
+	uint64_t sent_wm;     /* a standby's subscription: the watermark it was last sent */
 };
 
 struct subtable {
@@ -126,6 +133,11 @@ struct conn {
 	char peer[64];        /* "HOST:PORT" of the client */
 	char reason[192];     /* why it closes, once known (first reason wins) */
 	uint64_t bytes_in, bytes_out, frames_in, frames_out;
+	/* Replication (replicate.c): a standby's connection names its member (index + 1; 0 for
+	 * every other connection); acknowledgements waiting for the high watermark, in order. */
+	uint32_t replica;
+	struct sli_pending_ack *acks;
+	size_t acks_head, acks_len, acks_cap;
 };
 
 struct sl_storage {
@@ -180,7 +192,19 @@ struct sl_storage {
 	void *follower;
 	struct sli_security *sec; /* TLS contexts and tokens (security.h), never NULL once open */
 	struct sli_metrics metrics; /* metrics.h: counters and report requests */
+	/* Replication (replicate.c): gated when min_insync > 1 or coordinated (set at open). */
+	int gated;
+	struct sli_repl *repl;
+	_Atomic uint64_t act_until; /* CLOCK_MONOTONIC ms; UINT64_MAX without a coordinator */
 };
+
+/* The frontier a worker's ordinary subscribers are served up to: its upper, or when
+ * replication gates it, what the in-sync copies hold (replicate.c). */
+static inline uint64_t sli_worker_published(const sl_storage *st, const struct sworker *w)
+{
+	return st->gated ? atomic_load_explicit(&w->visible, memory_order_acquire)
+	                 : atomic_load_explicit(&w->upper, memory_order_acquire);
+}
 
 /* Whether this process hosts worker w of every source (w mod P == process). */
 static inline int sli_hosts(const sl_storage *st, uint32_t w)
@@ -218,6 +242,24 @@ void sli_sync_stop(sl_storage *st);
 int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen);
 /* sl_storage_close: stops and joins the registered follower, if any. */
 void sli_storage_stop_follower(sl_storage *st);
+
+/* replicate.c: the leader's high watermark and a standby's watermark (see the file). */
+int sli_repl_open(sl_storage *st);
+void sli_repl_free(sl_storage *st);
+void sli_repl_on_replica(struct conn *c, sl_bytes member);
+void sli_repl_on_ack(struct conn *c, const sli_replica_ack *a);
+void sli_repl_conn_closed(struct conn *c);
+/* Recomputes w's high watermark and visible frontier (loop) and sends the acknowledgements
+ * that waited for them: 1 when the visible frontier moved (its subscribers have news). */
+int sli_repl_update_worker(sl_storage *st, struct sworker *w);
+void sli_repl_tick(sl_storage *st);
+/* Whether a new ingest batch may be taken now: 0, or SL_ENOTINSYNC / SL_ELEASE with msg. */
+int sli_repl_may_ingest(sl_storage *st, char *msg, size_t len);
+/* Sends AppendOk(batch, time) once every hosted worker of src publishes time (at once when
+ * not gated).  0 or SL_ENOMEM. */
+int sli_repl_ack(struct conn *c, struct sl_source *src, uint64_t batch, uint64_t time);
+/* serve.c, for a standby's subscription: sends Watermark when the worker's moved. */
+void sli_repl_send_watermark(struct conn *c, struct sub *s);
 
 /* compact.c */
 void sli_snap_unref(struct sli_snap *s);

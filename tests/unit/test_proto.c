@@ -46,7 +46,7 @@ static sli_buf src_entries; /* two Sources entries */
 static sli_buf app_updates; /* three updates */
 static sli_buf cluster_addrs; /* three addresses */
 
-#define NSAMPLES 29
+#define NSAMPLES 32
 static sli_frame samples[NSAMPLES];
 static size_t nsamples;
 
@@ -192,6 +192,15 @@ static int setup_samples(void **state)
 	s[n].type = SLI_HELLO; /* the token flag with an empty token and an empty name */
 	s[n].u.hello = (sli_hello){ SLI_MAGIC, SLI_PROTO_VERSION, SLI_HELLO_TOKEN, 1, 0, B(""), 0, B("") };
 	n++;
+	s[n].type = SLI_REPLICA;
+	s[n].u.replica = (sli_replica){ B("127.0.0.1:7002") };
+	n++;
+	s[n].type = SLI_REPLICA_ACK;
+	s[n].u.replica_ack = (sli_replica_ack){ 7, 3, 0xfffffffffffffff0ull };
+	n++;
+	s[n].type = SLI_WATERMARK;
+	s[n].u.watermark = (sli_watermark){ 11, 12345 };
+	n++;
 	s[n].type = SLI_STATS_REQUEST;
 	n++;
 	s[n].type = SLI_STATS;
@@ -308,6 +317,18 @@ static void assert_frame_eq(const sli_frame *a, const sli_frame *b)
 		assert_true(a->u.fence.term == b->u.fence.term);
 		assert_true(bytes_eq(a->u.fence.by, b->u.fence.by));
 		break;
+	case SLI_REPLICA:
+		assert_true(bytes_eq(a->u.replica.member, b->u.replica.member));
+		break;
+	case SLI_REPLICA_ACK:
+		assert_true(a->u.replica_ack.source == b->u.replica_ack.source);
+		assert_int_equal(a->u.replica_ack.worker, b->u.replica_ack.worker);
+		assert_true(a->u.replica_ack.upper == b->u.replica_ack.upper);
+		break;
+	case SLI_WATERMARK:
+		assert_int_equal(a->u.watermark.handle, b->u.watermark.handle);
+		assert_true(a->u.watermark.hw == b->u.watermark.hw);
+		break;
 	case SLI_APPEND_OK:
 		assert_true(a->u.append_ok.batch == b->u.append_ok.batch);
 		assert_true(a->u.append_ok.time == b->u.append_ok.time);
@@ -361,7 +382,7 @@ static void test_roundtrip(void **state)
 		SLI_SUBSCRIBE_OK, SLI_SUBSCRIBE_ERROR, SLI_UNSUBSCRIBE, SLI_UNSUBSCRIBE_OK, SLI_CREDIT,
 		SLI_DATA, SLI_LIST_SOURCES, SLI_SOURCES, SLI_CLUSTER_MAP, SLI_CLUSTER, SLI_APPEND,
 		SLI_APPEND_OK, SLI_APPEND_ERROR, SLI_PROMOTE, SLI_PROMOTED, SLI_FENCE,
-		SLI_STATS_REQUEST, SLI_STATS };
+		SLI_REPLICA, SLI_REPLICA_ACK, SLI_WATERMARK, SLI_STATS_REQUEST, SLI_STATS };
 	for (size_t i = 0; i < sizeof(all); i++)
 		assert_true(seen[all[i]]);
 	assert_string_equal(sli_frame_type_name(SLI_SUBSCRIBE), "Subscribe");
@@ -826,7 +847,7 @@ static void test_buf(void **state)
 static void test_strerror(void **state)
 {
 	(void)state;
-	for (int c = SL_EPROTO; c >= SL_ELEASE; c--) {
+	for (int c = SL_EPROTO; c >= SL_ENOTINSYNC; c--) {
 		const char *s = sl_strerror(c);
 
 		assert_non_null(s);
@@ -839,7 +860,7 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(-EINVAL), "Invalid argument");
 	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");
 	assert_string_equal(sl_strerror(0), "success");
-	assert_string_equal(sl_strerror(SL_ELEASE - 1), "unknown error");
+	assert_string_equal(sl_strerror(SL_ENOTINSYNC - 1), "unknown error");
 	assert_string_equal(sl_strerror(-999), "unknown error");
 	assert_string_equal(sl_strerror(7), "unknown error");
 	assert_string_equal(sl_strerror(INT32_MIN), "unknown error");
