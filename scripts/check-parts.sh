@@ -26,7 +26,8 @@ declare -A ALLOWED=(
 	[compute]="sluice compute.h proto net common"
 	[replica]="sluice storage.h compute.h storage compute proto net log common"
 	[sources]="sluice storage.h proto common"
-	[cli]="sluice storage.h compute.h proto net common sources coord replica"
+	[failover]="sluice storage.h common coord"
+	[cli]="sluice storage.h compute.h proto net common sources coord replica failover"
 )
 
 # part_of INCLUDE: the part an include path names ("storage/x.h" -> storage, "sluice/storage.h"

@@ -308,6 +308,14 @@ SL_API int sl_storage_set_leader(sl_storage *st, uint64_t term);
 SL_API int sl_source_register(sl_storage *st, const char *name, const char *kind, uint32_t workers,
                               unsigned flags, sl_source **out);
 
+/* The registered source named `name`, when its kind and worker count are `kind` and
+ * `workers`: how a producer takes over a source a standby followed (under etcd, the new leader's
+ * counter continues the one it replicated).  0 with *out (the runtime's), SL_ENOSOURCE (no such
+ * name), SL_EARG (another kind or worker count; message in sl_storage_last_error).
+ * Thread-safe. */
+SL_API int sl_source_find(sl_storage *st, const char *name, const char *kind, uint32_t workers,
+                          sl_source **out);
+
 /* The source's id (1, 2, ... in registration order: clients name it by this) and its number of
  * workers.  Fixed at registration; thread-safe. */
 SL_API uint64_t sl_source_id(const sl_source *src);

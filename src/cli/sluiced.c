@@ -41,6 +41,8 @@
 static const char usage[] =
 	"usage: sluiced [--listen HOST:PORT] [--data-dir DIR] [--source SPEC]...\n"
 	"               [--cluster ADDR,ADDR,... --process I] [--standby-of ADDR]\n"
+	"               [--etcd ENDPOINTS --cluster LIST --process I [--lease-ms MS]]\n"
+	"               [--min-insync N]\n"
 	"               [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--tls-ca FILE]\n"
 	"               [--auth-token-file FILE]\n"
 	"\n"
@@ -72,6 +74,12 @@ static const char usage[] =
 	"                       'sluice promote' makes it the primary.  Takes no --source; with\n"
 	"                       --cluster and --process, the primary's (it listens on the first\n"
 	"                       address of its entry that is not ADDR)\n"
+	"  --etcd ENDPOINTS     decide leadership in etcd (comma-separated client URLs,\n"
+	"                       http://127.0.0.1:2379,...): every address of entry I of --cluster\n"
+	"                       is a candidate for process I, started with the same flags but its\n"
+	"                       own --listen; the leader takes ingest and runs the sources, the\n"
+	"                       others follow it as standbys and take over when it dies\n"
+	"  --lease-ms MS        with --etcd: the leadership lease (default 3000)\n"
 	"  --min-insync N       acknowledge an ingest batch, and publish a time, only once it is\n"
 	"                       durable here and on every in-sync standby, and only while at\n"
 	"                       least N copies (this one included) are in sync; with fewer,\n"
@@ -200,7 +208,7 @@ static const char *own_address(const char *entry, const char *standby_of, char *
 static const cli_opt opts[] = {
 	{"listen", 1}, {"data-dir", 1}, {"source", 1}, {"cluster", 1}, {"process", 1},
 	{"fsync", 1},  {"segment-size", 1}, {"retain", 1}, {"standby-of", 1}, {"help", 0},
-	{"min-insync", 1},
+	{"min-insync", 1}, {"etcd", 1}, {"lease-ms", 1},
 	{"version", 0}, {"config", 1}, CLI_SECURITY_OPTS, {"tls-client-ca", 1},
 	{"metrics-listen", 1}, {"log-level", 1}, {"log-format", 1}, {"log-file", 1},
 	CLI_LIMIT_OPTS, {NULL, 0},
@@ -255,7 +263,9 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	const cli_opt *opt;
 	char err[512], *addrs[MAX_CLUSTER], cluster_buf[8192], *p, own[128];
 	size_t nspecs = 0, naddrs = 0, i;
-	uint64_t proc_index = 0, min_insync = 0;
+	uint64_t proc_index = 0, min_insync = 0, lease_ms = 3000;
+	const char *etcd = NULL;
+	sluiced_etcd ecand;
 	sl_storage_config cfg;
 	sl_storage *st;
 	sigset_t sigs;
@@ -318,6 +328,11 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 				fsync_mode = SL_FSYNC_NEVER;
 			else
 				return bad_args("bad --fsync '%s': expected always, interval or never", val);
+		} else if (strcmp(opt->name, "etcd") == 0) {
+			etcd = val;
+		} else if (strcmp(opt->name, "lease-ms") == 0) {
+			if (cli_parse_u64(val, &lease_ms) != 0 || lease_ms < 1000 || lease_ms > 600000)
+				return bad_args("bad --lease-ms '%s': expected milliseconds from 1000 to 600000", val);
 		} else if (strcmp(opt->name, "min-insync") == 0) {
 			if (cli_parse_u64(val, &min_insync) != 0 || min_insync == 0 || min_insync > 16)
 				return bad_args("bad --min-insync '%s': expected a number of copies from 1 to 16", val);
@@ -343,6 +358,17 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 		return bad_args("%s", "--standby-of takes no --source: a standby hosts its primary's sources");
 	if ((cluster == NULL) != (process == NULL))
 		return bad_args("%s", "--cluster and --process go together");
+	for (i = 0; i < nspecs; i++) {
+		size_t ni = strcspn(specs[i], "=");
+		for (size_t j = 0; j < i; j++)
+			if (strcspn(specs[j], "=") == ni && strncmp(specs[i], specs[j], ni) == 0) {
+				snprintf(err, sizeof(err), "source '%.*s' is defined twice", (int)ni, specs[i]);
+				return bad_args("%s", err);
+			}
+	}
+	if (etcd != NULL && (cluster == NULL || standby_of != NULL || listen == NULL))
+		return bad_args("%s", "--etcd needs --cluster, --process and --listen (this candidate's "
+		                "own address of its entry), and takes no --standby-of");
 	if (cluster != NULL) {
 		if (strlen(cluster) >= sizeof(cluster_buf))
 			return bad_args("%s", "--cluster list too long");
@@ -371,6 +397,16 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	}
 	if (listen == NULL)
 		listen = DEFAULT_LISTEN;
+	memset(&ecand, 0, sizeof(ecand));
+	if (etcd != NULL) {
+		ecand = (sluiced_etcd){.endpoints = etcd, .cluster = cluster, .process = (uint32_t)proc_index,
+		                       .self = listen, .lease_ms = (int64_t)lease_ms, .specs = specs,
+		                       .nspecs = nspecs, .runners = runners};
+		if (sluiced_etcd_check(&ecand, addrs[proc_index]) != 0)
+			return 2;
+		if (min_insync == 0)
+			min_insync = strchr(addrs[proc_index], '/') != NULL ? 2 : 1;
+	}
 	if (log_file != NULL && (rc = sluiced_log_open(log_file)) != 0) {
 		fprintf(stderr, "sluiced: cannot open --log-file %s: %s\n", log_file, strerror(-rc));
 		return 1;
@@ -404,6 +440,7 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cfg.segment_size = segment_size;
 	cfg.retain = retain;
 	cfg.min_insync = (uint32_t)min_insync;
+	cfg.coordinated = etcd != NULL;
 	cfg.warn = print_notice;
 	cfg.progress = sluiced_recovery_progress;
 	if (cli_security_load(&cli_sec, err, sizeof(err)) != 0) {
@@ -445,7 +482,8 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 			goto out_stop;
 		}
 	}
-	for (i = 0; i < nspecs; i++) {
+	/* Under etcd the sources start when this candidate leads (sluiced_etcd.c). */
+	for (i = 0; etcd == NULL && i < nspecs; i++) {
 		if ((rc = sli_source_start(st, specs[i], &runners[i], err, sizeof(err))) != 0) {
 			sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "%s", err);
 			status = (rc == SL_EARG || rc == SL_EDUPLICATE) ? 2 : 1;
@@ -478,7 +516,14 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	sli_kv kv[] = {{"addr", addr, 0}, {NULL, NULL, 0}};
 	sli_elog(SLI_LOG_ALWAYS, "listening", kv, "listening on %s", addr);
 
-	if (standby_of != NULL)
+	if (etcd != NULL && sluiced_etcd_start(&ecand, st) != 0) {
+		status = 1;
+		goto out_stop;
+	}
+	if (etcd != NULL)
+		snprintf(status_line, sizeof(status_line), "candidate for process %u on %s",
+		         (unsigned)proc_index, addr);
+	else if (standby_of != NULL)
 		snprintf(status_line, sizeof(status_line), "standby of %s, serving reads on %s",
 		         standby_of, addr);
 	else
@@ -491,6 +536,11 @@ static int run(int argc, char **argv, const char **specs, sli_source_runner **ru
 	cli_notify_stopping("stopping: closing connections and sources");
 
 out_stop:
+	if (etcd != NULL) {
+		sluiced_etcd_stop(&ecand); /* the candidate started the runners: it stops them */
+		if (ecand.exit_status != 0)
+			status = ecand.exit_status;
+	}
 	for (i = 0; i < nspecs; i++)
 		sli_source_stop(runners[i]);
 	sl_storage_close(st);

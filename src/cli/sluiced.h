@@ -30,3 +30,33 @@ void sluiced_recovery_progress(void *arg, const char *source, uint32_t worker, u
                                size_t segment, size_t segments);
 
 #endif
+
+/* ---- leadership in etcd (sluiced_etcd.c) ---- */
+
+#include "sluice/storage.h"
+#include "sources/sources.h"
+
+/* What a candidate under etcd starts with: the sources it runs once it leads. */
+typedef struct sluiced_etcd {
+	const char *endpoints;
+	const char *cluster;   /* the --cluster list as given: its hash names the keys */
+	uint32_t process;
+	const char *self;      /* this candidate's address ("HOST:PORT", its --listen) */
+	int64_t lease_ms;
+	const char **specs;
+	size_t nspecs;
+	sli_source_runner **runners; /* [nspecs], filled once it leads */
+	struct sli_candidate *cand;
+	sl_storage *cand_storage;
+	volatile int exit_status;    /* set before the candidate ends the process */
+} sluiced_etcd;
+
+/* Checks --etcd's arguments: self must be an address of the entry.  0, or 2 after one line on
+ * stderr. */
+int sluiced_etcd_check(const sluiced_etcd *e, const char *entry);
+/* Starts the candidate on st (started, cfg.coordinated): it follows or campaigns.  0, or 1 after
+ * an error line.  When it ends (leadership lost, another leader), the process gets SIGTERM and
+ * e->exit_status is 75 (EX_TEMPFAIL: restart it). */
+int sluiced_etcd_start(sluiced_etcd *e, sl_storage *st);
+/* Stops the candidate (a leader resigns), then the sources it started. */
+void sluiced_etcd_stop(sluiced_etcd *e);

@@ -137,8 +137,10 @@ static int check_primary(sl_storage *st, const char *primary, sl_client *c)
 				follow_warn(st, "cannot persist the cluster fingerprint: %s", sl_strerror(rc));
 		}
 	}
+	/* Under a coordinator a standby keeps its own term (the last it led, or 1), below the
+	 * leader's: clients pick the leader by the higher term. */
 	uint64_t t = sl_client_term(c);
-	if (t > sl_storage_term(st)) {
+	if (t > sl_storage_term(st) && !sli_storage_coordinated(st)) {
 		sli_storage_set_term(st, t);
 		int rc = sli_storage_save_term(st, t);
 		if (rc != 0)

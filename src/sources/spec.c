@@ -173,6 +173,10 @@ int sli_source_register_spec(sl_storage *st, const sli_spec *sp, uint32_t worker
 {
 	int rc = sl_source_register(st, sp->name, sp->kind, workers, flags, out);
 
+	/* Registered already by a standby's follower (sluiced --etcd, now leading): produce into
+	 * it.  sluiced refuses two specs of one name before this. */
+	if (rc == SL_EDUPLICATE && sl_source_find(st, sp->name, sp->kind, workers, out) == 0)
+		return 0;
 	if (rc == SL_EDUPLICATE)
 		sli_spec_error(err, errlen, "source '%s' is defined twice", sp->name);
 	else if (rc != 0 && sl_storage_last_error()[0] != '\0')

@@ -41,6 +41,9 @@ void sli_storage_warn(sl_storage *st, const char *msg);
 const char *const *sli_storage_cluster(const sl_storage *st, uint32_t *size, uint32_t *process);
 /* Sets the cluster fingerprint this process reports; returns the previous one. */
 uint64_t sli_storage_exchange_fingerprint(sl_storage *st, uint64_t fp);
+/* Whether leadership is decided outside (sl_storage_config.coordinated): the terms then come
+ * from the coordinator, not from the process followed. */
+int sli_storage_coordinated(const sl_storage *st);
 /* Sets the term (sl_storage_term), not persisting it: see sli_storage_save_term. */
 void sli_storage_set_term(sl_storage *st, uint64_t term);
 

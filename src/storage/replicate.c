@@ -410,8 +410,12 @@ static void apply_recorded(sl_storage *st)
 		return;
 	for (size_t i = 0; i < r->n; i++)
 		r->m[i].recorded = 0;
+	char self[160];
+	sli_storage_self(st, self, sizeof(self));
 	for (char *save = NULL, *tok = strtok_r(text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		size_t i;
+		if (strcmp(tok, self) == 0)
+			continue; /* this process: not a standby of itself */
 		for (i = 0; i < r->n; i++)
 			if (strcmp(r->m[i].name, tok) == 0)
 				break;

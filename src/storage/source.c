@@ -129,6 +129,31 @@ err_free:
 	return rc;
 }
 
+SL_API int sl_source_find(sl_storage *st, const char *name, const char *kind, uint32_t workers,
+                          sl_source **out)
+{
+	if (st == NULL || name == NULL || kind == NULL || out == NULL)
+		return SL_EARG;
+	int rc = SL_ENOSOURCE;
+	pthread_mutex_lock(&st->src_mu);
+	for (size_t i = 0; i < st->nsources; i++) {
+		struct sl_source *s = st->sources[i];
+		if (strcmp(s->name, name) != 0)
+			continue;
+		if (strcmp(s->kind, kind) != 0 || s->nworkers != workers) {
+			sli_storage_set_error("source %s is of kind %s with %u workers here, not %s with %u",
+			                      name, s->kind, s->nworkers, kind, workers);
+			rc = SL_EARG;
+		} else {
+			*out = s;
+			rc = 0;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&st->src_mu);
+	return rc;
+}
+
 void sli_sources_free(sl_storage *st)
 {
 	for (size_t i = 0; i < st->nsources; i++)

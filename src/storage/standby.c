@@ -66,6 +66,11 @@ uint64_t sli_storage_exchange_fingerprint(sl_storage *st, uint64_t fp)
 	return atomic_exchange(&st->fingerprint, fp);
 }
 
+int sli_storage_coordinated(const sl_storage *st)
+{
+	return st->cfg.coordinated;
+}
+
 void sli_storage_set_term(sl_storage *st, uint64_t term)
 {
 	atomic_store(&st->term, term);

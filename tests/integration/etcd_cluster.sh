@@ -11,6 +11,7 @@
 #   etcd_cluster.sh restart DIR N    starts member N again on its data and waits until healthy.
 #   etcd_cluster.sh wait DIR         waits (at most 30 s) until every running member is healthy.
 #   etcd_cluster.sh stop DIR         SIGKILLs every member and the watchdog (DIR is the caller's).
+#   etcd_cluster.sh ports DIR N      prints N free ports picked the same way (DIR unused).
 #
 # Ports: etcd cannot report a port it chose itself, and its peers must know each other's ports
 # in advance, so 6 ports are picked at random below the kernel's ephemeral range (outgoing
@@ -43,21 +44,21 @@ listening_ports() {
 	done
 }
 
-pick_ports() {
-	local low high used p n=0 tries=0
+pick_ports() { # [COUNT]: PORTS=(COUNT free ports, default 6)
+	local want=${1:-6} low high used p n=0 tries=0
 	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
 	high=$((low - 1))
 	low=$((high > 12000 ? high - 10000 : 2000))
 	used=" $(listening_ports | tr '\n' ' ') "
 	PORTS=()
-	while ((n < 6 && tries < 1000)); do
+	while ((n < want && tries < 1000)); do
 		tries=$((tries + 1))
 		p=$((low + (RANDOM * 32768 + RANDOM) % (high - low)))
 		[[ $used == *" $p "* || " ${PORTS[*]-} " == *" $p "* ]] && continue
 		PORTS+=("$p")
 		n=$((n + 1))
 	done
-	((n == 6)) || die "no 6 free ports found in $low..$high"
+	((n == want)) || die "no $want free ports found in $low..$high"
 }
 
 member_alive() { # N: whether member N's recorded pid is an etcd of this DIR
@@ -181,6 +182,12 @@ start_cluster() {
 }
 
 case $VERB in
+ports)
+	# ports DIR N: prints N ports nobody listens on, below the ephemeral range (for processes
+	# whose addresses must be known before they start, like sluiced --etcd candidates)
+	pick_ports "${3:?count}"
+	echo "${PORTS[*]}"
+	;;
 start)
 	start_cluster "${3:-}"
 	;;

@@ -1,0 +1,293 @@
+/*
+ * candidate.c - a candidate of one storage process group under etcd (see candidate.h).
+ *
+ * The thread ticks every quarter of the lease (at most every 250 ms while following, so a
+ * dead leader's expired key is noticed quickly).  Following: it reads the leader key; nobody
+ * leads, and it is eligible, so it campaigns; somebody else leads, so it follows that leader
+ * (sl_storage_follow, once).  Leading: it renews the lease and hands the safe deadline to
+ * storage (sl_storage_act_until), and writes the in-sync set to etcd whenever storage's
+ * changes (sli_election_put_fenced, then sl_storage_isr_recorded).
+ *
+ * Eligibility is the group's in-sync set in etcd: only a candidate it lists may campaign, so
+ * a standby that lacks published data never leads (no unclean election).  A group without
+ * the key is new: every candidate is eligible.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "coord/election.h"
+#include "failover/candidate.h"
+
+#define ISR_MAX 2048
+
+struct sli_candidate {
+	sl_storage *st;
+	sli_candidate_config cfg;
+	char *endpoints, *cluster_id, *self;
+	char isr_key[SLI_COORD_KEY_MAX];
+	sli_etcd *etcd;
+	sli_election *el;
+	pthread_t tid;
+	atomic_int stop;
+	atomic_int leads;
+	char following[SLI_COORD_ADDR_MAX]; /* the leader followed, "" before */
+	int64_t following_term;
+	uint64_t isr_version; /* storage's in-sync set version last recorded */
+	int etcd_down;        /* said once per outage */
+};
+
+static void nap(sli_candidate *c, unsigned ms)
+{
+	for (unsigned t = 0; t < ms && !atomic_load(&c->stop); t += 25) {
+		struct timespec ts = {0, 25 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Listed in the group's in-sync set, or the group has none yet. */
+static int eligible(void *arg)
+{
+	sli_candidate *c = arg;
+	sli_etcd_kv kv;
+	int rc = sli_etcd_get(c->etcd, c->isr_key, &kv);
+	if (rc < 0)
+		return 0;
+	if (rc == 0)
+		return 1;
+	int listed = 0;
+	size_t n = strlen(c->self);
+	for (const char *p = (const char *)kv.value, *end = p + kv.value_len; p < end;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		size_t len = comma ? (size_t)(comma - p) : (size_t)(end - p);
+		if (len == n && memcmp(p, c->self, n) == 0)
+			listed = 1;
+		p += len + 1;
+	}
+	sli_etcd_kv_fini(&kv);
+	return listed;
+}
+
+static void say_etcd(sli_candidate *c, int rc)
+{
+	if (rc == 0) {
+		if (c->etcd_down)
+			sli_elog(SLI_LOG_WARN, "etcd_back", NULL, "etcd answers again");
+		c->etcd_down = 0;
+	} else if (!c->etcd_down) {
+		c->etcd_down = 1;
+		sli_elog(SLI_LOG_WARN, "etcd_unreachable", NULL, "etcd: %s",
+		         sli_coord_last_error()[0] ? sli_coord_last_error() : sl_strerror(rc));
+	}
+}
+
+/* Writes storage's in-sync set to etcd when it changed.  0, or SL_EFENCED (no longer leads). */
+static int record_isr(sli_candidate *c)
+{
+	char isr[ISR_MAX];
+	uint64_t version;
+	if (sl_storage_isr(c->st, isr, sizeof(isr), &version) != 0 || version == c->isr_version)
+		return 0;
+	int rc = sli_election_put_fenced(c->el, c->isr_key, isr, strlen(isr));
+	if (rc == SL_EFENCED || rc == SL_EARG)
+		return SL_EFENCED;
+	if (rc != 0)
+		return 0; /* tried again next tick; until then the larger set holds the watermark */
+	sl_storage_isr_recorded(c->st, isr);
+	c->isr_version = version;
+	sli_kv kv[] = {{"insync", isr, 0}, {NULL, NULL, 0}};
+	sli_elog(SLI_LOG_INFO, "isr_recorded", kv, "recorded the in-sync set in etcd: %s", isr);
+	return 0;
+}
+
+/* This candidate just won `term`: shrink the recorded set to itself, take the lead, start. */
+static int take_lead(sli_candidate *c, int64_t term, char *why, size_t len)
+{
+	int rc = sli_election_put_fenced(c->el, c->isr_key, c->self, strlen(c->self));
+	if (rc == 0)
+		rc = sl_storage_isr_recorded(c->st, c->self);
+	if (rc == 0)
+		rc = sl_storage_set_leader(c->st, (uint64_t)term);
+	if (rc != 0) {
+		snprintf(why, len, "won term %" PRId64 " but could not take it: %s", term,
+		         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+		return rc;
+	}
+	sl_storage_act_until(c->st, sli_election_safe_until_ms(c->el));
+	atomic_store(&c->leads, 1);
+	char t[24], p[16];
+	snprintf(t, sizeof(t), "%" PRId64, term);
+	snprintf(p, sizeof(p), "%u", c->cfg.process);
+	sli_kv kv[] = {{"process", p, 1}, {"term", t, 1}, {"address", c->self, 0}, {NULL, NULL, 0}};
+	sli_elog(SLI_LOG_INFO, "elected", kv, "leads process %s at term %s", p, t);
+	if (c->cfg.on_lead != NULL && (rc = c->cfg.on_lead(c->cfg.arg, (uint64_t)term)) != 0) {
+		snprintf(why, len, "leads at term %" PRId64 " but its sources did not start", term);
+		return rc;
+	}
+	return 0;
+}
+
+/* One tick as the leader.  0, or 1 when the candidate ends (why filled). */
+static int lead_tick(sli_candidate *c, char *why, size_t len)
+{
+	int rc = sli_election_renew(c->el);
+	say_etcd(c, rc == SL_ELEASE || rc == SL_EFENCED ? 0 : rc);
+	if (rc == SL_ELEASE || rc == SL_EFENCED) {
+		sl_storage_act_until(c->st, 0);
+		atomic_store(&c->leads, 0);
+		snprintf(why, len, "lost the leadership of process %u (%s): it stopped acting; "
+		         "restart it to rejoin as a standby", c->cfg.process,
+		         rc == SL_ELEASE ? "its lease expired" : "the leader key is another's");
+		return 1;
+	}
+	if (rc == 0)
+		sl_storage_act_until(c->st, sli_election_safe_until_ms(c->el));
+	/* with renewals failing the deadline just passes: storage stops acting by itself */
+	if (rc == 0 && record_isr(c) == SL_EFENCED) {
+		sl_storage_act_until(c->st, 0);
+		atomic_store(&c->leads, 0);
+		snprintf(why, len, "lost the leadership of process %u (a fenced write failed)",
+		         c->cfg.process);
+		return 1;
+	}
+	return 0;
+}
+
+/* One tick as a follower.  0, or 1 when the candidate ends (why filled). */
+static int follow_tick(sli_candidate *c, char *why, size_t len)
+{
+	sli_leader leader;
+	int rc = sli_election_observe(c->el, &leader);
+	say_etcd(c, rc < 0 ? rc : 0);
+	if (rc < 0)
+		return 0;
+	if (rc == 0) {
+		rc = sli_election_campaign(c->el, &leader);
+		if (rc == 1)
+			return take_lead(c, sli_election_term(c->el), why, len) != 0;
+		if (rc != 0 || leader.address[0] == '\0')
+			return 0; /* not eligible, or the key is between two leaders */
+	}
+	if (strcmp(leader.address, c->self) == 0)
+		return 0; /* our own key from before a restart: it expires, then we campaign */
+	if (c->following[0] == '\0') {
+		rc = sl_storage_follow(c->st, leader.address);
+		if (rc != 0) {
+			snprintf(why, len, "cannot follow the leader %s: %s", leader.address,
+			         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
+			return 1;
+		}
+		snprintf(c->following, sizeof(c->following), "%s", leader.address);
+		c->following_term = leader.term;
+		char t[24];
+		snprintf(t, sizeof(t), "%" PRId64, leader.term);
+		sli_kv kv[] = {{"leader", leader.address, 0}, {"term", t, 1}, {NULL, NULL, 0}};
+		sli_elog(SLI_LOG_INFO, "following", kv, "follows the leader %s (term %s) as a standby",
+		         leader.address, t);
+		return 0;
+	}
+	if (strcmp(leader.address, c->following) != 0 || leader.term != c->following_term) {
+		snprintf(why, len, "the leader is now %s (term %" PRId64 "), not the %s this standby "
+		         "follows: restart it to follow the new one", leader.address, leader.term,
+		         c->following);
+		return 1;
+	}
+	return 0;
+}
+
+static void *candidate_thread(void *arg)
+{
+	sli_candidate *c = arg;
+	char why[512] = "";
+	int64_t ttl = c->cfg.lease_ms;
+	while (!atomic_load(&c->stop)) {
+		int leads = atomic_load(&c->leads);
+		if ((leads ? lead_tick(c, why, sizeof(why)) : follow_tick(c, why, sizeof(why))) != 0) {
+			if (c->cfg.on_stop != NULL)
+				c->cfg.on_stop(c->cfg.arg, why);
+			break;
+		}
+		if (sli_election_ttl_ms(c->el) > 0)
+			ttl = sli_election_ttl_ms(c->el);
+		unsigned period = (unsigned)(ttl / 6);
+		if (!leads && period > 250)
+			period = 250;
+		nap(c, period ? period : 1);
+	}
+	return NULL;
+}
+
+int sli_candidate_start(sl_storage *st, const sli_candidate_config *cfg, sli_candidate **out)
+{
+	if (st == NULL || cfg == NULL || out == NULL || cfg->endpoints == NULL ||
+	    cfg->cluster_id == NULL || cfg->self == NULL || cfg->lease_ms < 1)
+		return SL_EARG;
+	sli_candidate *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return SL_ENOMEM;
+	c->st = st;
+	c->cfg = *cfg;
+	int rc = SL_ENOMEM;
+	if ((c->self = strdup(cfg->self)) == NULL || (c->cluster_id = strdup(cfg->cluster_id)) == NULL)
+		goto fail;
+	c->cfg.self = c->self;
+	c->cfg.cluster_id = c->cluster_id;
+	c->cfg.endpoints = NULL;
+	if ((rc = sli_coord_key(c->isr_key, sizeof(c->isr_key), cfg->cluster_id, cfg->process,
+	                        "isr")) != 0)
+		goto fail;
+	/* every call is bounded well inside the lease, so a slow etcd never holds a renewal up
+	 * past the deadline by much */
+	int timeout = (int)(cfg->lease_ms / 3 > 200 ? cfg->lease_ms / 3 : 200);
+	if ((rc = sli_etcd_open(cfg->endpoints, timeout, &c->etcd)) != 0)
+		goto fail;
+	sli_election_config ec = {.cluster = cfg->cluster_id, .process = cfg->process,
+	                          .candidate = cfg->self, .lease_ms = cfg->lease_ms,
+	                          .eligible = eligible, .eligible_arg = c};
+	if ((rc = sli_election_new(c->etcd, &ec, &c->el)) != 0)
+		goto fail;
+	atomic_store(&c->stop, 0);
+	if ((rc = pthread_create(&c->tid, NULL, candidate_thread, c)) != 0) {
+		rc = -rc;
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	sli_election_free(c->el);
+	sli_etcd_close(c->etcd);
+	free(c->self);
+	free(c->cluster_id);
+	free(c);
+	return rc;
+}
+
+void sli_candidate_stop(sli_candidate *c)
+{
+	if (c == NULL)
+		return;
+	atomic_store(&c->stop, 1);
+	pthread_join(c->tid, NULL);
+	if (atomic_load(&c->leads)) {
+		sl_storage_act_until(c->st, 0);
+		sli_election_resign(c->el);
+		sli_elog(SLI_LOG_INFO, "resigned", NULL, "resigned the leadership of process %u",
+		         c->cfg.process);
+	}
+	sli_election_free(c->el);
+	sli_etcd_close(c->etcd);
+	free(c->self);
+	free(c->cluster_id);
+	free(c);
+}
+
+int sli_candidate_leads(const sli_candidate *c)
+{
+	return c != NULL && atomic_load(&c->leads);
+}
