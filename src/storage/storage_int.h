@@ -180,6 +180,12 @@ struct sl_storage {
 	void *follower;
 	struct sli_security *sec; /* TLS contexts and tokens (security.h), never NULL once open */
 	struct sli_metrics metrics; /* metrics.h: counters and report requests */
+	/* Truncations (truncate.c) run on the network thread, one at a time: another thread posts
+	 * its request here, wakes the loop and waits for `done`. */
+	pthread_mutex_t trunc_mu;
+	pthread_cond_t trunc_cv;
+	struct sli_trunc_req *trunc_req; /* trunc_mu */
+	atomic_int trunc_want;           /* a request is posted: the loop checks without the lock */
 };
 
 /* Whether this process hosts worker w of every source (w mod P == process). */
@@ -209,6 +215,11 @@ int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper);
 int sli_worker_sync(sl_storage *st, struct sworker *w);
 /* mark, then sync: the upper may be published once this returns 0.  Caller holds w->mu. */
 int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper);
+/* truncate.c's record (see durable.c): writes W/truncate (where each log is cut, the upper
+ * left) atomically and synced, or removes it.  0 or -errno. */
+int sli_worker_save_truncation(sl_storage *st, struct sworker *w, const uint64_t pos[2],
+                               uint64_t upper);
+int sli_worker_clear_truncation(sl_storage *st, struct sworker *w);
 int sli_sync_start(sl_storage *st);
 void sli_sync_stop(sl_storage *st);
 
@@ -218,6 +229,10 @@ void sli_sync_stop(sl_storage *st);
 int sli_storage_promote(sl_storage *st, uint64_t *term_out, char *err, size_t errlen);
 /* sl_storage_close: stops and joins the registered follower, if any. */
 void sli_storage_stop_follower(sl_storage *st);
+
+/* truncate.c (sli_source_truncate is in replica_hooks.h) */
+/* On the loop's wake: runs a truncation another thread asked for, if any. */
+void sli_truncate_on_wake(sl_storage *st);
 
 /* compact.c */
 void sli_snap_unref(struct sli_snap *s);
