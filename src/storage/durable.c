@@ -310,7 +310,7 @@ int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 	                         .progress_arg = &pc};
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct sworker *w = &s->w[i];
-		uint64_t upper = SL_TIME_CLOSED, recorded[2], cut_upper = 0;
+		uint64_t upper = SL_TIME_CLOSED, recorded[2] = {0, 0}, cut_upper = 0;
 		if (!sli_hosts(st, i))
 			continue; /* another process keeps it */
 		pc.worker = i;

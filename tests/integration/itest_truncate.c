@@ -72,8 +72,10 @@ static int setup_disk(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
 	snprintf(e->dir, sizeof(e->dir), "/tmp/sluice-trunc-XXXXXX");
-	if (mkdtemp(e->dir) == NULL)
+	if (mkdtemp(e->dir) == NULL) {
+		free(e);
 		return -1;
+	}
 	e->durable = 1;
 	*state = e;
 	return 0;
