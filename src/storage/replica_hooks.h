@@ -59,7 +59,8 @@ void sli_storage_set_term(sl_storage *st, uint64_t term);
  * positioned past, any dropped block, nor told a frontier above U.  It is checked: a worker
  * with such a subscriber is left alone and SL_ETIME returned.
  *
- * Any thread but while sl_storage_close runs; safe while the storage serves other workers.
+ * Any thread (not while sl_storage_start or sl_storage_close runs, nor holding the worker's
+ * lock); safe while the storage serves other workers and appenders append to this one.
  * Once the storage is started the work runs on its network thread (where serving and
  * compaction run, so no reader walks a block while it is cut) and the caller waits for it;
  * appenders of the worker wait on its lock meanwhile.  Returns 0, SL_EARG (src NULL, worker out

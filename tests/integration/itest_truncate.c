@@ -34,6 +34,7 @@
 struct env {
 	char dir[64];
 	int durable;
+	int sync_thread; /* SL_FSYNC_INTERVAL every millisecond instead of SL_FSYNC_NEVER */
 	uint64_t retain;
 	sl_storage *st;
 	sl_source *src;
@@ -48,6 +49,10 @@ static void env_open(struct env *e)
 	cfg.data_dir = e->durable ? e->dir : NULL;
 	cfg.segment_size = SEG_SIZE;
 	cfg.fsync = SL_FSYNC_NEVER; /* the truncation syncs whatever the policy */
+	if (e->sync_thread) {
+		cfg.fsync = SL_FSYNC_INTERVAL;
+		cfg.fsync_interval_ms = 1;
+	}
 	cfg.retain = e->retain;
 	assert_int_equal(sl_storage_open(&cfg, &e->st), 0);
 	assert_int_equal(sl_source_register(e->st, "s", "test", 2, 0, &e->src), 0);
@@ -512,8 +517,8 @@ static void test_crash_after_record(void **state)
 	assert_int_equal(sl_source_upper(e->src, W), 6);
 }
 
-/* Appends and truncations of one worker from two threads while the storage serves: each
- * truncation leaves an upper the appender then continues from. */
+/* Appends and truncations of one worker from two threads while the storage serves and the sync
+ * thread syncs every millisecond: each truncation leaves an upper the appender continues from. */
 struct racer {
 	struct env *e;
 	atomic_int stop;
@@ -544,6 +549,7 @@ static void test_concurrent(void **state)
 	struct env *e = *state;
 	struct racer r = {.e = e};
 	pthread_t tid;
+	e->sync_thread = 1;
 	env_open(e);
 	assert_int_equal(pthread_create(&tid, NULL, append_loop, &r), 0);
 	for (int i = 0; i < 200; i++) {
@@ -559,6 +565,12 @@ static void test_concurrent(void **state)
 	uint64_t up = sl_source_upper(e->src, W);
 	struct seen s;
 	read_all(e, W, up, &s);
+	env_close(e);
+	env_open(e);
+	assert_int_equal(sl_source_upper(e->src, W), up);
+	struct seen again;
+	read_all(e, W, up, &again);
+	assert_memory_equal(&s, &again, sizeof(s));
 	/* At most one row per time (a truncation dropped every copy appended before it at that
 	 * time), none at or above the upper. */
 	assert_int_equal(s.bad, 0);
