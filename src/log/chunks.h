@@ -31,6 +31,10 @@ typedef struct sli_chunk_ops {
 	/* Unmaps and deletes the first chunk (never the last).  Only the log's reader thread, once
 	 * no reader position lies in it.  0, SL_EARG (only one chunk), -errno. */
 	int (*drop_first)(void *owner);
+	/* Unmaps and deletes the last chunk (never the first), which a truncation emptied.  Writer,
+	 * once no reader position lies in it.  SL_EARG (only one chunk): nothing changed; else the
+	 * chunk is unmapped and forgotten either way, and 0 or -errno says whether its file went. */
+	int (*drop_last)(void *owner);
 	/* Frees every chunk and the owner (called by sli_log_free). */
 	void (*release)(void *owner);
 } sli_chunk_ops;

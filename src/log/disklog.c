@@ -175,6 +175,32 @@ static int disk_drop_first(void *owner)
 	return 0;
 }
 
+/* Chunk op: unmaps and deletes the last segment (never the only one), which a truncation
+ * emptied.  Writer, once no reader position lies in it.  SL_EARG (only one segment), else the
+ * segment is forgotten and 0 or -errno says whether its file was removed. */
+static int disk_drop_last(void *owner)
+{
+	struct sli_disklog *d = owner;
+	char name[SLI_SEG_NAME_MAX];
+	/* Serialised with sli_log_sync, which may be mapping this segment's range right now. */
+	pthread_mutex_lock(&d->sync_mu);
+	pthread_mutex_lock(&d->mu);
+	if (d->nsegs < 2) {
+		pthread_mutex_unlock(&d->mu);
+		pthread_mutex_unlock(&d->sync_mu);
+		return SL_EARG;
+	}
+	struct sli_disklog_seg last = d->segs[--d->nsegs];
+	if (d->synced > last.base)
+		d->synced = last.base; /* nothing left to sync there */
+	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_unlock(&d->sync_mu);
+	munmap(last.map, d->seg_size);
+	sli_disklog_seg_name(name, last.base);
+	atomic_store(&d->dir_dirty, 1);
+	return unlinkat(d->dirfd, name, 0) != 0 ? -errno : 0;
+}
+
 /* Chunk op: unmaps every segment and frees the disk log (called by sli_log_free). */
 static void disk_release(void *owner)
 {
@@ -184,6 +210,7 @@ static void disk_release(void *owner)
 const sli_chunk_ops sli_disklog_chunk_ops = {
 	.create = disk_create_segment,
 	.drop_first = disk_drop_first,
+	.drop_last = disk_drop_last,
 	.release = disk_release,
 };
 
@@ -261,6 +288,41 @@ int sli_log_sync(sli_log *log)
 	goto out;
 fail:
 	d->sync_err = rc;
+out:
+	pthread_mutex_unlock(&d->sync_mu);
+	return rc;
+}
+
+int sli_log_truncate_durable(sli_log *log, uint64_t pos)
+{
+	struct sli_disklog *d = disk_of(log);
+	uint64_t end = sli_log_end(log);
+	if (pos >= end)
+		return 0;
+	sli_log_truncate(log, pos); /* zeroes [pos, end) in the mappings: the page cache has it */
+	pos = sli_log_end(log);     /* (never below the start) */
+	/* First the segments after pos's: a recovery must not meet a run of empty segments (it
+	 * takes an empty segment before the last for corruption). */
+	int rc = sli_log_drop_after(log);
+	if (d == NULL || rc != 0)
+		return rc;
+	pthread_mutex_lock(&d->sync_mu);
+	if ((rc = d->sync_err) != 0)
+		goto out;
+	/* Then the zeroed bytes of pos's own segment (sli_log_sync covers only what lies below
+	 * the end), and the directory for the deleted files. */
+	uint64_t base = pos & ~(d->seg_size - 1), page = (uint64_t)sli_disklog_page_size();
+	uint64_t stop = end - base < d->seg_size ? end - base : d->seg_size;
+	uint64_t from = (pos - base) & ~(page - 1);
+	uint8_t *map = seg_map(d, base);
+	if (map != NULL && stop > from && msync(map + from, stop - from, MS_SYNC) != 0)
+		rc = -errno;
+	else if (atomic_exchange(&d->dir_dirty, 0) && fsync(d->dirfd) != 0)
+		rc = -errno;
+	if (rc != 0)
+		d->sync_err = rc; /* sticky, as for sli_log_sync */
+	else if (d->synced > pos)
+		d->synced = pos;
 out:
 	pthread_mutex_unlock(&d->sync_mu);
 	return rc;

@@ -51,6 +51,13 @@ typedef struct sli_disklog_opts {
 	 * (ENOSPC, EIO, ...), like posix_fallocate.  NULL: posix_fallocate. */
 	int (*allocate)(void *arg, int fd, off_t len);
 	void *allocate_arg;
+	/* Finishes an interrupted sli_log_truncate_durable before recovery: with `truncate` set,
+	 * every segment after the one holding position truncate_at is deleted and that one is
+	 * zeroed from it on (synced), as sli_log_truncate_durable(log, truncate_at) would.  Only
+	 * for a position the caller recorded durably before it started that truncation, and only
+	 * while nothing was appended after it. */
+	int truncate;
+	uint64_t truncate_at;
 } sli_disklog_opts;
 
 /* sli_disklog_open opens the durable log kept in the directory dir (created, with its parents,
@@ -67,7 +74,8 @@ typedef struct sli_disklog_opts {
  *   SL_EARG       bad segment size; SL_ENOMEM.
  * On success err holds the last warning, or "" when there was none.
  *
- * Recovery may modify the last segment, and only it: a torn tail (a block the crash cut, and
+ * With opts->truncate, the recorded truncation is finished first (see there).  Otherwise
+ * recovery may modify the last segment, and only it: a torn tail (a block the crash cut, and
  * whatever an uncommitted block left after the end) is zeroed, a last segment that holds no
  * intact block (created just before the crash) is removed, a short one is extended.
  * The calling thread becomes the log's writer. */
@@ -94,6 +102,17 @@ int sli_log_mark_upper(sli_log *log, uint64_t upper);
  * error once and may drop the pages it could not write, so every later call returns the same
  * error instead of claiming durability that is not there.  A memory log returns 0. */
 int sli_log_sync(sli_log *log);
+
+/* sli_log_truncate_durable drops every block from pos (a block position) on, like
+ * sli_log_truncate, deletes the segments after the one pos is in (sli_log_drop_after), and
+ * makes that durable: the zeroed bytes of pos's segment are msync'ed and the directory fsync'ed.
+ * Writer only, with no reader positioned after pos.  Returns 0 or -errno (sticky, like
+ * sli_log_sync's).  A memory log: sli_log_truncate and sli_log_drop_after.
+ *
+ * A crash in the middle can leave a segment half zeroed with intact blocks after the hole,
+ * which recovery refuses as corruption: a caller that must survive one records pos durably
+ * first and passes it to the next open (sli_disklog_opts.truncate), which finishes the job. */
+int sli_log_truncate_durable(sli_log *log, uint64_t pos);
 
 /* The log directory's fd (for files kept beside the segments), or -1 for a memory log. */
 int sli_disklog_dirfd(const sli_log *log);

@@ -18,6 +18,10 @@
  * A bad last block is indistinguishable from a torn one, so a bit flip in the last block is
  * truncated, not reported.
  *
+ * A truncation the caller recorded (sli_disklog_opts.truncate) is finished before the walk:
+ * segments after the recorded position are deleted and its own is zeroed from it on, so that
+ * a crash in the middle of sli_log_truncate_durable, which may leave holes, recovers exactly.
+ *
  * Everything here runs once, on the opening thread, before the log has readers; from then on the
  * log belongs to disklog.c and memlog.c.
  */
@@ -377,12 +381,64 @@ static int recover_walk(struct rctx *r, uint64_t *end)
 	return 0;
 }
 
+/* Finishes a recorded truncation at pos (opts->truncate): deletes the segments after pos's,
+ * last first (a crash between two leaves a shorter log that is still whole), then zeroes pos's
+ * segment from pos on, syncing both.  Idempotent, so a crash here is finished by the next open. */
+static int recover_cut(struct rctx *r, uint64_t pos)
+{
+	struct sli_disklog *d = r->d;
+	uint64_t base = pos & ~(d->seg_size - 1);
+	int removed = 0;
+	if (r->n > 0 && pos < r->segs[0].base) {
+		say(r, "%s: a recorded truncation at %" PRIu64 " lies before the first segment %s",
+		    r->dir, pos, r->segs[0].name);
+		return SL_EIO;
+	}
+	while (r->n > 0 && r->segs[r->n - 1].base > base) {
+		struct rseg *s = &r->segs[r->n - 1];
+		munmap(s->map, d->seg_size);
+		s->map = NULL;
+		if (unlinkat(d->dirfd, s->name, 0) != 0) {
+			int rc = -errno;
+			say(r, "%s/%s: removing it (truncation): %s", r->dir, s->name, strerror(errno));
+			return rc;
+		}
+		r->n--;
+		removed = 1;
+	}
+	if (removed && fsync(d->dirfd) != 0) {
+		int rc = -errno;
+		say(r, "%s: fsync (truncation): %s", r->dir, strerror(errno));
+		return rc;
+	}
+	if (r->n == 0 || r->segs[r->n - 1].base != base)
+		return 0;
+	struct rseg *s = &r->segs[r->n - 1];
+	uint64_t off = pos - base, lim = s->fsize < d->seg_size ? s->fsize : d->seg_size;
+	uint64_t tail = off < lim ? last_nonzero(s->map, off, lim) : UINT64_MAX;
+	if (tail == UINT64_MAX)
+		return 0;
+	uint64_t page = (uint64_t)sli_disklog_page_size(), from = off & ~(page - 1);
+	memset(s->map + off, 0, tail - off + 1);
+	if (msync(s->map + from, tail + 1 - from, MS_SYNC) != 0) {
+		int rc = -errno;
+		say(r, "%s/%s: zeroing from offset %" PRIu64 " (truncation): %s", r->dir, s->name, off,
+		    strerror(errno));
+		return rc;
+	}
+	return 0;
+}
+
 static int recover(struct rctx *r, sli_log *log)
 {
 	struct sli_disklog *d = r->d;
 	uint64_t end = 0;
 	int rc;
-	if ((rc = recover_list(r)) != 0 || (rc = recover_walk(r, &end)) != 0)
+	if ((rc = recover_list(r)) != 0)
+		return rc;
+	if (r->o->truncate && (rc = recover_cut(r, r->o->truncate_at)) != 0)
+		return rc;
+	if ((rc = recover_walk(r, &end)) != 0)
 		return rc;
 	d->start = r->n ? r->segs[0].base : 0;
 	for (size_t i = 0; i < r->n; i++) {

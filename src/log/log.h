@@ -57,6 +57,12 @@ void sli_log_publish(sli_log *log);
  * (recovery dropping the incomplete tail). */
 void sli_log_truncate(sli_log *log, uint64_t pos);
 
+/* Writer: frees (deletes, on disk) every chunk after the one the writer is in, which a
+ * sli_log_truncate emptied (so recovery never meets a run of empty segments).  Only for chunks
+ * no reader position lies in.  0, or -errno from deleting a segment (the chunks above the one it
+ * failed on are gone, that one and those below stay, empty, and are written over again). */
+int sli_log_drop_after(sli_log *log);
+
 /* The size of the log's chunks (segments on disk). */
 uint64_t sli_log_chunk_size(const sli_log *log);
 /* Reader thread: frees (deletes, on disk) every whole chunk below pos, never the one the

@@ -243,6 +243,29 @@ void sli_log_truncate(sli_log *log, uint64_t pos)
 		atomic_store_explicit(&log->end, log->wpos, memory_order_release);
 }
 
+int sli_log_drop_after(sli_log *log)
+{
+	uint64_t keep = log->wpos >> log->shift, top = keep;
+	_Atomic(uint8_t *) *s;
+	/* Chunks are made in order, without gaps: the last one is the first empty slot's neighbour. */
+	while ((s = slot(log, top + 1, 0)) != NULL && atomic_load_explicit(s, memory_order_relaxed))
+		top++;
+	for (; top > keep; top--) {
+		s = slot(log, top, 0);
+		uint8_t *c = atomic_load_explicit(s, memory_order_relaxed);
+		int rc = log->ops != NULL ? log->ops->drop_last(log->owner) : 0;
+		if (rc == SL_EARG)
+			break; /* the provider's only chunk (never the case above the writer's) */
+		atomic_store_explicit(s, NULL, memory_order_release);
+		if (log->ops == NULL)
+			free(c);
+		log->nchunks--;
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 uint64_t sli_log_end(const sli_log *log)
 {
 	return atomic_load_explicit(&log->end, memory_order_acquire);

@@ -7,11 +7,20 @@
  *          DATA/sources/NAME/source       "kind KIND\nworkers W\n": refused if it changes
  *          DATA/sources/NAME/W/ok, .../err one durable log each (src/log/disklog.c)
  *
+ *          DATA/sources/NAME/W/truncate   "ok P\nerr P\nupper U\n" while a truncation runs
+ *
  * Every advance writes an upper marker into both logs of the worker, after the blocks it
  * covers.  At recovery the worker's upper is the smaller of the two logs' last markers, and
  * each log is cut after its last marker at or below it: what follows are updates at times that
  * were not complete yet, which no subscriber was sent (serve.c sends only complete times) and
  * which the source produces again.
+ *
+ * A truncation (truncate.c) first records where it cuts each log and the upper it leaves in
+ * W/truncate (written atomically and synced), then cuts, marks that upper, syncs, and removes
+ * the record.  Recovery finding the record redoes the cut (sli_disklog_opts.truncate, which
+ * also repairs the holes a crash can leave in a half-zeroed segment) and the marker before it
+ * reads the upper, so a crash anywhere after the record is durable recovers exactly the
+ * truncated state, and one before it recovers the state from before the truncation.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -205,6 +214,80 @@ static void on_log_warning(void *arg, const char *msg)
 		st->cfg.warn(st->cfg.warn_arg, msg);
 }
 
+static void worker_dir(const sl_storage *st, const struct sl_source *s, uint32_t i, char *buf,
+                       size_t len)
+{
+	snprintf(buf, len, "%s/sources/%s/%u", st->cfg.data_dir, s->name, i);
+}
+
+int sli_worker_save_truncation(sl_storage *st, struct sworker *w, const uint64_t pos[2],
+                               uint64_t upper)
+{
+	char dir[4200], buf[96];
+	worker_dir(st, w->src, w->index, dir, sizeof(dir));
+	snprintf(buf, sizeof(buf), "ok %" PRIu64 "\nerr %" PRIu64 "\nupper %" PRIu64 "\n", pos[0],
+	         pos[1], upper);
+	return write_file_atomic(dir, "truncate", buf);
+}
+
+int sli_worker_clear_truncation(sl_storage *st, struct sworker *w)
+{
+	char dir[4200];
+	worker_dir(st, w->src, w->index, dir, sizeof(dir));
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int rc = 0;
+	if (unlinkat(dfd, "truncate", 0) != 0 && errno != ENOENT)
+		rc = -errno;
+	else if (fsync(dfd) != 0)
+		rc = -errno;
+	close(dfd);
+	return rc;
+}
+
+/* Reads W/truncate into pos[2] and *upper: 1 when a truncation was recorded, 0 when there is
+ * none, SL_EIO (with the error set) when the file is unreadable. */
+static int load_truncation(const char *wdir, uint64_t pos[2], uint64_t *upper)
+{
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/truncate", wdir);
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		sli_storage_set_error("cannot read %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	int n = fscanf(f, "ok %" SCNu64 " err %" SCNu64 " upper %" SCNu64, &pos[0], &pos[1], upper);
+	fclose(f);
+	if (n != 3) {
+		sli_storage_set_error("%s does not hold a truncation (ok P, err P, upper U)", path);
+		return SL_EIO;
+	}
+	return 1;
+}
+
+/* Finishes the recorded truncation of worker w once its logs were opened with the cut done:
+ * marks the recorded upper (unless both logs already end on it), syncs, removes the record. */
+static int finish_truncation(sl_storage *st, struct sworker *w, uint64_t upper)
+{
+	int rc = 0;
+	if (sli_disklog_recovered_upper(w->log[0]) != upper ||
+	    sli_disklog_recovered_upper(w->log[1]) != upper) {
+		for (int coll = 0; coll < 2 && rc == 0; coll++)
+			rc = sli_log_mark_upper(w->log[coll], upper);
+	}
+	for (int coll = 0; coll < 2 && rc == 0; coll++)
+		rc = sli_log_sync(w->log[coll]);
+	if (rc == 0)
+		rc = sli_worker_clear_truncation(st, w);
+	if (rc != 0)
+		sli_storage_set_error("cannot finish the truncation of %s worker %u: %s", w->src->name,
+		                      w->index, sl_strerror(rc));
+	return rc;
+}
+
 int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 {
 	char sdir[4096], ldir[4200], err[512];
@@ -227,18 +310,29 @@ int sli_source_open_durable(sl_storage *st, struct sl_source *s)
 	                         .progress_arg = &pc};
 	for (uint32_t i = 0; i < s->nworkers; i++) {
 		struct sworker *w = &s->w[i];
-		uint64_t upper = SL_TIME_CLOSED;
+		uint64_t upper = SL_TIME_CLOSED, recorded[2] = {0, 0}, cut_upper = 0;
 		if (!sli_hosts(st, i))
 			continue; /* another process keeps it */
 		pc.worker = i;
+		snprintf(ldir, sizeof(ldir), "%s/%u", sdir, i);
+		int truncating = load_truncation(ldir, recorded, &cut_upper);
+		if (truncating < 0)
+			return truncating;
 		for (int coll = 0; coll < 2; coll++) {
 			snprintf(ldir, sizeof(ldir), "%s/%u/%s", sdir, i, coll ? "err" : "ok");
 			err[0] = '\0';
+			opts.truncate = truncating;
+			opts.truncate_at = truncating ? recorded[coll] : 0;
 			if ((rc = sli_disklog_open(ldir, &opts, &w->log[coll], err, sizeof(err))) != 0) {
 				sli_storage_set_error("cannot open log %s: %s", ldir, err[0] ? err : sl_strerror(rc));
 				return rc;
 			}
-			uint64_t u = sli_disklog_recovered_upper(w->log[coll]);
+		}
+		if (truncating && (rc = finish_truncation(st, w, cut_upper)) != 0)
+			return rc;
+		for (int coll = 0; coll < 2; coll++) {
+			/* After a finished truncation the last marker is the one it wrote. */
+			uint64_t u = truncating ? cut_upper : sli_disklog_recovered_upper(w->log[coll]);
 			if (u < upper)
 				upper = u;
 		}

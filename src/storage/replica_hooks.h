@@ -2,8 +2,9 @@
  * replica_hooks.h - what storage lets the standby part (src/replica) see and do: record the
  * primary it follows, register the running follower (so that promotion and sl_storage_close
  * stop it without storage calling replica), read and adopt the cluster identity and the term,
- * and the identity of this process's outgoing connections.  Included by src/replica and by the
- * storage files that implement it (standby.c, durable.c, error.c, security.c, source.c).
+ * the identity of this process's outgoing connections, and cutting a worker's logs back to a
+ * time for a rejoin.  Included by src/replica and by the storage files that implement it
+ * (standby.c, durable.c, error.c, security.c, source.c, truncate.c).
  */
 #ifndef SLUICE_STORAGE_REPLICA_HOOKS_H
 #define SLUICE_STORAGE_REPLICA_HOOKS_H
@@ -50,6 +51,34 @@ void sli_storage_set_term(sl_storage *st, uint64_t term);
 /* standby.c: the watermark the process followed sent for a worker (Watermark): with
  * replication, what this standby may publish of it.  0 or SL_EARG. */
 int sli_source_set_watermark(sl_source *src, uint32_t worker, uint64_t hw);
+
+/* truncate.c */
+/* sli_source_truncate drops every update of worker `worker` at times >= `time` from both of its
+ * logs (SL_OK and SL_ERR), so that a replica rejoining under a new leader keeps only what that
+ * leader has too.  Then *upper_out (OUT) is the worker's new upper U <= time: every update the
+ * logs keep is at a time < U, and none at a time < U was dropped.  U is below `time` when a
+ * block holding times on both sides of it had to go (blocks are dropped whole): the caller
+ * fetches again from U.  When time >= the upper, nothing changes and *upper_out is the upper.
+ * With a data directory the result is durable (synced) when this returns 0, whatever the
+ * fsync policy, and a restart recovers exactly it: upper U, no dropped update back.  A crash
+ * during the call recovers either the state from before it or exactly the truncated one.
+ *
+ * Precondition (the caller's to guarantee: it truncates only above what was ever published,
+ * before it serves the worker's subscribers beyond it): no subscriber has been sent, or is
+ * positioned past, any dropped block, nor told a frontier above U.  It is checked: a worker
+ * with such a subscriber is left alone and SL_ETIME returned.
+ *
+ * Any thread (not while sl_storage_start or sl_storage_close runs, nor holding the worker's
+ * lock); safe while the storage serves other workers and appenders append to this one.
+ * Once the storage is started the work runs on its network thread (where serving and
+ * compaction run, so no reader walks a block while it is cut) and the caller waits for it;
+ * appenders of the worker wait on its lock meanwhile.  Returns 0, SL_EARG (src NULL, worker out
+ * of range, time or U below the worker's compaction `since`: that history is consolidated),
+ * SL_EWRONGOWNER (another cluster process hosts the worker), SL_ETIME (the precondition), or
+ * -errno from the disk: nothing changed if the record of the truncation could not be written;
+ * after that the worker is cut in memory and its record stays, so the next open finishes the
+ * cut (the worker must not be appended to before that restart). */
+int sli_source_truncate(sl_source *src, uint32_t worker, uint64_t time, uint64_t *upper_out);
 
 /* source.c: the name of a registered source (valid as long as the runtime). */
 const char *sli_source_name(const sl_source *src);

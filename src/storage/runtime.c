@@ -44,6 +44,7 @@ SL_API uint64_t sl_storage_epoch(const sl_storage *st)
 static void on_wake(sli_loop *l, void *arg)
 {
 	sli_metrics_on_wake(arg);
+	sli_truncate_on_wake(arg);
 	sli_serve_dirty(arg);
 }
 
@@ -134,6 +135,8 @@ SL_API int sl_storage_open(const sl_storage_config *cfg, sl_storage **out)
 	}
 	pthread_mutex_init(&st->src_mu, NULL);
 	pthread_mutex_init(&st->dirty_mu, NULL);
+	pthread_mutex_init(&st->trunc_mu, NULL);
+	pthread_cond_init(&st->trunc_cv, NULL);
 	sli_metrics_init(st);
 	if (getrandom(&st->session, sizeof(st->session), 0) != sizeof(st->session))
 		st->session = (uint64_t)getpid() ^ sli_now_ms();
@@ -167,6 +170,8 @@ err_free:
 	sli_metrics_fini(st);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
+	pthread_mutex_destroy(&st->trunc_mu);
+	pthread_cond_destroy(&st->trunc_cv);
 	free(st->data_dir);
 	sli_security_free(st->sec);
 	free(st);
@@ -245,5 +250,7 @@ SL_API void sl_storage_close(sl_storage *st)
 	sli_metrics_fini(st);
 	pthread_mutex_destroy(&st->src_mu);
 	pthread_mutex_destroy(&st->dirty_mu);
+	pthread_mutex_destroy(&st->trunc_mu);
+	pthread_cond_destroy(&st->trunc_cv);
 	free(st);
 }

@@ -196,6 +196,12 @@ struct sl_storage {
 	int gated;
 	struct sli_repl *repl;
 	_Atomic uint64_t act_until; /* CLOCK_MONOTONIC ms; UINT64_MAX without a coordinator */
+	/* Truncations (truncate.c) run on the network thread, one at a time: another thread posts
+	 * its request here, wakes the loop and waits for `done`. */
+	pthread_mutex_t trunc_mu;
+	pthread_cond_t trunc_cv;
+	struct sli_trunc_req *trunc_req; /* trunc_mu */
+	atomic_int trunc_want;           /* a request is posted: the loop checks without the lock */
 };
 
 /* The frontier a worker's ordinary subscribers are served up to: its upper, or when
@@ -233,6 +239,11 @@ int sli_worker_mark_upper(sl_storage *st, struct sworker *w, uint64_t upper);
 int sli_worker_sync(sl_storage *st, struct sworker *w);
 /* mark, then sync: the upper may be published once this returns 0.  Caller holds w->mu. */
 int sli_worker_persist_upper(sl_storage *st, struct sworker *w, uint64_t upper);
+/* truncate.c's record (see durable.c): writes W/truncate (where each log is cut, the upper
+ * left) atomically and synced, or removes it.  0 or -errno. */
+int sli_worker_save_truncation(sl_storage *st, struct sworker *w, const uint64_t pos[2],
+                               uint64_t upper);
+int sli_worker_clear_truncation(sl_storage *st, struct sworker *w);
 int sli_sync_start(sl_storage *st);
 void sli_sync_stop(sl_storage *st);
 
@@ -260,6 +271,9 @@ int sli_repl_may_ingest(sl_storage *st, char *msg, size_t len);
 int sli_repl_ack(struct conn *c, struct sl_source *src, uint64_t batch, uint64_t time);
 /* serve.c, for a standby's subscription: sends Watermark when the worker's moved. */
 void sli_repl_send_watermark(struct conn *c, struct sub *s);
+/* truncate.c (sli_source_truncate is in replica_hooks.h) */
+/* On the loop's wake: runs a truncation another thread asked for, if any. */
+void sli_truncate_on_wake(sl_storage *st);
 
 /* compact.c */
 void sli_snap_unref(struct sli_snap *s);
