@@ -258,6 +258,15 @@ SL_API void sl_storage_close(sl_storage *st);
  * process of a cluster for a runtime without one, or another list or process), SL_ENOMEM,
  * -errno (the thread could not be created); see sl_storage_last_error. */
 SL_API int sl_storage_follow(sl_storage *st, const char *primary);
+/* The same, for a process rejoining under a new leader: before following, each worker named in
+ * `limits` ("ID:W=T,ID:W=T,...": source id, worker, time; copied) has its logs cut back to
+ * below T (what the new leader had when its term began: nothing of this process's beyond it was
+ * ever published), so the local log is a prefix of the leader's again.  NULL: none.  The cuts
+ * are said in the event log.  Errors as sl_storage_follow, and SL_EARG for malformed limits. */
+SL_API int sl_storage_follow_truncating(sl_storage *st, const char *primary, const char *limits);
+/* The i-th registered source (0-based, in registration order), or NULL past the last.
+ * Thread-safe. */
+SL_API sl_source *sl_storage_source_at(sl_storage *st, size_t i);
 
 /* 1 while this runtime follows a primary and was not promoted, else 0.  Thread-safe. */
 SL_API int sl_storage_is_standby(const sl_storage *st);

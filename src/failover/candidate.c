@@ -20,18 +20,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "coord/election.h"
 #include "failover/candidate.h"
 
 #define ISR_MAX 2048
+#define EPOCH_MAX (1u << 20) /* "ID:W=T," per hosted worker of every source */
 
 struct sli_candidate {
 	sl_storage *st;
 	sli_candidate_config cfg;
 	char *endpoints, *cluster_id, *self;
 	char isr_key[SLI_COORD_KEY_MAX];
+	char epoch_prefix[SLI_COORD_KEY_MAX]; /* .../epoch/: one key per term, its start uppers */
 	sli_etcd *etcd;
 	sli_election *el;
 	pthread_t tid;
@@ -97,8 +100,13 @@ static int record_isr(sli_candidate *c)
 	int rc = sli_election_put_fenced(c->el, c->isr_key, isr, strlen(isr));
 	if (rc == SL_EFENCED || rc == SL_EARG)
 		return SL_EFENCED;
-	if (rc != 0)
-		return 0; /* tried again next tick; until then the larger set holds the watermark */
+	if (rc != 0) {
+		/* tried again next tick; until then the larger set holds the watermark */
+		sli_elog(SLI_LOG_WARN, "isr_not_recorded", NULL, "cannot record the in-sync set %s "
+		         "in etcd yet: %s", isr, sli_coord_last_error()[0] ? sli_coord_last_error()
+		                                                        : sl_strerror(rc));
+		return 0;
+	}
 	sl_storage_isr_recorded(c->st, isr);
 	c->isr_version = version;
 	sli_kv kv[] = {{"insync", isr, 0}, {NULL, NULL, 0}};
@@ -106,7 +114,46 @@ static int record_isr(sli_candidate *c)
 	return 0;
 }
 
-/* This candidate just won `term`: shrink the recorded set to itself, take the lead, start. */
+/* Appends "ID:W=T," for every hosted worker of st (its upper now) to buf.  0, or SL_ETOOBIG. */
+static int uppers_text(sl_storage *st, char *buf, size_t cap)
+{
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0;; i++) {
+		sl_source *src = sl_storage_source_at(st, i);
+		if (src == NULL)
+			return 0;
+		for (uint32_t w = 0; w < sl_source_workers(src); w++) {
+			if (!sl_source_hosts(src, w))
+				continue;
+			int n = snprintf(buf + off, cap - off, "%s%" PRIu64 ":%u=%" PRIu64, off ? "," : "",
+			                 sl_source_id(src), w, sl_source_upper(src, w));
+			if (n < 0 || (size_t)n >= cap - off)
+				return SL_ETOOBIG;
+			off += (size_t)n;
+		}
+	}
+}
+
+/* Records where this term begins: every worker's upper once the follower stopped (KIP-101's
+ * leader epoch).  A process rejoining under a later term cuts its logs back to these. */
+static int record_epoch(sli_candidate *c, int64_t term)
+{
+	char key[SLI_COORD_KEY_MAX];
+	char *text = malloc(EPOCH_MAX);
+	if (text == NULL)
+		return SL_ENOMEM;
+	int rc = uppers_text(c->st, text, EPOCH_MAX);
+	if (rc == 0 && snprintf(key, sizeof(key), "%s%020" PRId64, c->epoch_prefix, term) >= (int)sizeof(key))
+		rc = SL_EARG;
+	if (rc == 0)
+		rc = sli_election_put_fenced(c->el, key, text, strlen(text));
+	free(text);
+	return rc;
+}
+
+/* This candidate just won `term`: shrink the recorded set to itself, take the lead (the
+ * follower stops), record where the term begins, then act and start the sources. */
 static int take_lead(sli_candidate *c, int64_t term, char *why, size_t len)
 {
 	int rc = sli_election_put_fenced(c->el, c->isr_key, c->self, strlen(c->self));
@@ -114,6 +161,8 @@ static int take_lead(sli_candidate *c, int64_t term, char *why, size_t len)
 		rc = sl_storage_isr_recorded(c->st, c->self);
 	if (rc == 0)
 		rc = sl_storage_set_leader(c->st, (uint64_t)term);
+	if (rc == 0)
+		rc = record_epoch(c, term);
 	if (rc != 0) {
 		snprintf(why, len, "won term %" PRId64 " but could not take it: %s", term,
 		         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
@@ -138,6 +187,9 @@ static int lead_tick(sli_candidate *c, char *why, size_t len)
 {
 	int rc = sli_election_renew(c->el);
 	say_etcd(c, rc == SL_ELEASE || rc == SL_EFENCED ? 0 : rc);
+	if (rc != 0 && rc != SL_ELEASE && rc != SL_EFENCED && rc != SL_EETCD)
+		sli_elog(SLI_LOG_WARN, "renew_failed", NULL, "cannot renew the lease: %s",
+		         sli_coord_last_error()[0] ? sli_coord_last_error() : sl_strerror(rc));
 	if (rc == SL_ELEASE || rc == SL_EFENCED) {
 		sl_storage_act_until(c->st, 0);
 		atomic_store(&c->leads, 0);
@@ -159,6 +211,104 @@ static int lead_tick(sli_candidate *c, char *why, size_t len)
 	return 0;
 }
 
+/* The data term: the last term this process led (storage's), or followed (DATA/followed-term,
+ * written once following began: its log was a prefix of that leader's then). */
+static uint64_t data_term(sli_candidate *c)
+{
+	uint64_t t = sl_storage_term(c->st), f = 0;
+	char path[4096];
+	const char *dir = sl_storage_data_dir(c->st);
+	if (dir != NULL && snprintf(path, sizeof(path), "%s/followed-term", dir) < (int)sizeof(path)) {
+		FILE *fp = fopen(path, "r");
+		if (fp != NULL) {
+			if (fscanf(fp, "%" SCNu64, &f) != 1)
+				f = 0;
+			fclose(fp);
+		}
+	}
+	return f > t ? f : t;
+}
+
+static void save_followed_term(sli_candidate *c, int64_t term)
+{
+	char path[4096], tmp[4110];
+	const char *dir = sl_storage_data_dir(c->st);
+	if (dir == NULL || snprintf(path, sizeof(path), "%s/followed-term", dir) >= (int)sizeof(path))
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *fp = fopen(tmp, "w");
+	if (fp == NULL)
+		return;
+	int ok = fprintf(fp, "%" PRId64 "\n", term) > 0;
+	ok &= fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+	ok &= fclose(fp) == 0;
+	if (!ok || rename(tmp, path) != 0)
+		unlink(tmp); /* a rejoin then cuts back further than needed: safe */
+}
+
+/* The cuts a rejoin needs: for every worker, the least start upper of the terms begun after
+ * this process's data term (each of those leaders began from what it had; nothing of ours
+ * beyond that was ever published).  *out NULL when there are none.  0, or < 0 (etcd). */
+static int rejoin_limits(sli_candidate *c, char **out)
+{
+	sli_etcd_kv *kvs = NULL;
+	uint64_t since = data_term(c);
+	int n = sli_etcd_get_prefix(c->etcd, c->epoch_prefix, &kvs);
+	*out = NULL;
+	if (n < 0)
+		return n;
+	size_t plen = strlen(c->epoch_prefix), cap = 0, len = 0;
+	char *acc = NULL;
+	for (int i = 0; i < n; i++) {
+		uint64_t term = strtoull(kvs[i].key + plen, NULL, 10);
+		if (term <= since || kvs[i].value_len == 0)
+			continue;
+		/* merge: keep the least limit per ID:W (lists are small: a few per source) */
+		char *v = strndup((const char *)kvs[i].value, kvs[i].value_len);
+		if (v == NULL)
+			break;
+		char *save = NULL;
+		for (char *tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			char *eq = strchr(tok, '=');
+			if (eq == NULL)
+				continue;
+			size_t klen = (size_t)(eq - tok) + 1; /* "ID:W=" */
+			uint64_t t = strtoull(eq + 1, NULL, 10);
+			char *hit = NULL;
+			for (char *p = acc; p != NULL && p < acc + len;) {
+				if (strncmp(p, tok, klen) == 0 && (p == acc || p[-1] == ','))
+					hit = p;
+				char *comma = strchr(p, ',');
+				p = comma ? comma + 1 : NULL;
+			}
+			if (hit != NULL) {
+				if (strtoull(hit + klen, NULL, 10) <= t)
+					continue;
+				/* remove the old entry, then append the smaller one */
+				char *end = strchr(hit, ',');
+				size_t cut = end ? (size_t)(end + 1 - hit) : (size_t)(acc + len - hit);
+				memmove(hit, hit + cut, (size_t)(acc + len - hit - cut) + 1);
+				len -= cut;
+				if (len > 0 && acc[len - 1] == ',')
+					acc[--len] = '\0';
+			}
+			size_t need = len + strlen(tok) + 2;
+			if (need > cap) {
+				char *na = realloc(acc, need * 2);
+				if (na == NULL)
+					break;
+				acc = na;
+				cap = need * 2;
+			}
+			len += (size_t)sprintf(acc + len, "%s%s", len ? "," : "", tok);
+		}
+		free(v);
+	}
+	sli_etcd_kvs_free(kvs, (size_t)n);
+	*out = acc;
+	return 0;
+}
+
 /* One tick as a follower.  0, or 1 when the candidate ends (why filled). */
 static int follow_tick(sli_candidate *c, char *why, size_t len)
 {
@@ -177,7 +327,11 @@ static int follow_tick(sli_candidate *c, char *why, size_t len)
 	if (strcmp(leader.address, c->self) == 0)
 		return 0; /* our own key from before a restart: it expires, then we campaign */
 	if (c->following[0] == '\0') {
-		rc = sl_storage_follow(c->st, leader.address);
+		char *limits = NULL;
+		if ((rc = rejoin_limits(c, &limits)) < 0)
+			return 0; /* etcd did not answer: next tick */
+		rc = sl_storage_follow_truncating(c->st, leader.address, limits);
+		free(limits);
 		if (rc != 0) {
 			snprintf(why, len, "cannot follow the leader %s: %s", leader.address,
 			         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
@@ -185,6 +339,7 @@ static int follow_tick(sli_candidate *c, char *why, size_t len)
 		}
 		snprintf(c->following, sizeof(c->following), "%s", leader.address);
 		c->following_term = leader.term;
+		save_followed_term(c, leader.term);
 		char t[24];
 		snprintf(t, sizeof(t), "%" PRId64, leader.term);
 		sli_kv kv[] = {{"leader", leader.address, 0}, {"term", t, 1}, {NULL, NULL, 0}};
@@ -240,7 +395,9 @@ int sli_candidate_start(sl_storage *st, const sli_candidate_config *cfg, sli_can
 	c->cfg.cluster_id = c->cluster_id;
 	c->cfg.endpoints = NULL;
 	if ((rc = sli_coord_key(c->isr_key, sizeof(c->isr_key), cfg->cluster_id, cfg->process,
-	                        "isr")) != 0)
+	                        "isr")) != 0 ||
+	    (rc = sli_coord_key(c->epoch_prefix, sizeof(c->epoch_prefix), cfg->cluster_id,
+	                        cfg->process, "epoch/")) != 0)
 		goto fail;
 	/* every call is bounded well inside the lease, so a slow etcd never holds a renewal up
 	 * past the deadline by much */

@@ -62,6 +62,7 @@ struct follower {
 	struct fsource *srcs;
 	size_t nsrcs;
 	int refused; /* the last open failed on TLS or the token: said once, until it changes */
+	char *limits; /* sl_storage_follow_truncating's cuts, applied once the sources are known */
 	unsigned backoff_ms; /* while its own disk refuses appends: the wait before following again */
 	pthread_mutex_t mu;  /* held by the follower while it applies one event */
 	atomic_int stop;
@@ -202,6 +203,38 @@ static struct fsource *find_fsource(struct follower *f, uint64_t id)
 	return NULL;
 }
 
+/* Cuts each worker `limits` names back below its limit (sl_storage_follow_truncating).  0, or
+ * a negative error (the follower stops: following on from a log the leader does not share
+ * would serve other rows at the same times). */
+static int apply_limits(struct follower *f)
+{
+	char *save = NULL;
+	for (char *tok = strtok_r(f->limits, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t id, t;
+		uint32_t w;
+		if (sscanf(tok, "%" SCNu64 ":%" SCNu32 "=%" SCNu64, &id, &w, &t) != 3)
+			continue; /* checked at sl_storage_follow_truncating */
+		struct fsource *fs = find_fsource(f, id);
+		if (fs == NULL || w >= fs->nworkers || !sl_source_hosts(fs->src, w))
+			continue;
+		uint64_t before = sl_source_upper(fs->src, w), after;
+		if (before == SL_TIME_CLOSED || before <= t)
+			continue;
+		int rc = sli_source_truncate(fs->src, w, t, &after);
+		if (rc != 0) {
+			sli_storage_set_error("cannot cut source %s worker %u back to %" PRIu64 ": %s",
+			                      fs->name, w, t, sl_strerror(rc));
+			return rc;
+		}
+		fs->w[w].pending[0] = fs->w[w].pending[1] = 0;
+		follow_warn(f->st, "rejoining: cut source %s worker %u back from %" PRIu64 " to %" PRIu64
+		            " (what the new leader had when its term began)", fs->name, w, before, after);
+	}
+	free(f->limits);
+	f->limits = NULL;
+	return 0;
+}
+
 /* Applies one event.  0, or a negative error (the round ends, the client is opened again).
  * Every Progress is acknowledged to the process followed with the local upper (durable once
  * sl_source_advance returned), also when it did not move: a restarted leader learns it so. */
@@ -290,6 +323,8 @@ static int follow_round(struct follower *f)
 	}
 	pthread_mutex_lock(&f->mu);
 	rc = atomic_load(&f->stop) ? 1 : register_sources(f, infos, n);
+	if (rc == 0 && f->limits != NULL)
+		rc = apply_limits(f);
 	pthread_mutex_unlock(&f->mu);
 	if (rc != 0) {
 		if (rc != 1)
@@ -391,6 +426,8 @@ static void *follow_thread(void *arg)
 	free(f->srcs);
 	f->srcs = NULL;
 	f->nsrcs = 0;
+	free(f->limits);
+	f->limits = NULL;
 	return NULL;
 }
 
@@ -415,7 +452,28 @@ static void follower_join(void *arg)
 
 static const sli_follower_ops follower_ops = {follower_stop, follower_join};
 
+static int follow(sl_storage *st, const char *primary, const char *limits);
+
 SL_API int sl_storage_follow(sl_storage *st, const char *primary)
+{
+	return follow(st, primary, NULL);
+}
+
+SL_API int sl_storage_follow_truncating(sl_storage *st, const char *primary, const char *limits)
+{
+	if (limits != NULL) {
+		uint64_t id, t;
+		uint32_t w;
+		int end = 0;
+		for (const char *p = limits; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != '\0'))
+			if (sscanf(p, "%" SCNu64 ":%" SCNu32 "=%" SCNu64 "%n", &id, &w, &t, &end) != 3 ||
+			    (p[end] != ',' && p[end] != '\0'))
+				return SL_EARG;
+	}
+	return follow(st, primary, limits);
+}
+
+static int follow(sl_storage *st, const char *primary, const char *limits)
 {
 	/* A quick first look: a primary that is not the process this standby was configured for is
 	 * refused right away. */
@@ -456,6 +514,11 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 	}
 	f->st = st;
 	f->primary = sli_storage_standby_of(st);
+	if (limits != NULL && (f->limits = strdup(limits)) == NULL) {
+		sli_storage_clear_standby(st);
+		free(f);
+		return SL_ENOMEM;
+	}
 	pthread_mutex_init(&f->mu, NULL);
 	atomic_store(&f->stop, 0);
 	sli_storage_set_follower(st, &follower_ops, f);
@@ -464,6 +527,7 @@ SL_API int sl_storage_follow(sl_storage *st, const char *primary)
 		sli_storage_set_follower(st, NULL, NULL);
 		sli_storage_clear_standby(st);
 		pthread_mutex_destroy(&f->mu);
+		free(f->limits);
 		free(f);
 		return -rc;
 	}

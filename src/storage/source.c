@@ -129,6 +129,16 @@ err_free:
 	return rc;
 }
 
+SL_API sl_source *sl_storage_source_at(sl_storage *st, size_t i)
+{
+	if (st == NULL)
+		return NULL;
+	pthread_mutex_lock(&st->src_mu);
+	struct sl_source *s = i < st->nsources ? st->sources[i] : NULL;
+	pthread_mutex_unlock(&st->src_mu);
+	return s;
+}
+
 SL_API int sl_source_find(sl_storage *st, const char *name, const char *kind, uint32_t workers,
                           sl_source **out)
 {

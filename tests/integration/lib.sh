@@ -55,7 +55,11 @@ _cleanup() {
 			tail -n 30 "$f" >&2
 		done
 	fi
-	rm -rf "$TMP"
+	if [[ -n ${SLUICE_TEST_KEEP:-} ]]; then
+		echo "kept $TMP (SLUICE_TEST_KEEP)" >&2
+	else
+		rm -rf "$TMP"
+	fi
 	exit "$rc"
 }
 trap _cleanup EXIT

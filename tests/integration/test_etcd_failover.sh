@@ -39,7 +39,7 @@ wait_log() {
 		grep -qE "$2" "$1" && return 0
 		sleep 0.05
 	done
-	fail "no line /$2/ in $1 within $3 s: $(tail -n 20 "$1")"
+	fail "no line /$2/ in $1 within $3 s: $(grep -v ': connection ' "$1" | tail -n 20)"
 }
 
 batch() { # batch I: the rows of batch I
@@ -51,6 +51,8 @@ start_candidate a "$A"
 wait_log "$LOG_a" 'leads process 0 at term' 20
 start_candidate b "$B"
 wait_log "$LOG_b" "follows the leader $A" 20
+# only a standby etcd lists as in sync may take over: wait until it is
+wait_log "$LOG_a" "recorded the in-sync set in etcd: $A,$B" 20
 
 # The producer: batch i is sent once (never retried: a retry could add a second copy); its
 # time is recorded when acknowledged.  It runs until told to stop (bounded: 3000 batches).
@@ -94,6 +96,7 @@ echo "failover 1: $ms ms from the kill to the new leader"
 # The old leader rejoins as a standby on its own data directory; two copies again.
 start_candidate a "$A"
 wait_log "$LOG_a" "follows the leader $B" 20
+wait_log "$LOG_b" "recorded the in-sync set in etcd: $B,$A" 20
 acks_grow 20
 echo "the old leader rejoined; $(wc -l <"$TMP/acks") batches acknowledged"
 
@@ -106,6 +109,7 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 echo "failover 2: $ms ms"
 start_candidate b "$B"
 wait_log "$LOG_b" "follows the leader $A" 20
+wait_log "$LOG_a" "recorded the in-sync set in etcd: $A,$B" 20
 acks_grow 20
 echo "rejoined again; $(wc -l <"$TMP/acks") batches acknowledged"
 
