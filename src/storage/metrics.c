@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "storage/replicate.h"
 #include "storage/storage_int.h"
 
 /* Upper bounds (seconds) of the fsync histogram's buckets; +Inf is implicit. */
@@ -157,6 +158,40 @@ static void w_upper(struct out *o, struct sl_source *src, struct sworker *w)
 	put_time(o, atomic_load(&w->upper));
 }
 
+static void w_published(struct out *o, struct sl_source *src, struct sworker *w)
+{
+	char nm[LABEL_MAX];
+	outf(o, "sluice_source_published{source=\"%s\",worker=\"%u\"} ", esc(src->name, nm), w->index);
+	put_time(o, sli_worker_published(src->st, w));
+}
+
+/* Each standby's acknowledged upper and lag per worker (replicate.c keeps them). */
+static void replica_samples(sl_storage *st, struct out *o, int lag)
+{
+	for (size_t i = 0; st->repl != NULL && i < st->repl->n; i++) {
+		const struct sli_member *m = &st->repl->m[i];
+		char mb[LABEL_MAX], nm[LABEL_MAX];
+		esc(m->name, mb);
+		pthread_mutex_lock(&st->src_mu);
+		for (size_t s = 0; s < st->nsources; s++) {
+			struct sl_source *src = st->sources[s];
+			for (uint32_t k = 0; k < src->nworkers; k++) {
+				if (!sli_hosts(st, k))
+					continue;
+				uint64_t a = sli_repl_acked_of(m, s, k), up = atomic_load(&src->w[k].upper);
+				outf(o, "%s{member=\"%s\",source=\"%s\",worker=\"%u\"} ",
+				     lag ? "sluice_replica_lag" : "sluice_replica_acked_upper", mb,
+				     esc(src->name, nm), k);
+				if (lag)
+					outf(o, "%" PRIu64 "\n", a >= up ? 0 : up == SL_TIME_CLOSED ? 1 : up - a);
+				else
+					put_time(o, a);
+			}
+		}
+		pthread_mutex_unlock(&st->src_mu);
+	}
+}
+
 static void w_since(struct out *o, struct sl_source *src, struct sworker *w)
 {
 	char nm[LABEL_MAX];
@@ -278,6 +313,27 @@ int sli_metrics_render(sl_storage *st, sli_buf *b)
 
 	head(&o, "sluice_source_upper", "gauge", "Upper (frontier) of each hosted worker; +Inf once closed.");
 	each_worker(st, &o, w_upper);
+	head(&o, "sluice_source_published", "gauge",
+	     "Frontier subscribers are served up to: the upper, or with replication what every in-sync copy holds.");
+	each_worker(st, &o, w_published);
+	head(&o, "sluice_term", "gauge", "This process's term (with --etcd: the etcd revision its leadership began at).");
+	outf(&o, "sluice_term %" PRIu64 "\n", (uint64_t)atomic_load(&st->term));
+	head(&o, "sluice_leader", "gauge", "1 while this process leads (takes ingest, publishes), else 0.");
+	outf(&o, "sluice_leader %d\n", sli_repl_leads(st));
+	head(&o, "sluice_insync_copies", "gauge", "Copies in sync, this one included (1 without replication).");
+	outf(&o, "sluice_insync_copies %u\n", sli_repl_insync(st));
+	head(&o, "sluice_min_insync", "gauge", "Copies required in sync for ingest and publishing (--min-insync).");
+	outf(&o, "sluice_min_insync %u\n", st->cfg.min_insync ? st->cfg.min_insync : 1);
+	head(&o, "sluice_replica_insync", "gauge", "1 while the standby is in the in-sync set, else 0.");
+	for (size_t i = 0; st->repl != NULL && i < st->repl->n; i++) {
+		char mb[LABEL_MAX];
+		outf(&o, "sluice_replica_insync{member=\"%s\"} %d\n", esc(st->repl->m[i].name, mb),
+		     st->repl->m[i].insync);
+	}
+	head(&o, "sluice_replica_acked_upper", "gauge", "Upper each standby acknowledged as durable, per worker.");
+	replica_samples(st, &o, 0);
+	head(&o, "sluice_replica_lag", "gauge", "This process's upper minus what the standby acknowledged (time units).");
+	replica_samples(st, &o, 1);
 	head(&o, "sluice_source_since", "gauge", "Compaction frontier (since) of each hosted worker.");
 	each_worker(st, &o, w_since);
 	head(&o, "sluice_log_bytes", "gauge", "Bytes of log kept per worker and collection.");

@@ -29,52 +29,10 @@
 
 #include "common/log.h"
 #include "storage/conn.h"
+#include "storage/replicate.h"
 #include "storage/storage_int.h"
 
-#define ISR_TEXT_MAX 2048
 
-struct sli_pending_ack {
-	uint64_t batch;
-	uint64_t time;
-	struct sl_source *src;
-};
-
-struct mworker {
-	uint64_t acked;        /* durable upper the member acknowledged */
-	uint64_t prev_upper;   /* this process's upper when the previous acknowledgement came */
-	uint64_t caught_up_ms; /* the last time it was caught up */
-};
-
-struct member {
-	char name[128];
-	struct conn *conn; /* NULL while disconnected */
-	int insync;        /* in the set this process computes */
-	int recorded;      /* in the set the coordinator last recorded */
-	struct mworker **w; /* [source index][worker], grown as acknowledgements come */
-	uint32_t *nw;
-	size_t nsrc;
-};
-
-struct sli_repl {
-	struct member *m;
-	size_t n, cap;
-	size_t npending;     /* acknowledgements waiting, over all connections */
-	/* For the coordinator's thread: the in-sync set as text, and a recorded set to apply. */
-	pthread_mutex_t mu;
-	char isr[ISR_TEXT_MAX];
-	uint64_t version;
-	char *recorded;      /* set by sl_storage_isr_recorded, applied by the next tick */
-};
-
-static int is_standby(const sl_storage *st)
-{
-	return st->standby_of != NULL && !atomic_load(&st->promoted);
-}
-
-static int may_act(sl_storage *st)
-{
-	return sli_now_ms() < atomic_load(&st->act_until);
-}
 
 int sli_repl_open(sl_storage *st)
 {
@@ -88,7 +46,7 @@ int sli_repl_open(sl_storage *st)
 	return 0;
 }
 
-static void member_free(struct member *m)
+static void member_free(struct sli_member *m)
 {
 	for (size_t i = 0; i < m->nsrc; i++)
 		free(m->w[i]);
@@ -141,19 +99,12 @@ static void isr_changed(sl_storage *st, const char *what, const char *who)
 	         "required)", who, what, text, cnt, req);
 }
 
-static unsigned insync_count(const sl_storage *st)
-{
-	unsigned n = 1;
-	for (size_t i = 0; i < st->repl->n; i++)
-		n += st->repl->m[i].insync != 0;
-	return n;
-}
 
 /* The member's record of (source index si, worker wi), grown on demand; NULL without memory. */
-static struct mworker *mrec(struct member *m, size_t si, uint32_t nworkers, uint32_t wi)
+static struct sli_mworker *mrec(struct sli_member *m, size_t si, uint32_t nworkers, uint32_t wi)
 {
 	if (si >= m->nsrc) {
-		struct mworker **w = realloc(m->w, (si + 1) * sizeof(*w));
+		struct sli_mworker **w = realloc(m->w, (si + 1) * sizeof(*w));
 		if (w == NULL)
 			return NULL;
 		m->w = w;
@@ -175,12 +126,6 @@ static struct mworker *mrec(struct member *m, size_t si, uint32_t nworkers, uint
 	return wi < m->nw[si] ? &m->w[si][wi] : NULL;
 }
 
-static uint64_t acked(const struct member *m, size_t si, uint32_t wi)
-{
-	if (si >= m->nsrc || m->w[si] == NULL || wi >= m->nw[si])
-		return 0;
-	return m->w[si][wi].acked;
-}
 
 static struct sl_source *source_at(sl_storage *st, size_t i)
 {
@@ -237,23 +182,23 @@ static int update(sl_storage *st, struct sworker *w)
 	struct sli_repl *r = st->repl;
 	uint64_t up = atomic_load_explicit(&w->upper, memory_order_acquire);
 	uint64_t vis = atomic_load(&w->visible), nv;
-	if (is_standby(st)) {
+	if (sli_repl_is_standby(st)) {
 		uint64_t wm = atomic_load(&w->wm);
 		nv = wm < up ? wm : up;
 	} else {
 		size_t si = (size_t)(w->src->id - 1);
 		uint64_t hw = up;
 		for (size_t i = 0; i < r->n; i++) {
-			struct member *m = &r->m[i];
+			struct sli_member *m = &r->m[i];
 			if (!m->insync && !(st->cfg.coordinated && m->recorded))
 				continue;
-			uint64_t a = acked(m, si, w->index);
+			uint64_t a = sli_repl_acked_of(m, si, w->index);
 			if (a < hw)
 				hw = a;
 		}
-		if (insync_count(st) >= (st->cfg.min_insync ? st->cfg.min_insync : 1) && hw > w->hw)
+		if (sli_repl_insync(st) >= (st->cfg.min_insync ? st->cfg.min_insync : 1) && hw > w->hw)
 			w->hw = hw;
-		nv = may_act(st) ? w->hw : vis;
+		nv = sli_repl_may_act(st) ? w->hw : vis;
 	}
 	if (nv <= vis)
 		return 0;
@@ -276,7 +221,7 @@ static void update_and_touch(sl_storage *st, struct sworker *w)
 		sli_worker_touch(w);
 }
 
-static struct member *member_of(struct conn *c)
+static struct sli_member *member_of(struct conn *c)
 {
 	return c->replica ? &c->st->repl->m[c->replica - 1] : NULL;
 }
@@ -305,7 +250,7 @@ void sli_repl_on_replica(struct conn *c, sl_bytes name)
 	if (i == r->n) {
 		if (r->n == r->cap) {
 			size_t cap = r->cap ? 2 * r->cap : 4;
-			struct member *m = realloc(r->m, cap * sizeof(*m));
+			struct sli_member *m = realloc(r->m, cap * sizeof(*m));
 			if (m == NULL) {
 				sli_conn_error(c, SL_ENOMEM, 1, "out of memory");
 				return;
@@ -317,7 +262,7 @@ void sli_repl_on_replica(struct conn *c, sl_bytes name)
 		memcpy(r->m[i].name, name.ptr, name.len);
 		r->n++;
 	}
-	struct member *m = &r->m[i];
+	struct sli_member *m = &r->m[i];
 	if (m->conn != NULL && m->conn != c)
 		m->conn->replica = 0; /* a reconnect: the new connection is the member now */
 	m->conn = c;
@@ -325,13 +270,13 @@ void sli_repl_on_replica(struct conn *c, sl_bytes name)
 }
 
 /* Whether m has acknowledged at least the watermark of every hosted worker. */
-static int caught_up_with_hw(sl_storage *st, struct member *m)
+static int caught_up_with_hw(sl_storage *st, struct sli_member *m)
 {
 	size_t n = source_count(st);
 	for (size_t i = 0; i < n; i++) {
 		struct sl_source *src = source_at(st, i);
 		for (uint32_t w = 0; w < src->nworkers; w++)
-			if (sli_hosts(st, w) && acked(m, i, w) < src->w[w].hw)
+			if (sli_hosts(st, w) && sli_repl_acked_of(m, i, w) < src->w[w].hw)
 				return 0;
 	}
 	return 1;
@@ -340,7 +285,7 @@ static int caught_up_with_hw(sl_storage *st, struct member *m)
 void sli_repl_on_ack(struct conn *c, const sli_replica_ack *a)
 {
 	sl_storage *st = c->st;
-	struct member *m = member_of(c);
+	struct sli_member *m = member_of(c);
 	if (st->repl == NULL)
 		return;
 	if (m == NULL) {
@@ -351,7 +296,7 @@ void sli_repl_on_ack(struct conn *c, const sli_replica_ack *a)
 	if (src == NULL || a->worker >= src->nworkers || !sli_hosts(st, a->worker))
 		return; /* a source this process does not know (yet): nothing to hold back */
 	struct sworker *w = &src->w[a->worker];
-	struct mworker *mw = mrec(m, (size_t)(src->id - 1), src->nworkers, a->worker);
+	struct sli_mworker *mw = mrec(m, (size_t)(src->id - 1), src->nworkers, a->worker);
 	if (mw == NULL)
 		return;
 	uint64_t now = sli_now_ms(), up = atomic_load(&w->upper);
@@ -366,7 +311,7 @@ void sli_repl_on_ack(struct conn *c, const sli_replica_ack *a)
 		for (size_t i = 0; i < n; i++) {
 			struct sl_source *s = source_at(st, i);
 			for (uint32_t k = 0; k < s->nworkers; k++) {
-				struct mworker *r = sli_hosts(st, k) ? mrec(m, i, s->nworkers, k) : NULL;
+				struct sli_mworker *r = sli_hosts(st, k) ? mrec(m, i, s->nworkers, k) : NULL;
 				if (r != NULL)
 					r->caught_up_ms = now;
 			}
@@ -376,7 +321,7 @@ void sli_repl_on_ack(struct conn *c, const sli_replica_ack *a)
 	update_and_touch(st, w);
 }
 
-static void leave(sl_storage *st, struct member *m, const char *why)
+static void leave(sl_storage *st, struct sli_member *m, const char *why)
 {
 	if (!m->insync)
 		return;
@@ -386,7 +331,7 @@ static void leave(sl_storage *st, struct member *m, const char *why)
 
 void sli_repl_conn_closed(struct conn *c)
 {
-	struct member *m = member_of(c);
+	struct sli_member *m = member_of(c);
 	if (m != NULL) {
 		m->conn = NULL;
 		leave(c->st, m, "left (its connection closed)");
@@ -425,7 +370,7 @@ static void apply_recorded(sl_storage *st)
 				continue;
 			if (r->n == r->cap) {
 				size_t cap = r->cap ? 2 * r->cap : 4;
-				struct member *m = realloc(r->m, cap * sizeof(*m));
+				struct sli_member *m = realloc(r->m, cap * sizeof(*m));
 				if (m == NULL)
 					break;
 				r->m = m;
@@ -457,10 +402,10 @@ void sli_repl_tick(sl_storage *st)
 			struct sworker *w = &src->w[k];
 			uint64_t up = atomic_load(&w->upper);
 			for (size_t j = 0; j < r->n; j++) {
-				struct member *m = &r->m[j];
+				struct sli_member *m = &r->m[j];
 				if (!m->insync)
 					continue;
-				struct mworker *mw = mrec(m, i, src->nworkers, k);
+				struct sli_mworker *mw = mrec(m, i, src->nworkers, k);
 				if (mw == NULL)
 					continue;
 				if (mw->acked >= up)
@@ -477,12 +422,12 @@ int sli_repl_may_ingest(sl_storage *st, char *msg, size_t len)
 {
 	if (!st->gated)
 		return 0;
-	if (st->cfg.coordinated && (!may_act(st) || is_standby(st))) {
+	if (st->cfg.coordinated && (!sli_repl_may_act(st) || sli_repl_is_standby(st))) {
 		snprintf(msg, len, "this process does not lead its group now (no leadership, or its "
 		         "lease could not be renewed): ask the leader");
 		return SL_ELEASE;
 	}
-	unsigned have = insync_count(st), need = st->cfg.min_insync ? st->cfg.min_insync : 1;
+	unsigned have = sli_repl_insync(st), need = st->cfg.min_insync ? st->cfg.min_insync : 1;
 	if (have < need) {
 		snprintf(msg, len, "only %u of the %u copies --min-insync requires are in sync: ingest "
 		         "refused until a standby catches up", have, need);

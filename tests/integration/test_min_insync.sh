@@ -19,8 +19,13 @@ try_ingest() {
 	batch "$1" | timeout -k 5 60 "$SLUICE" ingest --server "$P" in 2>"$TMP/ing.err"
 }
 
-start_sluiced --min-insync 2 --source "in=ingest,workers=2" --source "c=counter,max=200"
+start_sluiced --min-insync 2 --source "in=ingest,workers=2" --source "c=counter,max=200" \
+	--metrics-listen 127.0.0.1:0
 P=$SERVER P_PID=$SLUICED_PID P_LOG=$SLUICED_LOG
+MPORT=$(sed -n 's/^sluiced: metrics on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$P_LOG")
+metric() { # metric NAME{LABELS}: its value on the primary
+	curl -fsS -m 10 "http://127.0.0.1:$MPORT/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+}
 
 # Alone: ingest refused with one clear line, nothing published.
 rc=0
@@ -31,6 +36,9 @@ grep -q 'only 1 of the 2 copies --min-insync requires are in sync' "$TMP/ing.err
 [[ $(wc -l <"$TMP/ing.err") -eq 1 ]] || fail "not a one-line error: $(cat "$TMP/ing.err")"
 u=$(source_upper c)
 [[ $u == 0 ]] || fail "the counter's frontier is '$u' with no copy in sync, expected 0"
+[[ $(metric sluice_insync_copies) == 1 && $(metric sluice_min_insync) == 2 ]] ||
+	fail "metrics say $(metric sluice_insync_copies) of $(metric sluice_min_insync) copies in sync, expected 1 of 2"
+[[ $(metric 'sluice_source_published{source="c",worker="0"}') == 0 ]] || fail "c's published frontier is not 0 alone"
 
 # The standby: once in sync, ingest is taken and the counter's frontier moves.
 start_sluiced --standby-of "$P" --min-insync 2
@@ -45,6 +53,9 @@ done
 [[ $ok -eq 1 ]] || fail "ingest still refused 10 s after the standby started"
 [[ $t == 0 ]] || fail "the first batch got time $t, expected 0"
 grep -q 'joined the in-sync set' "$P_LOG" || fail "the primary's log does not say the standby joined"
+[[ $(metric sluice_insync_copies) == 2 && $(metric "sluice_replica_insync{member=\"$S\"}") == 1 ]] ||
+	fail "metrics do not show the standby $S in sync: $(curl -fsS -m 10 "http://127.0.0.1:$MPORT/metrics" | grep -E 'insync|replica')"
+[[ $(metric sluice_leader) == 1 ]] || fail "sluice_leader is not 1 on the primary"
 timeout -k 5 60 "$SLUICE" tail --server "$P" --until 200 c >"$TMP/c.out" || fail "tail of the counter failed"
 for ((i = 1; i < 200; i++)); do printf 'ok\t%d\t1\t%d\n' "$i" "$i"; done >"$TMP/c.expected"
 expect_diff "$TMP/c.expected" "$TMP/c.out" "the counter published with a standby in sync"
