@@ -343,12 +343,13 @@ static int follow_round(struct follower *f)
 			uint64_t from = sl_source_upper(f->srcs[i].src, w);
 			if (!sl_source_hosts(f->srcs[i].src, w))
 				continue;
-			if (from == SL_TIME_CLOSED) {
-				/* nothing more to follow: its copy is complete (said for the watermark) */
-				if (sli_client_replica_ack(c, f->srcs[i].id, w, from) != 0)
-					goto out;
-				continue;
-			}
+			/* What this copy holds already, said once per connection: a worker with nothing
+			 * new to send (empty, idle or closed) gets no Progress to acknowledge, and the
+			 * in-sync set must still learn it. */
+			if (sli_client_replica_ack(c, f->srcs[i].id, w, from) != 0)
+				goto out;
+			if (from == SL_TIME_CLOSED)
+				continue; /* nothing more to follow */
 			/* what a previous round appended at times >= from comes again: skip it */
 			fw->skip[0] = fw->pending[0];
 			fw->skip[1] = fw->pending[1];
