@@ -296,6 +296,15 @@ SL_API void sl_storage_act_until(sl_storage *st, uint64_t monotonic_ms);
 SL_API int sl_storage_isr(sl_storage *st, char *buf, size_t len, uint64_t *version);
 SL_API int sl_storage_isr_recorded(sl_storage *st, const char *members);
 SL_API int sl_storage_set_leader(sl_storage *st, uint64_t term);
+/* Whether a client asked this standby (Promote, `sluice promote`) to take the leadership over
+ * gracefully; the coordinator passes the request on (the leader hands over once this standby
+ * is caught up).  The client gets Promoted(term) once this process leads, within 9 s, else an
+ * error.  Any thread. */
+SL_API int sl_storage_switchover_requested(sl_storage *st);
+/* Whether standby `member` (its address) is in sync and has acknowledged this process's upper
+ * on every hosted worker, as of the network thread's last tick: a leader that stopped producing
+ * may hand over to it without loss.  Any thread. */
+SL_API int sl_storage_caught_up(sl_storage *st, const char *member);
 
 /* Flags for sl_source_register. */
 #define SL_SOURCE_INGEST 0x01 /* clients may Append batches (the `ingest` kind) */

@@ -22,7 +22,9 @@ static const char usage_promote[] =
 	"primary and take over: its ingest sources accept batches from now on, and its term (the\n"
 	"fencing epoch clients use to pick between a primary and its standbys) becomes the\n"
 	"primary's + 1.  Prints the new term.  Replication is asynchronous: what the standby had not\n"
-	"received from the primary yet is not on it.\n"
+	"received from the primary yet is not on it.  With sluiced --etcd: a graceful switchover\n"
+	"instead; the leader hands over to this standby once it holds everything, and the term it\n"
+	"then leads at is printed.\n"
 	"\n"
 	"  --server HOST:PORT   the standby (default 127.0.0.1:6876)\n"
 	CLI_SECURITY_HELP;

@@ -47,6 +47,15 @@ static int on_lead(void *arg, uint64_t term)
 	return 0;
 }
 
+static void on_yield(void *arg)
+{
+	sluiced_etcd *e = arg;
+	for (size_t i = 0; i < e->nspecs; i++) {
+		sli_source_stop(e->runners[i]);
+		e->runners[i] = NULL;
+	}
+}
+
 static void on_stop(void *arg, const char *why)
 {
 	sluiced_etcd *e = arg;
@@ -68,7 +77,7 @@ int sluiced_etcd_start(sluiced_etcd *e, sl_storage *st)
 	sli_candidate_config cfg = {.endpoints = e->endpoints, .cluster_id = id,
 	                            .process = e->process, .self = e->self,
 	                            .lease_ms = e->lease_ms, .on_lead = on_lead,
-	                            .on_stop = on_stop, .arg = e};
+	                            .on_stop = on_stop, .on_yield = on_yield, .arg = e};
 	int rc = sli_candidate_start(st, &cfg, &e->cand);
 	if (rc != 0) {
 		sli_elog(SLI_LOG_ERROR, "start_failed", NULL, "cannot use etcd at %s: %s", e->endpoints,

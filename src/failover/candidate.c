@@ -35,6 +35,8 @@ struct sli_candidate {
 	char *endpoints, *cluster_id, *self;
 	char isr_key[SLI_COORD_KEY_MAX];
 	char epoch_prefix[SLI_COORD_KEY_MAX]; /* .../epoch/: one key per term, its start uppers */
+	char handover_key[SLI_COORD_KEY_MAX]; /* .../handover: the standby a switchover is for */
+	int asked;                            /* this standby wrote its handover request */
 	sli_etcd *etcd;
 	sli_election *el;
 	pthread_t tid;
@@ -54,11 +56,27 @@ static void nap(sli_candidate *c, unsigned ms)
 	}
 }
 
-/* Listed in the group's in-sync set, or the group has none yet. */
+/* Reads the handover key: 1 with its value in buf, 0 when there is none, < 0. */
+static int read_handover(sli_candidate *c, char *buf, size_t cap)
+{
+	sli_etcd_kv kv;
+	int rc = sli_etcd_get(c->etcd, c->handover_key, &kv);
+	if (rc == 1) {
+		snprintf(buf, cap, "%.*s", (int)kv.value_len, (const char *)kv.value);
+		sli_etcd_kv_fini(&kv);
+	}
+	return rc;
+}
+
+/* Listed in the group's in-sync set, or the group has none yet; and no switchover is under
+ * way to another candidate. */
 static int eligible(void *arg)
 {
 	sli_candidate *c = arg;
 	sli_etcd_kv kv;
+	char to[SLI_COORD_ADDR_MAX];
+	if (read_handover(c, to, sizeof(to)) == 1 && strcmp(to, c->self) != 0)
+		return 0;
 	int rc = sli_etcd_get(c->etcd, c->isr_key, &kv);
 	if (rc < 0)
 		return 0;
@@ -163,6 +181,9 @@ static int take_lead(sli_candidate *c, int64_t term, char *why, size_t len)
 		rc = sl_storage_set_leader(c->st, (uint64_t)term);
 	if (rc == 0)
 		rc = record_epoch(c, term);
+	char to[SLI_COORD_ADDR_MAX];
+	if (rc == 0 && read_handover(c, to, sizeof(to)) == 1 && strcmp(to, c->self) == 0)
+		sli_etcd_delete(c->etcd, c->handover_key); /* the switchover is done */
 	if (rc != 0) {
 		snprintf(why, len, "won term %" PRId64 " but could not take it: %s", term,
 		         sl_storage_last_error()[0] ? sl_storage_last_error() : sl_strerror(rc));
@@ -182,9 +203,52 @@ static int take_lead(sli_candidate *c, int64_t term, char *why, size_t len)
 	return 0;
 }
 
+/* A switchover asked for: hand the leadership to `to` (in the in-sync set) without loss.  Stop
+ * acting and producing, give the standby up to 5 s to acknowledge everything, resign. */
+static void hand_over(sli_candidate *c, const char *to, char *why, size_t len)
+{
+	sli_kv kv[] = {{"to", to, 0}, {NULL, NULL, 0}};
+	sli_elog(SLI_LOG_INFO, "handover", kv, "hands the leadership of process %u over to %s",
+	         c->cfg.process, to);
+	sl_storage_act_until(c->st, 0);
+	atomic_store(&c->leads, 0);
+	if (c->cfg.on_yield != NULL)
+		c->cfg.on_yield(c->cfg.arg);
+	for (int i = 0; i < 100 && !sl_storage_caught_up(c->st, to); i++)
+		nap(c, 50);
+	sli_election_resign(c->el);
+	snprintf(why, len, "handed the leadership of process %u over to %s (a switchover); restart "
+	         "it to follow as a standby", c->cfg.process, to);
+}
+
+/* Whether a switchover to a member of the in-sync set is asked for: 1 with its address. */
+static int handover_wanted(sli_candidate *c, char *to, size_t cap)
+{
+	char isr[ISR_MAX], key[SLI_COORD_ADDR_MAX + 2];
+	if (read_handover(c, to, cap) != 1 || strcmp(to, c->self) == 0)
+		return 0;
+	if (sl_storage_isr(c->st, isr, sizeof(isr), NULL) != 0)
+		return 0;
+	char list[ISR_MAX + 2];
+	snprintf(list, sizeof(list), ",%s,", isr);
+	snprintf(key, sizeof(key), ",%s,", to);
+	if (strstr(list, key) == NULL) {
+		sli_elog(SLI_LOG_WARN, "handover_refused", NULL, "a switchover to %s is asked for, but "
+		         "it is not in sync: not handing over", to);
+		sli_etcd_delete(c->etcd, c->handover_key);
+		return 0;
+	}
+	return 1;
+}
+
 /* One tick as the leader.  0, or 1 when the candidate ends (why filled). */
 static int lead_tick(sli_candidate *c, char *why, size_t len)
 {
+	char to[SLI_COORD_ADDR_MAX];
+	if (handover_wanted(c, to, sizeof(to))) {
+		hand_over(c, to, why, len);
+		return 1;
+	}
 	int rc = sli_election_renew(c->el);
 	say_etcd(c, rc == SL_ELEASE || rc == SL_EFENCED ? 0 : rc);
 	if (rc != 0 && rc != SL_ELEASE && rc != SL_EFENCED && rc != SL_EETCD)
@@ -326,6 +390,17 @@ static int follow_tick(sli_candidate *c, char *why, size_t len)
 	}
 	if (strcmp(leader.address, c->self) == 0)
 		return 0; /* our own key from before a restart: it expires, then we campaign */
+	if (sl_storage_switchover_requested(c->st) && !c->asked) {
+		/* `sluice promote` here: ask the leader, under a lease of its own so a request whose
+		 * standby died does not block elections for long */
+		int64_t lease = 0, ttl = 0;
+		if (sli_etcd_lease_grant(c->etcd, 10, &lease, &ttl) == 0 &&
+		    sli_etcd_put(c->etcd, c->handover_key, c->self, strlen(c->self), lease, NULL) == 0) {
+			c->asked = 1;
+			sli_elog(SLI_LOG_INFO, "handover_asked", NULL, "asks the leader %s to hand "
+			         "process %u over", leader.address, c->cfg.process);
+		}
+	}
 	if (c->following[0] == '\0') {
 		char *limits = NULL;
 		if ((rc = rejoin_limits(c, &limits)) < 0)
@@ -397,7 +472,9 @@ int sli_candidate_start(sl_storage *st, const sli_candidate_config *cfg, sli_can
 	if ((rc = sli_coord_key(c->isr_key, sizeof(c->isr_key), cfg->cluster_id, cfg->process,
 	                        "isr")) != 0 ||
 	    (rc = sli_coord_key(c->epoch_prefix, sizeof(c->epoch_prefix), cfg->cluster_id,
-	                        cfg->process, "epoch/")) != 0)
+	                        cfg->process, "epoch/")) != 0 ||
+	    (rc = sli_coord_key(c->handover_key, sizeof(c->handover_key), cfg->cluster_id,
+	                        cfg->process, "handover")) != 0)
 		goto fail;
 	/* every call is bounded well inside the lease, so a slow etcd never holds a renewal up
 	 * past the deadline by much */

@@ -28,6 +28,9 @@ typedef struct sli_candidate_config {
 	/* Called on the candidate's thread when it ends for good (why: one line); the process
 	 * should exit and be restarted.  The candidate thread stops after it returns. */
 	void (*on_stop)(void *arg, const char *why);
+	/* Called on the candidate's thread when it hands its leadership over (a switchover): stop
+	 * the sources it started, so its standby can catch up with everything.  NULL: none. */
+	void (*on_yield)(void *arg);
 	void *arg;
 } sli_candidate_config;
 

@@ -82,6 +82,10 @@ static void on_frame(struct conn *c, const sli_frame *f)
 	case SLI_PROMOTE: {
 		char err[200];
 		uint64_t term = 0;
+		if (c->st->cfg.coordinated) {
+			sli_switchover_request(c); /* answered once this process leads */
+			break;
+		}
 		int rc = sli_storage_promote(c->st, &term, err, sizeof(err));
 		if (rc != 0) {
 			sli_conn_error(c, rc, 0, "%s", err);

@@ -385,6 +385,31 @@ static void apply_recorded(sl_storage *st)
 	free(text);
 }
 
+/* Which members are in sync and have acknowledged every hosted worker's upper now (for a
+ * switchover, read by the coordinator's thread). */
+static void note_caught_up(sl_storage *st)
+{
+	struct sli_repl *r = st->repl;
+	char text[ISR_TEXT_MAX] = ",";
+	size_t off = 1, n = source_count(st);
+	for (size_t j = 0; j < r->n; j++) {
+		struct sli_member *m = &r->m[j];
+		int all = m->insync && m->conn != NULL;
+		for (size_t i = 0; all && i < n; i++) {
+			struct sl_source *src = source_at(st, i);
+			for (uint32_t k = 0; all && k < src->nworkers; k++)
+				if (sli_hosts(st, k) && sli_repl_acked_of(m, i, k) < atomic_load(&src->w[k].upper))
+					all = 0;
+		}
+		int len = all ? snprintf(text + off, sizeof(text) - off, "%s,", m->name) : 0;
+		if (len > 0 && (size_t)len < sizeof(text) - off)
+			off += (size_t)len;
+	}
+	pthread_mutex_lock(&r->mu);
+	memcpy(r->caught, text, off + 1);
+	pthread_mutex_unlock(&r->mu);
+}
+
 void sli_repl_tick(sl_storage *st)
 {
 	struct sli_repl *r = st->repl;
@@ -416,6 +441,7 @@ void sli_repl_tick(sl_storage *st)
 			update_and_touch(st, w);
 		}
 	}
+	note_caught_up(st);
 }
 
 int sli_repl_may_ingest(sl_storage *st, char *msg, size_t len)
@@ -503,6 +529,18 @@ SL_API int sl_storage_isr(sl_storage *st, char *buf, size_t len, uint64_t *versi
 		*version = r->version;
 	pthread_mutex_unlock(&r->mu);
 	return rc;
+}
+
+SL_API int sl_storage_caught_up(sl_storage *st, const char *member)
+{
+	char key[160];
+	if (st == NULL || member == NULL || st->repl == NULL ||
+	    snprintf(key, sizeof(key), ",%s,", member) >= (int)sizeof(key))
+		return 0;
+	pthread_mutex_lock(&st->repl->mu);
+	int yes = strstr(st->repl->caught, key) != NULL;
+	pthread_mutex_unlock(&st->repl->mu);
+	return yes;
 }
 
 SL_API int sl_storage_isr_recorded(sl_storage *st, const char *members)

@@ -41,6 +41,7 @@ struct sli_repl {
 	char isr[ISR_TEXT_MAX];
 	uint64_t version;
 	char *recorded;      /* set by sl_storage_isr_recorded, applied by the next tick */
+	char caught[ISR_TEXT_MAX]; /* mu: ",A,B," the members caught up at the last tick */
 };
 
 static inline int sli_repl_is_standby(const sl_storage *st)

@@ -54,6 +54,8 @@ static void on_tick(sli_loop *l, void *arg)
 	atomic_store_explicit(&st->last_tick_ms, sli_now_ms(), memory_order_relaxed);
 	sli_conn_tick(arg);
 	sli_repl_tick(arg);
+	if (st->switch_deadline != 0)
+		sli_switchover_tick(arg);
 	sli_compact_tick(arg);
 }
 

@@ -202,6 +202,11 @@ struct sl_storage {
 	pthread_cond_t trunc_cv;
 	struct sli_trunc_req *trunc_req; /* trunc_mu */
 	atomic_int trunc_want;           /* a request is posted: the loop checks without the lock */
+	/* Switchover (switchover.c, loop): the connections waiting for Promoted, by id. */
+#define SLI_SWITCH_WAITERS 8
+	uint64_t switch_conn[SLI_SWITCH_WAITERS];
+	uint64_t switch_deadline;
+	atomic_int switch_wanted; /* polled by the coordinator's thread */
 };
 
 /* The frontier a worker's ordinary subscribers are served up to: its upper, or when
@@ -274,6 +279,10 @@ void sli_repl_send_watermark(struct conn *c, struct sub *s);
 /* truncate.c (sli_source_truncate is in replica_hooks.h) */
 /* On the loop's wake: runs a truncation another thread asked for, if any. */
 void sli_truncate_on_wake(sl_storage *st);
+
+/* switchover.c: Promote under a coordinator (a request passed on), and answering it. */
+void sli_switchover_request(struct conn *c);
+void sli_switchover_tick(sl_storage *st);
 
 /* compact.c */
 void sli_snap_unref(struct sli_snap *s);
