@@ -296,6 +296,44 @@ static void print_versions(const view *v)
 	}
 }
 
+/* Each process's role and replication, when it reports them (sluice_term, sluice_leader,
+ * sluice_insync_copies, sluice_replica_*): one line per process that replicates or leads. */
+static void print_replication(const view *v)
+{
+	for (size_t p = 0; p < v->n; p++) {
+		const report *r = &v->r[p];
+		const sample *term = stat_find(r, "sluice_term", NULL, NULL, NULL, NULL);
+		const sample *lead = stat_find(r, "sluice_leader", NULL, NULL, NULL, NULL);
+		const sample *have = stat_find(r, "sluice_insync_copies", NULL, NULL, NULL, NULL);
+		const sample *need = stat_find(r, "sluice_min_insync", NULL, NULL, NULL, NULL);
+		if (v->texts[p] == NULL || term == NULL || lead == NULL)
+			continue;
+		uint64_t h = stat_value_u64(have), n = stat_value_u64(need);
+		if (n <= 1 && stat_find(r, "sluice_replica_insync", NULL, NULL, NULL, NULL) == NULL &&
+		    stat_value_u64(lead))
+			continue; /* no replication: nothing to say */
+		if (v->n > 1)
+			printf("process %zu: ", p);
+		printf("%s at term %" PRIu64 ", %" PRIu64 " of %" PRIu64 " copies in sync",
+		       stat_value_u64(lead) ? "leader" : "not leading (standby, or its lease ran out)",
+		       stat_value_u64(term), h, n);
+		for (size_t i = 0; i < r->n; i++) {
+			const sample *m = &r->s[i];
+			if (strcmp(m->name, "sluice_replica_insync") != 0)
+				continue;
+			uint64_t lag = 0;
+			for (size_t j = 0; j < r->n; j++)
+				if (strcmp(r->s[j].name, "sluice_replica_lag") == 0 &&
+				    strcmp(stat_label(&r->s[j], "member"), stat_label(m, "member")) == 0 &&
+				    stat_value_u64(&r->s[j]) > lag)
+					lag = stat_value_u64(&r->s[j]);
+			printf("; standby %.60s %s, lag %" PRIu64, stat_label(m, "member"),
+			       stat_value_u64(m) ? "in sync" : "out of sync", lag);
+		}
+		printf("\n");
+	}
+}
+
 int stat_print_view(const char *server, const view *v)
 {
 	char a[24], b[24];
@@ -316,6 +354,7 @@ int stat_print_view(const char *server, const view *v)
 	if (fs_n > 0)
 		printf("log syncs: %.0f, %.3f ms on average\n", fs_n, fs_sum * 1000.0 / fs_n);
 	print_versions(v);
+	print_replication(v);
 	for (size_t p = 0; p < v->n; p++)
 		if (v->texts[p] == NULL)
 			printf("process %zu at %-.24s missing: %-.30s\n", p, v->addrs ? v->addrs[p] : "?",

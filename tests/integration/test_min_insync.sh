@@ -56,6 +56,9 @@ grep -q 'joined the in-sync set' "$P_LOG" || fail "the primary's log does not sa
 [[ $(metric sluice_insync_copies) == 2 && $(metric "sluice_replica_insync{member=\"$S\"}") == 1 ]] ||
 	fail "metrics do not show the standby $S in sync: $(curl -fsS -m 10 "http://127.0.0.1:$MPORT/metrics" | grep -E 'insync|replica')"
 [[ $(metric sluice_leader) == 1 ]] || fail "sluice_leader is not 1 on the primary"
+timeout -k 5 30 "$SLUICE" stat --server "$P" --once >"$TMP/stat.out" || fail "sluice stat failed"
+grep -q "^leader at term 1, 2 of 2 copies in sync; standby $S in sync, lag [0-9]*\$" "$TMP/stat.out" ||
+	fail "sluice stat does not show the replication: $(head -n 6 "$TMP/stat.out")"
 timeout -k 5 60 "$SLUICE" tail --server "$P" --until 200 c >"$TMP/c.out" || fail "tail of the counter failed"
 for ((i = 1; i < 200; i++)); do printf 'ok\t%d\t1\t%d\n' "$i" "$i"; done >"$TMP/c.expected"
 expect_diff "$TMP/c.expected" "$TMP/c.out" "the counter published with a standby in sync"
