@@ -12,6 +12,8 @@
 #   etcd_cluster.sh wait DIR         waits (at most 30 s) until every running member is healthy.
 #   etcd_cluster.sh stop DIR         SIGKILLs every member and the watchdog (DIR is the caller's).
 #   etcd_cluster.sh ports DIR N      prints N free ports picked the same way (DIR unused).
+# ETCD_CLIENT_HOST (default 127.0.0.1): the local address the members serve clients on (a
+# test with network namespaces gives its host-side veth address); peers always use 127.0.0.1.
 #
 # Ports: etcd cannot report a port it chose itself, and its peers must know each other's ports
 # in advance, so 6 ports are picked at random below the kernel's ephemeral range (outgoing
@@ -23,6 +25,7 @@
 set -euo pipefail
 
 ETCD=${ETCD:-etcd}
+CHOST=${ETCD_CLIENT_HOST:-127.0.0.1} # where clients reach the members (start only; kept after)
 die() {
 	echo "etcd_cluster.sh: $*" >&2
 	exit 1
@@ -74,8 +77,8 @@ launch() { # N STATE: starts member N in the background
 	source "$DIR/cluster.env"
 	local cport_var="CPORT$n" pport_var="PPORT$n"
 	"$ETCD" --name "m$n" --data-dir "$DIR/m$n.data" \
-		--listen-client-urls "http://127.0.0.1:${!cport_var}" \
-		--advertise-client-urls "http://127.0.0.1:${!cport_var}" \
+		--listen-client-urls "http://$CHOST:${!cport_var}" \
+		--advertise-client-urls "http://$CHOST:${!cport_var}" \
 		--listen-peer-urls "http://127.0.0.1:${!pport_var}" \
 		--initial-advertise-peer-urls "http://127.0.0.1:${!pport_var}" \
 		--initial-cluster "$INITIAL_CLUSTER" --initial-cluster-state "$state" \
@@ -89,7 +92,7 @@ healthy() { # N: whether member N answers /health with true
 	# shellcheck source=/dev/null
 	source "$DIR/cluster.env"
 	local cport_var="CPORT$1"
-	curl -fsS -m 1 "http://127.0.0.1:${!cport_var}/health" 2>/dev/null | grep -q '"health":"true"'
+	curl -fsS -m 1 "http://$CHOST:${!cport_var}/health" 2>/dev/null | grep -q '"health":"true"'
 }
 
 # wait_healthy SECONDS N...: 0 once every member N is healthy, 2 if one died, 1 on timeout.
@@ -143,6 +146,7 @@ start_cluster() {
 			echo "PPORT1=${PORTS[3]} PPORT2=${PORTS[4]} PPORT3=${PORTS[5]}"
 			echo "INITIAL_CLUSTER=m1=http://127.0.0.1:${PORTS[3]},m2=http://127.0.0.1:${PORTS[4]},m3=http://127.0.0.1:${PORTS[5]}"
 			echo "TOKEN=sluice-test-$$-$attempt"
+			echo "CHOST=$CHOST"
 		} >"$DIR/cluster.env"
 		rm -rf "$DIR"/m?.data "$DIR"/m?.log
 		launch 1 new
@@ -151,7 +155,7 @@ start_cluster() {
 		rc=0
 		wait_healthy 30 1 2 3 || rc=$?
 		if ((rc == 0)); then
-			echo "http://127.0.0.1:${PORTS[0]},http://127.0.0.1:${PORTS[1]},http://127.0.0.1:${PORTS[2]}" >"$DIR/endpoints"
+			echo "http://$CHOST:${PORTS[0]},http://$CHOST:${PORTS[1]},http://$CHOST:${PORTS[2]}" >"$DIR/endpoints"
 			if [[ -n $owner ]]; then
 				# The watchdog: kills whatever members run once the owner is gone.
 				(
