@@ -403,7 +403,7 @@ static int follow_tick(sli_candidate *c, char *why, size_t len)
 	}
 	if (c->following[0] == '\0') {
 		char *limits = NULL;
-		if ((rc = rejoin_limits(c, &limits)) < 0)
+		if (rejoin_limits(c, &limits) < 0)
 			return 0; /* etcd did not answer: next tick */
 		rc = sl_storage_follow_truncating(c->st, leader.address, limits);
 		free(limits);
