@@ -186,6 +186,17 @@ wait_lines() {
 	fail "fewer than $n lines matching '$2' in $1 within 60 s: $(tail -n 5 "$1" 2>/dev/null)"
 }
 
+# wait_log FILE REGEX SECONDS: waits (at most SECONDS) for a line of FILE matching the extended
+# REGEX; on failure shows FILE's last lines but its connection open/close notices.
+wait_log() {
+	local i
+	for ((i = 0; i < $3 * 20; i++)); do
+		grep -qE -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	fail "no line /$2/ in $1 within $3 s: $(grep -v ': connection ' "$1" 2>/dev/null | tail -n 15)"
+}
+
 # Test certificates, made with the openssl command in $PKI ($TMP/pki).
 PKI=$TMP/pki
 ossl() {

@@ -29,14 +29,6 @@ start() {
 	fail "candidate $name did not start"
 }
 
-wait_log() { # FILE REGEX SECONDS
-	local i
-	for ((i = 0; i < $3 * 20; i++)); do
-		grep -qE "$2" "$1" && return 0
-		sleep 0.05
-	done
-	fail "no line /$2/ in $1 within $3 s: $(grep -v ': connection ' "$1" | tail -n 15)"
-}
 
 published() { # LOGFILE WORKER: c's published frontier of WORKER at that candidate's metrics
 	local port

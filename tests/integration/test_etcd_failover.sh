@@ -32,15 +32,6 @@ start_candidate() {
 	fail "candidate $name printed no 'listening on' line within 20 s"
 }
 
-# wait_log FILE REGEX SECONDS: waits until FILE has a line matching REGEX.
-wait_log() {
-	local i
-	for ((i = 0; i < $3 * 20; i++)); do
-		grep -qE "$2" "$1" && return 0
-		sleep 0.05
-	done
-	fail "no line /$2/ in $1 within $3 s: $(grep -v ': connection ' "$1" | tail -n 20)"
-}
 
 batch() { # batch I: the rows of batch I
 	local j

@@ -28,14 +28,6 @@ read -r PL PS < <("$ETCD_SH" ports "$TMP/etcd" 2)
 L=$NSIP:$PL S=$HOSTIP:$PS
 ARGS=(--etcd "$EP" --cluster "$L/$S" --process 0 --lease-ms 2000 --min-insync 1 --source "in=ingest")
 
-wait_log() { # FILE REGEX SECONDS
-	local i
-	for ((i = 0; i < $3 * 20; i++)); do
-		grep -qE "$2" "$1" && return 0
-		sleep 0.05
-	done
-	fail "no line /$2/ in $1 within $3 s: $(grep -v ': connection ' "$1" | tail -n 15)"
-}
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 bg ip netns exec "$NS" "$SLUICED" "${ARGS[@]}" --listen "$L" --data-dir "$TMP/data.l" 2>"$TMP/sluiced.l.log"

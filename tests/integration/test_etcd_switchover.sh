@@ -24,14 +24,6 @@ start_candidate() { # NAME ADDR
 	fail "candidate $1 did not start: $(cat "$log")"
 }
 
-wait_log() { # FILE REGEX SECONDS
-	local i
-	for ((i = 0; i < $3 * 20; i++)); do
-		grep -qE "$2" "$1" && return 0
-		sleep 0.05
-	done
-	fail "no line /$2/ in $1 within $3 s: $(grep -v ': connection ' "$1" | tail -n 15)"
-}
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
