@@ -37,13 +37,12 @@ static int on_lead(void *arg, uint64_t term)
 	sluiced_etcd *e = arg;
 	char err[512];
 	(void)term;
-	for (size_t i = 0; i < e->nspecs; i++) {
-		int rc = sli_source_start(e->cand_storage, e->specs[i], &e->runners[i], err, sizeof(err));
-		if (rc != 0) {
+	/* A source that cannot continue here (a file or postgres source finds no read position for
+	 * the upper it replicated: those are not carried to standbys yet) says so and stays at its
+	 * upper; the others go on, so one such source does not take the whole process down. */
+	for (size_t i = 0; i < e->nspecs; i++)
+		if (sli_source_start(e->cand_storage, e->specs[i], &e->runners[i], err, sizeof(err)) != 0)
 			sli_elog(SLI_LOG_ERROR, "source_failed", NULL, "%s", err);
-			return rc;
-		}
-	}
 	return 0;
 }
 
