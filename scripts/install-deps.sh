@@ -20,7 +20,8 @@ PACKAGES=(
 	valgrind cppcheck clang-tidy                # the valgrind and static-analysis stages of test.sh
 	groff-base man-db                           # test_manpages.sh: groff -man -ww and man -l render the man pages
 	libcurl4-openssl-dev libjansson-dev         # coordination (src/coord): etcd's JSON gateway
-	etcd-server                                 # the 3-member etcd cluster of itest_coord
+	etcd-server                                 # the 3-member etcd clusters of itest_coord and test_etcd_*.sh
+	iproute2                                    # ip netns: test_etcd_partition.sh's namespace and veth pair
 )
 
 missing=()
