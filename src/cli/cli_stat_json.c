@@ -79,6 +79,20 @@ static json_t *sub_row(const report *r, const sample *s, size_t *h)
 	                                                "conn", c, "handle", hd))));
 }
 
+/* A standby of the process, as its leader reports it: in sync or not, and its largest lag. */
+static json_t *replica_row(const report *r, const sample *s, size_t *h)
+{
+	uint64_t lag = 0;
+	(void)h;
+	for (size_t j = 0; j < r->n; j++)
+		if (strcmp(r->s[j].name, "sluice_replica_lag") == 0 &&
+		    strcmp(stat_label(&r->s[j], "member"), stat_label(s, "member")) == 0 &&
+		    stat_value_u64(&r->s[j]) > lag)
+			lag = stat_value_u64(&r->s[j]);
+	return json_pack("{s:s, s:b, s:o}", "member", stat_label(s, "member"), "insync",
+	                 stat_value_u64(s) != 0, "lag", num(lag));
+}
+
 static uint64_t sum(const report *r, const char *name)
 {
 	uint64_t t = 0;
@@ -115,7 +129,12 @@ static json_t *process(const char *server, const view *v, size_t p)
 	    json_object_set_new(o, "revision", b ? json_string(stat_label(b, "revision")) : json_null()) != 0 ||
 	    json_object_set_new(o, "workers", rows(r, "sluice_source_upper", worker_row)) != 0 ||
 	    json_object_set_new(o, "connection_list", rows(r, "sluice_connection_subscriptions", conn_row)) != 0 ||
-	    json_object_set_new(o, "subscription_list", rows(r, "sluice_subscription_lag", sub_row)) != 0) {
+	    json_object_set_new(o, "subscription_list", rows(r, "sluice_subscription_lag", sub_row)) != 0 ||
+	    json_object_set_new(o, "term", num(sum(r, "sluice_term"))) != 0 ||
+	    json_object_set_new(o, "leader", json_boolean(sum(r, "sluice_leader") != 0)) != 0 ||
+	    json_object_set_new(o, "insync_copies", num(sum(r, "sluice_insync_copies"))) != 0 ||
+	    json_object_set_new(o, "min_insync", num(sum(r, "sluice_min_insync"))) != 0 ||
+	    json_object_set_new(o, "replicas", rows(r, "sluice_replica_insync", replica_row)) != 0) {
 		json_decref(o);
 		return NULL;
 	}

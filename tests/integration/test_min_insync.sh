@@ -59,6 +59,9 @@ grep -q 'joined the in-sync set' "$P_LOG" || fail "the primary's log does not sa
 timeout -k 5 30 "$SLUICE" stat --server "$P" --once >"$TMP/stat.out" || fail "sluice stat failed"
 grep -q "^leader at term 1, 2 of 2 copies in sync; standby $S in sync, lag [0-9]*\$" "$TMP/stat.out" ||
 	fail "sluice stat does not show the replication: $(head -n 6 "$TMP/stat.out")"
+timeout -k 5 30 "$SLUICE" stat --server "$P" --json >"$TMP/stat.json" || fail "sluice stat --json failed"
+[[ $(jq -r '.processes[0] | "\(.leader) \(.insync_copies) \(.min_insync) \(.replicas[0].member) \(.replicas[0].insync)"' "$TMP/stat.json") == "true 2 2 $S true" ]] ||
+	fail "sluice stat --json does not show the replication: $(jq -c '.processes[0] | {leader, insync_copies, min_insync, replicas}' "$TMP/stat.json")"
 timeout -k 5 60 "$SLUICE" tail --server "$P" --until 200 c >"$TMP/c.out" || fail "tail of the counter failed"
 for ((i = 1; i < 200; i++)); do printf 'ok\t%d\t1\t%d\n' "$i" "$i"; done >"$TMP/c.expected"
 expect_diff "$TMP/c.expected" "$TMP/c.out" "the counter published with a standby in sync"
