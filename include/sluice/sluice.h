@@ -87,6 +87,7 @@ enum {
 	SL_ELIMIT = -1024,    /* a server limit was reached (connections, request rate, output) */
 	SL_EETCD = -1025,     /* the coordination service (etcd) is unreachable or failing */
 	SL_ELEASE = -1026,    /* the etcd lease expired or is unknown: leadership is lost */
+	SL_EAGAIN = -1027,    /* no room now (a producer's full window): try again later */
 };
 
 /* A static, human-readable string naming `code`: "success" for 0, the SL_E* text, the

@@ -102,11 +102,14 @@ int sli_source_workers(sl_client *c, uint64_t source, int timeout_ms, uint32_t *
 
 /* ---- ingest.c: Append, the runtime's side ---- */
 
-/* Sends cmd's batch part on k (or answers it: not connected, out of memory). */
-void sli_send_append(sli_conn *k, const sli_cmd *cmd);
-/* The answer of process k to batch (rc 0: committed at time; else rc and msg). */
+/* Sends cmd's batch part on k (or answers it: not connected, out of memory); takes the
+ * producer reference cmd holds. */
+void sli_send_append(sli_conn *k, sli_cmd *cmd);
+/* The answer of process k to batch (rc 0: committed at time; else rc and msg): it must be the
+ * oldest part sent on k, else k is lost (a protocol violation). */
 void sli_on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg);
-/* k is lost: the batch part sent on it may or may not have been committed. */
+/* k is lost (or the client closes): every part sent on it and not answered may or may not
+ * have been committed: each is answered SL_EDISCONNECTED. */
 void sli_fail_append(sli_conn *k);
 
 /* ---- subscription.c: the runtime's side of a subscription ---- */

@@ -826,7 +826,7 @@ static void test_buf(void **state)
 static void test_strerror(void **state)
 {
 	(void)state;
-	for (int c = SL_EPROTO; c >= SL_ELEASE; c--) {
+	for (int c = SL_EPROTO; c >= SL_EAGAIN; c--) {
 		const char *s = sl_strerror(c);
 
 		assert_non_null(s);
@@ -839,7 +839,7 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(-EINVAL), "Invalid argument");
 	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");
 	assert_string_equal(sl_strerror(0), "success");
-	assert_string_equal(sl_strerror(SL_ELEASE - 1), "unknown error");
+	assert_string_equal(sl_strerror(SL_EAGAIN - 1), "unknown error");
 	assert_string_equal(sl_strerror(-999), "unknown error");
 	assert_string_equal(sl_strerror(7), "unknown error");
 	assert_string_equal(sl_strerror(INT32_MIN), "unknown error");
