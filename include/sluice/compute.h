@@ -231,7 +231,8 @@ SL_API int sl_client_append(sl_client *c, uint64_t source, const sl_update *ups,
  * Errors: a batch that fails (storage's refusal, e.g. a row over its limit; SL_EDISCONNECTED when
  * the connection was lost: committed or not, unknown) does not stop the producer: the batches
  * already sent behind it are answered on their own (and may be committed), and later appends
- * go on.  A caller that must not commit anything past a failed batch keeps the window at 1.
+ * go on, unless cfg.stop_on_error.  A caller that must not commit anything past a failed batch
+ * sets it and keeps the window at 1.
  *
  * Threads: a producer belongs to one thread at a time (it may move between calls), like a
  * queue; sl_producer_fd may be called from any thread.  The runtime thread files answers into
@@ -246,6 +247,10 @@ typedef struct sl_producer_config {
 	uint32_t inflight;    /* batches sent and not yet answered (the window); default 8, at
 	                         most 1024 */
 	int nonblocking;      /* a full window: SL_EAGAIN at once instead of waiting */
+	int stop_on_error;    /* once a batch is answered with an error, cut no more: appends
+	                         and flushes fail with SL_EREJECTED (batches already sent are
+	                         still answered).  With inflight 1 nothing after a failed batch
+	                         is ever sent */
 	int timeout_ms;       /* how long a cut waits for room in a full window (blocking mode),
 	                         also the wait for the source's worker count at open in a cluster;
 	                         default (0) 30000, negative = forever */
@@ -282,11 +287,12 @@ SL_API int sl_producer_open(sl_client *c, uint64_t source, const sl_producer_con
  * was not added (call again with it).  Errors: SL_EARG (p NULL, row.ptr NULL with row.len > 0),
  * SL_ETOOBIG (a row over SL_ROW_MAX bytes), SL_EAGAIN (no room: take completions with
  * sl_producer_next, then call again), SL_ETIMEDOUT (blocking mode: no room within
- * cfg.timeout_ms), SL_ENOMEM.  Does not block otherwise (no network wait). */
+ * cfg.timeout_ms), SL_EREJECTED (cfg.stop_on_error, and a batch failed), SL_ENOMEM.  Does not block otherwise (no network wait). */
 SL_API int sl_producer_append(sl_producer *p, int64_t diff, sl_bytes row, uint64_t *batch);
 
 /* Cuts the open batch now (nothing when it is empty), waiting for room as sl_producer_append
- * does; it does not wait for the answer.  0, SL_EARG, SL_EAGAIN, SL_ETIMEDOUT, SL_ENOMEM. */
+ * does; it does not wait for the answer.  0, SL_EARG, SL_EAGAIN, SL_ETIMEDOUT, SL_EREJECTED,
+ * SL_ENOMEM. */
 SL_API int sl_producer_flush(sl_producer *p);
 
 /* Drops the updates of the open batch (appended, not yet cut) and returns how many (>= 0), or

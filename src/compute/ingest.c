@@ -240,23 +240,23 @@ static int pend_push(sli_conn *k, uint64_t batch, sl_producer *p)
 	return 0;
 }
 
-void sli_send_append(sli_conn *k, sli_cmd *cmd)
+int sli_send_append(sli_conn *k, sli_cmd *cmd)
 {
 	sl_producer *p = cmd->producer;
 	cmd->producer = NULL; /* its reference goes to the answer */
 	if (k->connected) {
-		if (sli_buf_reserve(&k->out, cmd->frames.len) != 0 || pend_push(k, cmd->seq, p) != 0) {
+		if (pend_push(k, cmd->seq, p) != 0) {
 			answer(k, p, cmd->seq, SL_ENOMEM, 0,
 			       (sl_bytes){(const uint8_t *)"out of memory", 13});
-			return;
+			return 0;
 		}
-		memcpy(k->out.ptr + k->out.len, cmd->frames.ptr, cmd->frames.len);
-		k->out.len += cmd->frames.len;
-		return;
+		sli_queue_append(k, cmd);
+		return 1;
 	}
 	/* never sent: certainly not committed */
 	answer(k, p, cmd->seq, SL_EDISCONNECTED, 0,
 	       (sl_bytes){(const uint8_t *)"not connected to storage", 24});
+	return 0;
 }
 
 void sli_on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg)

@@ -61,6 +61,7 @@ struct sl_producer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t answered; /* batches whose every part is answered */
+	int failed;        /* a batch was answered with an error */
 	slot *slots;       /* [nslots]: batch b in slots[(b - 1) % nslots] */
 	uint32_t nslots;   /* 2 x inflight: the window, and as many answered and not yet taken */
 };
@@ -145,6 +146,7 @@ int sl_producer_open(sl_client *c, uint64_t source, const sl_producer_config *cf
 		d.linger_ms = cfg->linger_ms ? cfg->linger_ms : d.linger_ms;
 		d.inflight = cfg->inflight ? cfg->inflight : d.inflight;
 		d.nonblocking = cfg->nonblocking;
+		d.stop_on_error = cfg->stop_on_error;
 		d.timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : d.timeout_ms;
 	}
 	if (d.batch_bytes < BYTES_MIN)
@@ -213,7 +215,7 @@ static int room(sl_producer *p, int may_wait)
 		return SL_EAGAIN; /* only the caller can make room: waiting would never end */
 	uint64_t deadline = p->cfg.timeout_ms >= 0 ? now_ms() + (uint64_t)p->cfg.timeout_ms : 0;
 	pthread_mutex_lock(&p->mu);
-	while (p->cut - p->answered >= p->cfg.inflight) {
+	while (!(p->failed && p->cfg.stop_on_error) && p->cut - p->answered >= p->cfg.inflight) {
 		if (!may_wait || p->cfg.nonblocking) {
 			rc = SL_EAGAIN;
 			break;
@@ -230,6 +232,8 @@ static int room(sl_producer *p, int may_wait)
 			break;
 		}
 	}
+	if (p->failed && p->cfg.stop_on_error)
+		rc = SL_EREJECTED;
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -478,6 +482,7 @@ void sli_producer_answer(sl_producer *p, uint32_t proc, uint64_t batch, int rc, 
 			if (time > s->time)
 				s->time = time;
 		} else if (s->rc == 0) {
+			p->failed = 1;
 			s->rc = rc;
 			s->failed_proc = proc;
 			snprintf(s->msg, sizeof(s->msg), "%.*s", (int)(msg.len < MSG_MAX ? msg.len : MSG_MAX),

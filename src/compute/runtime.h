@@ -173,6 +173,10 @@ typedef struct sli_conn {
 	int last_attempt_rc;  /* why the last attempt to connect again failed */
 	/* ingest.c */
 	sli_pending_append *pend; /* ring of the parts sent and not answered, oldest first */
+	/* wire.c: Append parts waiting to be written, oldest first, written from their own buffer
+	 * (no copy into out): wq_off bytes of the first are written already */
+	sli_cmd *wq_head, *wq_tail;
+	size_t wq_off;
 	size_t pend_cap, pend_head, pend_len;
 	/* subscription.c */
 	sli_csub *parked;     /* subscriptions without a handle (PARKED, DONE) */
