@@ -221,8 +221,8 @@ SL_API int sl_client_append(sl_client *c, uint64_t source, const sl_update *ups,
  *
  * Memory: a batch's bytes are copied once, into the batch being built; they are handed to the
  * runtime thread when it is cut and freed once written to the socket.  So the producer holds at
- * most the open batch and the window's batches (inflight x batch_bytes), whatever the size of
- * the input.  Back-pressure: when the window is full, a cut waits for storage to answer the
+ * most the open batch and the window's batches (at most cfg.inflight_bytes, or one batch),
+ * whatever the size of the input.  Back-pressure: when the window is full, a cut waits for storage to answer the
  * oldest batch (up to cfg.timeout_ms), or in cfg.nonblocking mode fails at once with SL_EAGAIN.
  * The completions waiting to be taken are bounded too: at most 2 x inflight batches may be cut
  * and not yet taken with sl_producer_next; past that a cut fails with SL_EAGAIN in both modes
@@ -246,6 +246,8 @@ typedef struct sl_producer_config {
 	uint32_t linger_ms;   /* ... or this long after its first update; default 10 */
 	uint32_t inflight;    /* batches sent and not yet answered (the window); default 8, at
 	                         most 1024 */
+	uint64_t inflight_bytes; /* and at most this many bytes in those batches (one batch is
+	                         always allowed); default 32 MiB */
 	int nonblocking;      /* a full window: SL_EAGAIN at once instead of waiting */
 	int stop_on_error;    /* once a batch is answered with an error, cut no more: appends
 	                         and flushes fail with SL_EREJECTED (batches already sent are

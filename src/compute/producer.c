@@ -30,7 +30,7 @@
 /* A batch cut and not yet taken: its answer as the parts come in. */
 typedef struct slot {
 	uint64_t batch; /* 0: never used */
-	uint64_t rows;
+	uint64_t rows, bytes;
 	uint32_t parts_left, parts_ok, failed_proc;
 	int rc;
 	uint64_t time;
@@ -62,6 +62,7 @@ struct sl_producer {
 	pthread_cond_t cv;
 	uint64_t answered; /* batches whose every part is answered */
 	int failed;        /* a batch was answered with an error */
+	uint64_t flight_bytes; /* bytes of the batches cut and not yet answered */
 	slot *slots;       /* [nslots]: batch b in slots[(b - 1) % nslots] */
 	uint32_t nslots;   /* 2 x inflight: the window, and as many answered and not yet taken */
 };
@@ -111,6 +112,7 @@ void sl_producer_config_init(sl_producer_config *cfg)
 	cfg->linger_ms = 10;
 	cfg->inflight = 8;
 	cfg->timeout_ms = 30000;
+	cfg->inflight_bytes = 32u << 20;
 }
 
 static int open_fds(sl_producer *p)
@@ -148,6 +150,7 @@ int sl_producer_open(sl_client *c, uint64_t source, const sl_producer_config *cf
 		d.nonblocking = cfg->nonblocking;
 		d.stop_on_error = cfg->stop_on_error;
 		d.timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : d.timeout_ms;
+		d.inflight_bytes = cfg->inflight_bytes ? cfg->inflight_bytes : d.inflight_bytes;
 	}
 	if (d.batch_bytes < BYTES_MIN)
 		d.batch_bytes = BYTES_MIN;
@@ -215,7 +218,10 @@ static int room(sl_producer *p, int may_wait)
 		return SL_EAGAIN; /* only the caller can make room: waiting would never end */
 	uint64_t deadline = p->cfg.timeout_ms >= 0 ? now_ms() + (uint64_t)p->cfg.timeout_ms : 0;
 	pthread_mutex_lock(&p->mu);
-	while (!(p->failed && p->cfg.stop_on_error) && p->cut - p->answered >= p->cfg.inflight) {
+	while (!(p->failed && p->cfg.stop_on_error) &&
+	       (p->cut - p->answered >= p->cfg.inflight ||
+	        (p->cut > p->answered &&
+	         p->flight_bytes + p->open_bytes > p->cfg.inflight_bytes))) {
 		if (!may_wait || p->cfg.nonblocking) {
 			rc = SL_EAGAIN;
 			break;
@@ -226,8 +232,7 @@ static int room(sl_producer *p, int may_wait)
 		}
 		struct timespec ts;
 		abs_ms(&ts, deadline);
-		if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT &&
-		    p->cut - p->answered >= p->cfg.inflight) {
+		if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
 			rc = SL_ETIMEDOUT;
 			break;
 		}
@@ -280,6 +285,8 @@ static int cut(sl_producer *p, int may_wait)
 	memset(s, 0, sizeof(*s));
 	s->batch = batch;
 	s->rows = p->open_rows;
+	s->bytes = p->open_bytes;
+	p->flight_bytes += p->open_bytes;
 	s->parts_left = nparts;
 	pthread_mutex_unlock(&p->mu);
 	atomic_fetch_add(&p->refs, (int)nparts);
@@ -493,6 +500,7 @@ void sli_producer_answer(sl_producer *p, uint32_t proc, uint64_t batch, int rc, 
 		if (--s->parts_left == 0) {
 			uint64_t one = 1;
 			p->answered++;
+			p->flight_bytes -= s->bytes;
 			if (write(p->efd, &one, sizeof(one)) < 0) {
 				/* the counter is far from full: cannot happen */
 			}
