@@ -206,6 +206,128 @@ SL_API void sl_source_info_free(sl_source_info *infos, size_t n);
 SL_API int sl_client_append(sl_client *c, uint64_t source, const sl_update *ups, size_t n,
                             int timeout_ms, uint64_t *time_out);
 
+/* ---- the producer: pipelined appends to an ingest source ----
+ *
+ * A producer gathers the updates given to sl_producer_append into batches and sends each batch
+ * as soon as it is cut, without waiting for the answers of the batches before it: up to
+ * cfg.inflight batches are sent and not yet answered at once (the window).  A batch is cut when
+ * it holds cfg.batch_rows updates or cfg.batch_bytes bytes (12 per update plus its row), when
+ * cfg.linger_ms have passed since its first update, or on sl_producer_flush.  Batches are
+ * numbered 1, 2, ... in the order they are cut; storage commits each atomically (in a cluster:
+ * each process's part of it, as sl_client_append describes, routed the same way) and the
+ * producer reports each batch's outcome, a completion, in that order: sl_producer_next, or poll
+ * sl_producer_fd.  Storage commits a connection's batches in the order they were sent, so batch
+ * i is committed at a time no later than batch i+1's (a time of each process's choosing).
+ *
+ * Memory: a batch's bytes are copied once, into the batch being built; they are handed to the
+ * runtime thread when it is cut and freed once written to the socket.  So the producer holds at
+ * most the open batch and the window's batches (at most cfg.inflight_bytes, or one batch),
+ * whatever the size of the input.  Back-pressure: when the window is full, a cut waits for storage to answer the
+ * oldest batch (up to cfg.timeout_ms), or in cfg.nonblocking mode fails at once with SL_EAGAIN.
+ * The completions waiting to be taken are bounded too: at most 2 x inflight batches may be cut
+ * and not yet taken with sl_producer_next; past that a cut fails with SL_EAGAIN in both modes
+ * (waiting could never end: only the caller takes completions).
+ *
+ * Errors: a batch that fails (storage's refusal, e.g. a row over its limit; SL_EDISCONNECTED when
+ * the connection was lost: committed or not, unknown) does not stop the producer: the batches
+ * already sent behind it are answered on their own (and may be committed), and later appends
+ * go on, unless cfg.stop_on_error.  A caller that must not commit anything past a failed batch
+ * sets it and keeps the window at 1.
+ *
+ * Threads: a producer belongs to one thread at a time (it may move between calls), like a
+ * queue; sl_producer_fd may be called from any thread.  The runtime thread files answers into
+ * the producer under its own mutex and never waits for the caller.  Order of the end: close
+ * every producer before its client. */
+typedef struct sl_producer sl_producer;
+
+typedef struct sl_producer_config {
+	uint32_t batch_rows;  /* cut a batch at this many updates; default 65536 */
+	uint64_t batch_bytes; /* ... or at this many bytes; default 8 MiB, at least 64 KiB */
+	uint32_t linger_ms;   /* ... or this long after its first update; default 10 */
+	uint32_t inflight;    /* batches sent and not yet answered (the window); default 8, at
+	                         most 1024 */
+	uint64_t inflight_bytes; /* and at most this many bytes in those batches (one batch is
+	                         always allowed); default 32 MiB */
+	int nonblocking;      /* a full window: SL_EAGAIN at once instead of waiting */
+	int stop_on_error;    /* once a batch is answered with an error, cut no more: appends
+	                         and flushes fail with SL_EREJECTED (batches already sent are
+	                         still answered).  With inflight 1 nothing after a failed batch
+	                         is ever sent */
+	int timeout_ms;       /* how long a cut waits for room in a full window (blocking mode),
+	                         also the wait for the source's worker count at open in a cluster;
+	                         default (0) 30000, negative = forever */
+} sl_producer_config;
+
+/* One batch's outcome, filled by sl_producer_next into the caller's struct. */
+typedef struct sl_completion {
+	uint64_t batch;      /* 1, 2, ...: the order the batches were cut */
+	uint64_t rows;       /* updates in the batch */
+	int code;            /* 0: committed; else why not (see sl_producer_next) */
+	uint64_t time;       /* code 0: the time storage gave it (the largest of its parts') */
+	const char *message; /* code != 0: why, NUL-terminated, naming the storage process in a
+	                        cluster; "" otherwise.  Valid until the next sl_producer_next or
+	                        sl_producer_close on p */
+} sl_completion;
+
+/* Fills the caller's cfg with the defaults above (a field left 0 in the config given to
+ * sl_producer_open takes its default too). */
+SL_API void sl_producer_config_init(sl_producer_config *cfg);
+
+/* Opens a producer appending to the ingest source `source` through c.  cfg (NULL: defaults) is
+ * read during the call only.  In a cluster the source's worker count is learnt with a
+ * ListSources (blocking up to cfg->timeout_ms; the errors of sl_client_list_sources, and
+ * SL_ENOSOURCE for an unknown source); with one process nothing is asked, and an unknown
+ * source or one of another kind fails each batch (SL_ENOSOURCE, SL_EKIND).  On success *out is
+ * the caller's: free it with sl_producer_close, before sl_client_close.  Errors: SL_EARG (c or
+ * out NULL, cfg->inflight over 1024), SL_ENOMEM, -errno (eventfd, timerfd, epoll).  Thread-safe. */
+SL_API int sl_producer_open(sl_client *c, uint64_t source, const sl_producer_config *cfg,
+                            sl_producer **out);
+
+/* Adds one update (diff, row: copied during the call) to the open batch; *batch (if not NULL)
+ * is the number of the batch it went into.  May first cut the open batch (it is full, or its
+ * linger has passed): that cut may wait for room as the config says.  On any error the update
+ * was not added (call again with it).  Errors: SL_EARG (p NULL, row.ptr NULL with row.len > 0),
+ * SL_ETOOBIG (a row over SL_ROW_MAX bytes), SL_EAGAIN (no room: take completions with
+ * sl_producer_next, then call again), SL_ETIMEDOUT (blocking mode: no room within
+ * cfg.timeout_ms), SL_EREJECTED (cfg.stop_on_error, and a batch failed), SL_ENOMEM.  Does not block otherwise (no network wait). */
+SL_API int sl_producer_append(sl_producer *p, int64_t diff, sl_bytes row, uint64_t *batch);
+
+/* Cuts the open batch now (nothing when it is empty), waiting for room as sl_producer_append
+ * does; it does not wait for the answer.  0, SL_EARG, SL_EAGAIN, SL_ETIMEDOUT, SL_EREJECTED,
+ * SL_ENOMEM. */
+SL_API int sl_producer_flush(sl_producer *p);
+
+/* Drops the updates of the open batch (appended, not yet cut) and returns how many (>= 0), or
+ * SL_EARG.  An open batch that is due (full, or its linger has passed) is cut instead, waiting
+ * for room as sl_producer_flush does (its errors), and 0 is returned.  Does not touch batches
+ * already cut. */
+SL_API long long sl_producer_discard(sl_producer *p);
+
+/* Waits up to timeout_ms (negative = forever, 0 = don't wait) for the oldest batch not yet
+ * taken to be answered: 1 with *out filled, 0 on timeout (or when no batch is cut and the open
+ * one is empty: nothing to wait for), SL_EARG.  While it waits it cuts the open batch when its
+ * linger passes (if there is room).  out->code: 0 (committed at out->time), or storage's
+ * refusal as sl_client_append reports it (SL_ENOSOURCE, SL_EKIND, SL_ETOOBIG, SL_EREJECTED,
+ * SL_EWRONGOWNER, SL_ECLOSED, -errno; in a cluster SL_EREJECTED when some parts were committed
+ * and another was not), or SL_EDISCONNECTED (the connection was down when the batch was sent,
+ * or lost before its answer: committed or not, unknown; it is never resent), SL_ENOMEM. */
+SL_API int sl_producer_next(sl_producer *p, sl_completion *out, int timeout_ms);
+
+/* Batches cut whose completion was not yet taken, and updates in the open batch (either
+ * pointer may be NULL).  0 or SL_EARG.  A clean end: sl_producer_flush, then sl_producer_next
+ * until *cut is 0. */
+SL_API int sl_producer_pending(const sl_producer *p, uint64_t *cut, uint64_t *open_rows);
+
+/* A file descriptor (owned by p) that polls readable when sl_producer_next may have something
+ * to do: a completion arrived, or the open batch's linger passed.  Then call sl_producer_next
+ * with timeout 0 until it returns 0 (it may wake for nothing).  Do not read or close it; poll
+ * or epoll only.  SL_EARG for p NULL.  Any thread. */
+SL_API int sl_producer_fd(const sl_producer *p);
+
+/* Drops the open batch and frees p: batches in flight are not waited for (they may still be
+ * committed; their answers are dropped).  Accepts NULL.  On the producer's thread. */
+SL_API void sl_producer_close(sl_producer *p);
+
 /* Why the last sl_client_open, sl_client_list_sources or sl_client_append of this thread
  * failed: the message of the Error frame storage answered with, or the client's own
  * description (see each function for the failures that set it; sl_storage_follow sets it too).

@@ -88,6 +88,7 @@ enum {
 	SL_EETCD = -1025,     /* the coordination service (etcd) is unreachable or failing */
 	SL_ELEASE = -1026,    /* the etcd lease expired or is unknown: leadership is lost */
 	SL_ENOTINSYNC = -1027, /* fewer copies of the process's data are in sync than required */
+	SL_EAGAIN = -1028,    /* no room now (a producer's full window): try again later */
 };
 
 /* A static, human-readable string naming `code`: "success" for 0, the SL_E* text, the

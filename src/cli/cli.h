@@ -174,6 +174,15 @@ int cli_tail(int argc, char **argv);
 int cli_sources(int argc, char **argv);
 /* sluice ingest (cli_ingest.c): exit status. */
 int cli_ingest(int argc, char **argv);
+/* Parses one input line (p[0, len), no newline; unescaped in place) of ingest's input into
+ * *up (its row points into p).  0, or -1 after printing "line LINENO: reason" on stderr. */
+struct sl_update;
+int cli_ingest_line(char *p, size_t len, int updates, size_t lineno, struct sl_update *up);
+/* sluice ingest --stream (cli_ingest_stream.c): reads stdin as it arrives through a producer
+ * on c with cfg, printing each batch's time as it is acknowledged.  Exit status. */
+struct sl_producer_config;
+int cli_ingest_stream(struct sl_client *c, uint64_t source, int updates,
+                      const struct sl_producer_config *cfg);
 /* sluice promote (cli_promote.c): exit status. */
 int cli_promote(int argc, char **argv);
 /* ---- progress on a terminal (cli_progress.c) ---- */

@@ -16,6 +16,8 @@
 static const char usage_ingest[] =
 	"usage: sluice ingest [--server HOST:PORT] [--updates] [--tls-ca FILE [--tls-cert FILE\n"
 	"                     --tls-key FILE]] [--auth-token-file FILE] SOURCE\n"
+	"       sluice ingest [--server HOST:PORT] [--updates] --stream [--batch-rows N]\n"
+	"                     [--batch-bytes B] [--linger-ms MS] [--inflight K] SOURCE\n"
 	"\n"
 	"Reads stdin and appends it to the ingest source SOURCE as one atomic batch: one row per line\n"
 	"(diff +1), or with --updates lines 'DIFF<TAB>ROW' (DIFF a non-zero integer).  Rows use the\n"
@@ -25,6 +27,14 @@ static const char usage_ingest[] =
 	"  --server HOST:PORT   storage server (default " CLI_DEFAULT_SERVER "); a comma-separated list\n"
 	"                       names a primary and its standbys: the one with the highest term is used\n"
 	"  --updates            read DIFF<TAB>ROW lines\n"
+	"  --stream             read stdin as it arrives and commit it in batches, up to K in flight;\n"
+	"                       print each batch's time, in input order, as it is acknowledged.  A\n"
+	"                       bad line: the batches before it are committed and printed, the one\n"
+	"                       holding it and the rest are not ('line L: reason', exit status 1)\n"
+	"  --batch-rows N       with --stream: cut a batch at N rows (default 65536)\n"
+	"  --batch-bytes B      with --stream: ... or at B bytes (default 8388608)\n"
+	"  --linger-ms MS       with --stream: ... or MS ms after its first row (default 10)\n"
+	"  --inflight K         with --stream: batches in flight at once (default 8, at most 1024)\n"
 	CLI_SECURITY_HELP;
 
 #define MIB (1024.0 * 1024.0)
@@ -68,14 +78,52 @@ static int read_all(int fd, char **buf, size_t *len, cli_progress *pr)
 	return 0;
 }
 
+int cli_ingest_line(char *p, size_t len, int updates, size_t lineno, sl_update *up)
+{
+	char *row = p, *tab, why[128];
+	size_t rowlen = len;
+	ssize_t ulen;
+	int64_t diff = 1;
+
+	if (updates) {
+		tab = memchr(p, '\t', len);
+		if (tab == NULL) {
+			fprintf(stderr, "line %zu: expected DIFF<TAB>ROW\n", lineno);
+			return -1;
+		}
+		if (cli_parse_i64(p, (size_t)(tab - p), &diff) != 0) {
+			fprintf(stderr, "line %zu: bad diff '%.*s' (expected a 64-bit integer)\n",
+			        lineno, (int)((tab - p) > 32 ? 32 : (tab - p)), p);
+			return -1;
+		}
+		if (diff == 0) {
+			fprintf(stderr, "line %zu: diff must not be 0\n", lineno);
+			return -1;
+		}
+		row = tab + 1;
+		rowlen = (size_t)(p + len - row);
+	}
+	if ((ulen = cli_unescape(row, rowlen, why, sizeof(why))) < 0) {
+		fprintf(stderr, "line %zu: %s\n", lineno, why);
+		return -1;
+	}
+	if ((size_t)ulen > SL_ROW_MAX) {
+		fprintf(stderr, "line %zu: row longer than %u bytes\n", lineno, SL_ROW_MAX);
+		return -1;
+	}
+	up->row.ptr = (const uint8_t *)row;
+	up->row.len = (size_t)ulen;
+	up->time = 0;
+	up->diff = diff;
+	return 0;
+}
+
 /* Parses the batch in place.  0 with *ups / *n, or -1 after printing "line L: reason". */
 static int parse_batch(char *buf, size_t len, int updates, sl_update **ups_out, size_t *n_out)
 {
-	size_t cap = 1024, n = 0, lineno = 0, rowlen;
+	size_t cap = 1024, n = 0, lineno = 0;
 	sl_update *ups = malloc(cap * sizeof(*ups)), *nu;
-	char *p = buf, *end = buf + len, *nl, *row, *tab, why[128];
-	ssize_t ulen;
-	int64_t diff;
+	char *p = buf, *end = buf + len, *nl;
 
 	if (ups == NULL) {
 		fprintf(stderr, "sluice: out of memory\n");
@@ -86,35 +134,6 @@ static int parse_batch(char *buf, size_t len, int updates, sl_update **ups_out, 
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (nl == NULL)
 			nl = end;
-		row = p;
-		rowlen = (size_t)(nl - p);
-		diff = 1;
-		if (updates) {
-			tab = memchr(p, '\t', rowlen);
-			if (tab == NULL) {
-				fprintf(stderr, "line %zu: expected DIFF<TAB>ROW\n", lineno);
-				goto err;
-			}
-			if (cli_parse_i64(p, (size_t)(tab - p), &diff) != 0) {
-				fprintf(stderr, "line %zu: bad diff '%.*s' (expected a 64-bit integer)\n",
-				        lineno, (int)((tab - p) > 32 ? 32 : (tab - p)), p);
-				goto err;
-			}
-			if (diff == 0) {
-				fprintf(stderr, "line %zu: diff must not be 0\n", lineno);
-				goto err;
-			}
-			row = tab + 1;
-			rowlen = (size_t)(nl - row);
-		}
-		if ((ulen = cli_unescape(row, rowlen, why, sizeof(why))) < 0) {
-			fprintf(stderr, "line %zu: %s\n", lineno, why);
-			goto err;
-		}
-		if ((size_t)ulen > SL_ROW_MAX) {
-			fprintf(stderr, "line %zu: row longer than %u bytes\n", lineno, SL_ROW_MAX);
-			goto err;
-		}
 		if (n == cap) {
 			if ((nu = realloc(ups, cap * 2 * sizeof(*ups))) == NULL) {
 				fprintf(stderr, "sluice: out of memory\n");
@@ -123,10 +142,8 @@ static int parse_batch(char *buf, size_t len, int updates, sl_update **ups_out, 
 			ups = nu;
 			cap *= 2;
 		}
-		ups[n].row.ptr = (const uint8_t *)row;
-		ups[n].row.len = (size_t)ulen;
-		ups[n].time = 0;
-		ups[n].diff = diff;
+		if (cli_ingest_line(p, (size_t)(nl - p), updates, lineno, &ups[n]) != 0)
+			goto err;
 		n++;
 		p = nl + 1;
 	}
@@ -138,9 +155,36 @@ err:
 	return -1;
 }
 
+/* One of --stream's numeric options into cfg: 0, or -1 with err set. */
+static int stream_option(sl_producer_config *cfg, const char *name, const char *val, char *err,
+                         size_t errlen)
+{
+	uint64_t v;
+	uint64_t max = strcmp(name, "batch-bytes") == 0 ? (1ull << 30)
+	               : strcmp(name, "inflight") == 0  ? 1024
+	               : strcmp(name, "linger-ms") == 0 ? 3600000
+	                                                : UINT32_MAX;
+	if (cli_parse_u64(val, &v) != 0 || v == 0 || v > max) {
+		snprintf(err, errlen, "bad --%s '%s': expected an integer from 1 to %llu", name, val,
+		         (unsigned long long)max);
+		return -1;
+	}
+	if (strcmp(name, "batch-rows") == 0)
+		cfg->batch_rows = (uint32_t)v;
+	else if (strcmp(name, "batch-bytes") == 0)
+		cfg->batch_bytes = v;
+	else if (strcmp(name, "linger-ms") == 0)
+		cfg->linger_ms = (uint32_t)v;
+	else
+		cfg->inflight = (uint32_t)v;
+	return 0;
+}
+
 int cli_ingest(int argc, char **argv)
 {
-	static const cli_opt opts[] = {{"server", 1}, {"updates", 0}, {"help", 0}, CLI_SECURITY_OPTS,
+	static const cli_opt opts[] = {{"server", 1}, {"updates", 0}, {"help", 0},
+	                               {"stream", 0}, {"batch-rows", 1}, {"batch-bytes", 1},
+	                               {"linger-ms", 1}, {"inflight", 1}, CLI_SECURITY_OPTS,
 	                               {NULL, 0}};
 	const char *server = CLI_DEFAULT_SERVER, *name = NULL, *val;
 	const cli_opt *opt;
@@ -151,10 +195,12 @@ int cli_ingest(int argc, char **argv)
 	size_t ninfos = 0, len = 0, n = 0;
 	sl_update *ups = NULL;
 	uint64_t t, t0;
-	int k, rc, status = 1, updates = 0;
+	int k, rc, status = 1, updates = 0, stream = 0, stream_opt = 0;
+	sl_producer_config pc;
 	cli_progress pr;
 	char line[400];
 
+	sl_producer_config_init(&pc);
 	cli_args_init(&a, argc, argv, 2);
 	while ((k = cli_args_next(&a, opts, &opt, &val, err, sizeof(err))) != CLI_END) {
 		if (k == CLI_BAD)
@@ -174,8 +220,17 @@ int cli_ingest(int argc, char **argv)
 			server = val;
 		} else if (strcmp(opt->name, "updates") == 0) {
 			updates = 1;
+		} else if (strcmp(opt->name, "stream") == 0) {
+			stream = 1;
+		} else if (stream_option(&pc, opt->name, val, err, sizeof(err)) != 0) {
+			return cli_bad_args("ingest", err);
+		} else {
+			stream_opt = 1;
 		}
 	}
+	if (stream_opt && !stream)
+		return cli_bad_args("ingest", "--batch-rows, --batch-bytes, --linger-ms and --inflight "
+		                    "need --stream");
 	if (name == NULL)
 		return cli_bad_args("ingest", "missing SOURCE");
 	if (cli_check_server_list(server) != 0) {
@@ -183,6 +238,13 @@ int cli_ingest(int argc, char **argv)
 		return cli_bad_args("ingest", err);
 	}
 
+	if (stream) {
+		if (cli_connect(server, &c) != 0 ||
+		    cli_find_source(c, server, name, &infos, &ninfos, &src) != 0)
+			goto out;
+		status = cli_ingest_stream(c, src->id, updates, &pc);
+		goto out;
+	}
 	/* The whole batch is checked before anything is sent: a bad line means nothing is sent. */
 	cli_progress_init(&pr);
 	if ((rc = read_all(STDIN_FILENO, &buf, &len, &pr)) != 0) {

@@ -42,11 +42,12 @@ static const char *const sl_messages[] = {
 	"coordination service (etcd) unreachable or failing",     /* SL_EETCD */
 	"etcd lease expired or unknown (leadership lost)",        /* SL_ELEASE */
 	"not enough copies in sync",                              /* SL_ENOTINSYNC */
+	"no room now: try again later",                          /* SL_EAGAIN */
 };
 
 #define SL_NMESSAGES (sizeof(sl_messages) / sizeof(sl_messages[0]))
 
-_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_ENOTINSYNC + 1), // NOLINT(bugprone-misplaced-widening-cast): a small constant
+_Static_assert(SL_NMESSAGES == (size_t)(SL_EPROTO - SL_EAGAIN + 1), // NOLINT(bugprone-misplaced-widening-cast): a small constant
 	"sl_messages must name every SL_E* code");
 
 SL_API const char *sl_strerror(int code)
@@ -55,7 +56,7 @@ SL_API const char *sl_strerror(int code)
 
 	if (code == 0)
 		return "success";
-	if (code <= SL_EPROTO && code >= SL_ENOTINSYNC)
+	if (code <= SL_EPROTO && code >= SL_EAGAIN)
 		return sl_messages[SL_EPROTO - code];
 	/* -errno: errno values are small positive ints, far above SL_EPROTO. */
 	if (code < 0 && code > SL_EPROTO && (s = strerrordesc_np(-code)) != NULL)

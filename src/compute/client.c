@@ -197,6 +197,8 @@ void sl_client_close(sl_client *c)
 				sli_release(c, k->slots[h]);
 		while (k->parked)
 			sli_release(c, k->parked);
+		sli_fail_append(k);
+		sli_drop_output(k);
 		if (k->fd >= 0)
 			sli_loop_del(c->loop, k->fd);
 		if (k->timerfd >= 0)

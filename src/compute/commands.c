@@ -62,7 +62,8 @@ void sli_run_cmd(sl_client *c, sli_cmd *cmd)
 		sli_send_list(c, cmd);
 		break;
 	case SLI_CMD_APPEND:
-		sli_send_append(k, cmd);
+		if (sli_send_append(k, cmd))
+			return; /* queued: freed once written */
 		break;
 	case SLI_CMD_REPLICA:
 		if (k->connected && sli_replica_after_hello(c, &k->out) != 0)

@@ -77,7 +77,12 @@ static inline uint32_t sli_conn_process(const sli_conn *k)
 
 /* Encodes f into k's output buffer (nothing when k is not connected). */
 void sli_send_frame(sli_conn *k, const sli_frame *f);
-/* Writes k's output buffer until it is empty (0) or the socket takes no more (1); a failed
+/* Queues an Append part (cmd, taken) to be written after what is queued before it. */
+void sli_queue_append(sli_conn *k, sli_cmd *cmd);
+/* Drops everything not yet written (a lost connection; the parts' answers are ingest.c's). */
+void sli_drop_output(sli_conn *k);
+/* Writes k's output buffer and queued parts until both are empty (0) or the socket takes no
+ * more (1); a failed
  * write returns its negative code (-errno; SL_EDISCONNECTED when nothing could be written). */
 int sli_write_out(sli_conn *k);
 /* sli_write_out on a connected k, asking the loop for writability while the socket is full;
@@ -102,11 +107,15 @@ int sli_source_workers(sl_client *c, uint64_t source, int timeout_ms, uint32_t *
 
 /* ---- ingest.c: Append, the runtime's side ---- */
 
-/* Sends cmd's batch part on k (or answers it: not connected, out of memory). */
-void sli_send_append(sli_conn *k, const sli_cmd *cmd);
-/* The answer of process k to batch (rc 0: committed at time; else rc and msg). */
+/* Sends cmd's batch part on k (or answers it: not connected, out of memory); takes the
+ * producer reference cmd holds.  1 when cmd itself was queued for writing (then it is wire.c's
+ * to free), 0 when it is still the caller's. */
+int sli_send_append(sli_conn *k, sli_cmd *cmd);
+/* The answer of process k to batch (rc 0: committed at time; else rc and msg): it must be the
+ * oldest part sent on k, else k is lost (a protocol violation). */
 void sli_on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg);
-/* k is lost: the batch part sent on it may or may not have been committed. */
+/* k is lost (or the client closes): every part sent on it and not answered may or may not
+ * have been committed: each is answered SL_EDISCONNECTED. */
 void sli_fail_append(sli_conn *k);
 
 /* ---- subscription.c: the runtime's side of a subscription ---- */

@@ -232,6 +232,8 @@ void sli_conn_fini(sli_conn *k)
 		sli_cmd_free(cmd);
 	}
 	k->list_head = k->list_tail = NULL;
+	free(k->pend); /* empty: sli_fail_append answered every part */
+	k->pend = NULL;
 	sli_tls_free(k->ssl);
 	k->ssl = NULL;
 	if (k->fd >= 0)

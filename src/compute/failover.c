@@ -45,7 +45,7 @@ static void close_socket(sli_conn *k)
 	}
 	k->connected = 0;
 	k->want_write = 0;
-	k->out.len = 0;
+	sli_drop_output(k);
 	k->rlen = 0;
 }
 
@@ -349,7 +349,8 @@ void sli_hello_io(sli_conn *k, uint32_t events)
 		sli_attempt_failed(k, wr);
 		return;
 	}
-	sli_loop_mod(c->loop, k->fd, k->out.len > 0 ? SLI_READ | SLI_WRITE : SLI_READ);
+	sli_loop_mod(c->loop, k->fd,
+	             k->out.len > 0 || k->wq_head ? SLI_READ | SLI_WRITE : SLI_READ);
 	for (;;) {
 		ssize_t r = sli_frame_decode(k->rbuf, k->rlen, c->cfg.max_frame, &f);
 		if (r < 0) {

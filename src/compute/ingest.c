@@ -8,7 +8,9 @@
  * for, is dropped).  A part whose connection is lost before its answer came fails with
  * SL_EDISCONNECTED, also while the runtime reconnects: it is not resent, since it may or may
  * not have been committed and only the caller can tell whether sending it again is right.
- * This file owns c->append_* and each connection's append_inflight.
+ * Storage answers a connection's batches in order, so each connection keeps the parts it sent
+ * in a FIFO (k->pend) and an answer goes to the oldest: a producer's (producer.c) or this
+ * file's caller.  This file owns c->append_* and each connection's FIFO.
  */
 #include "compute/conn.h"
 
@@ -184,27 +186,12 @@ out_free:
 
 /* ---- the runtime thread's side ---- */
 
-void sli_send_append(sli_conn *k, const sli_cmd *cmd)
-{
-	if (k->connected) {
-		if (sli_buf_reserve(&k->out, cmd->frames.len) != 0) {
-			sli_on_append_answer(k, cmd->seq, SL_ENOMEM, 0, (sl_bytes){0});
-			return;
-		}
-		memcpy(k->out.ptr + k->out.len, cmd->frames.ptr, cmd->frames.len);
-		k->out.len += cmd->frames.len;
-		k->append_inflight = cmd->seq;
-		return;
-	}
-	/* never sent: certainly not committed */
-	sli_on_append_answer(k, cmd->seq, SL_EDISCONNECTED, 0,
-	                     (sl_bytes){(const uint8_t *)"not connected to storage", 24});
-}
-
 static const char append_lost_msg[] = "the connection to storage was lost before the batch was "
                                       "answered: it may or may not have been committed";
 
-void sli_on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg)
+/* The answer to one part of sl_client_append's batch (a late one, for a batch the caller
+ * stopped waiting for, is dropped). */
+static void client_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg)
 {
 	sl_client *c = k->c;
 	uint32_t i = k->index;
@@ -224,12 +211,74 @@ void sli_on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl
 	pthread_mutex_unlock(&c->mu);
 }
 
+static void answer(sli_conn *k, sl_producer *p, uint64_t batch, int rc, uint64_t time,
+                   sl_bytes msg)
+{
+	if (p != NULL)
+		sli_producer_answer(p, k->index, batch, rc, time, msg);
+	else
+		client_answer(k, batch, rc, time, msg);
+}
+
+/* Files a part just sent at the tail of k's FIFO.  0 or SL_ENOMEM. */
+static int pend_push(sli_conn *k, uint64_t batch, sl_producer *p)
+{
+	if (k->pend_len == k->pend_cap) {
+		size_t cap = k->pend_cap ? k->pend_cap * 2 : 16;
+		sli_pending_append *n = malloc(cap * sizeof(*n));
+		if (n == NULL)
+			return SL_ENOMEM;
+		for (size_t i = 0; i < k->pend_len; i++)
+			n[i] = k->pend[(k->pend_head + i) % k->pend_cap];
+		free(k->pend);
+		k->pend = n;
+		k->pend_cap = cap;
+		k->pend_head = 0;
+	}
+	k->pend[(k->pend_head + k->pend_len++) % k->pend_cap] =
+		(sli_pending_append){.batch = batch, .producer = p};
+	return 0;
+}
+
+int sli_send_append(sli_conn *k, sli_cmd *cmd)
+{
+	sl_producer *p = cmd->producer;
+	cmd->producer = NULL; /* its reference goes to the answer */
+	if (k->connected) {
+		if (pend_push(k, cmd->seq, p) != 0) {
+			answer(k, p, cmd->seq, SL_ENOMEM, 0,
+			       (sl_bytes){(const uint8_t *)"out of memory", 13});
+			return 0;
+		}
+		sli_queue_append(k, cmd);
+		return 1;
+	}
+	/* never sent: certainly not committed */
+	answer(k, p, cmd->seq, SL_EDISCONNECTED, 0,
+	       (sl_bytes){(const uint8_t *)"not connected to storage", 24});
+	return 0;
+}
+
+void sli_on_append_answer(sli_conn *k, uint64_t batch, int rc, uint64_t time, sl_bytes msg)
+{
+	if (k->pend_len == 0 || k->pend[k->pend_head].batch != batch) {
+		sli_conn_lost(k, SL_EPROTO, "storage answered batch %llu, which is not the oldest "
+		              "batch sent on this connection", (unsigned long long)batch);
+		return;
+	}
+	sl_producer *p = k->pend[k->pend_head].producer;
+	k->pend_head = (k->pend_head + 1) % k->pend_cap;
+	k->pend_len--;
+	answer(k, p, batch, rc, time, msg);
+}
+
 void sli_fail_append(sli_conn *k)
 {
-	if (k->append_inflight) {
-		sli_on_append_answer(k, k->append_inflight, SL_EDISCONNECTED, 0,
-		                     (sl_bytes){(const uint8_t *)append_lost_msg,
-		                                sizeof(append_lost_msg) - 1});
-		k->append_inflight = 0;
+	while (k->pend_len > 0) {
+		sli_pending_append e = k->pend[k->pend_head];
+		k->pend_head = (k->pend_head + 1) % k->pend_cap;
+		k->pend_len--;
+		answer(k, e.producer, e.batch, SL_EDISCONNECTED, 0,
+		       (sl_bytes){(const uint8_t *)append_lost_msg, sizeof(append_lost_msg) - 1});
 	}
 }

@@ -150,13 +150,9 @@ static void on_frame(sli_conn *k, const sli_frame *f)
 		sli_on_cluster(k, &f->u.cluster);
 		break;
 	case SLI_APPEND_OK:
-		if (k->append_inflight == f->u.append_ok.batch)
-			k->append_inflight = 0;
 		sli_on_append_answer(k, f->u.append_ok.batch, 0, f->u.append_ok.time, (sl_bytes){0});
 		break;
 	case SLI_APPEND_ERROR:
-		if (k->append_inflight == f->u.append_error.batch)
-			k->append_inflight = 0;
 		sli_on_append_answer(k, f->u.append_error.batch,
 		                 f->u.append_error.code ? f->u.append_error.code : SL_EREJECTED, 0,
 		                 f->u.append_error.message);

@@ -115,7 +115,17 @@ typedef struct sli_cmd {
 	uint64_t seq;   /* LIST: request number; APPEND: batch id; REPLICA_ACK: source */
 	uint32_t proc;  /* APPEND, LIST: the process it goes to */
 	sli_buf frames; /* APPEND: the encoded frames, built by the caller's thread */
+	sl_producer *producer; /* APPEND: the producer whose batch part it is (one reference owned
+	                          by the command, then by its pending answer), NULL for
+	                          sl_client_append */
 } sli_cmd;
+
+/* An Append part sent on a connection and not yet answered.  Storage answers a connection's
+ * batches in the order they were sent, so each connection keeps these in a FIFO. */
+typedef struct sli_pending_append {
+	uint64_t batch;
+	sl_producer *producer; /* one reference, or NULL (sl_client_append) */
+} sli_pending_append;
 
 /* One address, "HOST:PORT". */
 #define SLI_ADDR_MAX 128
@@ -163,7 +173,12 @@ typedef struct sli_conn {
 	char lost_msg[200];
 	int last_attempt_rc;  /* why the last attempt to connect again failed */
 	/* ingest.c */
-	uint64_t append_inflight; /* the batch sent on this connection and not answered, 0 = none */
+	sli_pending_append *pend; /* ring of the parts sent and not answered, oldest first */
+	/* wire.c: Append parts waiting to be written, oldest first, written from their own buffer
+	 * (no copy into out): wq_off bytes of the first are written already */
+	sli_cmd *wq_head, *wq_tail;
+	size_t wq_off;
+	size_t pend_cap, pend_head, pend_len;
 	/* subscription.c */
 	sli_csub *parked;     /* subscriptions without a handle (PARKED, DONE) */
 } sli_conn;
@@ -270,6 +285,12 @@ void sli_queue_push(sl_queue *q, sli_qitem *it);
 sli_qitem *sli_qitem_new(int kind, sli_csub *sub, size_t len);
 void sli_qitem_discard(sli_qitem *it);
 void sli_csub_unref(sli_csub *s);
+
+/* producer.c: the runtime's one call into a producer */
+/* Process proc answered part batch of p (rc 0: committed at time; else rc and msg).  Drops the
+ * reference the part held (p may be freed). */
+void sli_producer_answer(sl_producer *p, uint32_t proc, uint64_t batch, int rc, uint64_t time,
+                         sl_bytes msg);
 
 /* last_error.c */
 /* Sets the calling thread's sl_client_last_error message. */

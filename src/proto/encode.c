@@ -361,6 +361,7 @@ int sli_frame_encode(sli_buf *b, const sli_frame *f)
 /* Offsets inside an Append frame, from its start. */
 #define APPEND_COUNT_OFF (SLI_FRAME_HDR + 8 + 8 + 1)
 #define APPEND_HDR (APPEND_COUNT_OFF + 4)
+#define APPEND_FLAGS_OFF (SLI_FRAME_HDR + 8 + 8)
 
 ssize_t sli_data_begin(sli_buf *b, uint32_t handle, uint8_t collection)
 {
@@ -407,6 +408,11 @@ void sli_append_end(sli_buf *b, size_t frame_off, uint32_t count)
 {
 	sli_set_u32(b->ptr + frame_off + APPEND_COUNT_OFF, count);
 	sli_frame_end(b, frame_off);
+}
+
+void sli_append_set_last(sli_buf *b, size_t frame_off)
+{
+	b->ptr[frame_off + APPEND_FLAGS_OFF] |= SLI_APPEND_LAST;
 }
 
 /* ---- events ---- */

@@ -311,6 +311,9 @@ ssize_t sli_data_begin(sli_buf *b, uint32_t handle, uint8_t collection);
 ssize_t sli_append_begin(sli_buf *b, uint64_t batch, uint64_t source, uint8_t flags);
 void sli_frame_end(sli_buf *b, size_t frame_off);
 void sli_append_end(sli_buf *b, size_t frame_off, uint32_t count);
+/* Sets the LAST flag of the Append frame begun at frame_off (a batch built before its end is
+ * known). */
+void sli_append_set_last(sli_buf *b, size_t frame_off);
 
 /* Event encoders (append to b; 0 or SL_ENOMEM; sli_put_update: SL_EARG for a row over 4 GiB). */
 int sli_put_messages_header(sli_buf *b, uint64_t time, uint32_t count, uint32_t nbytes);
