@@ -11,11 +11,20 @@ start_sluiced --source "in=ingest,workers=3" --source "small=ingest,workers=2" -
 awk 'BEGIN { pad = sprintf("%91s", ""); gsub(/ /, "x", pad);
              for (i = 0; i < 3000000; i++) printf "%08d:%s\n", i, pad }' >"$TMP/big"
 [[ $(stat -c %s "$TMP/big") -eq 303000000 ]] || fail "the generated input is not 300 MB"
+# Under AddressSanitizer the peak also holds shadow memory, the runtime's own and the freed
+# blocks it quarantines: the bound there is 96 MiB with a small quarantine, still far below the
+# input (a client that kept its input would pass 300 MB).
+limit_kib=65536
+if nm "$SLUICE" 2>/dev/null | grep -c __asan_init >/dev/null; then
+	limit_kib=98304
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
+fi
 /usr/bin/time -f '%M' -o "$TMP/big.rss" timeout -k 5 300 "$SLUICE" ingest --server "$SERVER" \
 	--stream in <"$TMP/big" >"$TMP/big.times" 2>"$TMP/big.err" ||
 	fail "ingest --stream of 300 MB exited with $? ($(cat "$TMP/big.err"))"
 rss_kib=$(tail -n 1 "$TMP/big.rss")
-((rss_kib <= 65536)) || fail "ingest --stream peaked at $rss_kib KiB for 300 MB of input (> 64 MiB)"
+((rss_kib <= limit_kib)) || fail "ingest --stream peaked at $rss_kib KiB for 300 MB of input (> $limit_kib KiB)"
+echo "ingest --stream peak: $rss_kib KiB for 300 MB of input"
 # one time per batch: 3 M rows / 65536 per batch = 46 batches at least (more if the linger cut some)
 nb=$(wc -l <"$TMP/big.times")
 ((nb >= 46)) || fail "only $nb times printed for 3 M rows at 65536 rows per batch"
